@@ -128,7 +128,7 @@ CELERY_TASK_DEFAULT_QUEUE = "lab.default"
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE = {
-    "reap-sessions": {"task": "sandbox.tasks.reap_sessions", "schedule": 30.0},
+    "reap-sessions": {"task": "labs.tasks.reap_sessions", "schedule": 30.0},
 }
 
 # This worker host's name: its Celery queue is "host.<name>".
@@ -151,3 +151,5 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},
     "loggers": {"django.channels.server": {"level": "WARNING"}},
 }
+# A session still "starting" after this many seconds has failed (its host is gone).
+LAB_START_TIMEOUT = env_int("LAB_START_TIMEOUT", 45)

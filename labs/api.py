@@ -1,0 +1,95 @@
+"""The JSON API the lab page uses. Session cookie + CSRF header; errors are JSON.
+
+Every view is thin: parse, call one service or selector, answer. Errors raised as
+labs.exceptions.LabError become `{"error": message}` with their status here.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import logging
+from typing import Callable
+
+from django.http import HttpRequest, HttpResponse, JsonResponse
+
+from labs import selectors, services
+from labs.exceptions import BadRequest, LabError
+
+log = logging.getLogger(__name__)
+
+
+def api(*methods: str) -> Callable:
+    """Signed-in users only, allowed methods only, LabError → JSON error response."""
+
+    def wrap(view: Callable) -> Callable:
+        @functools.wraps(view)
+        def inner(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+            if request.method not in methods:
+                return JsonResponse({"error": f"method {request.method} not allowed"}, status=405)
+            if not request.user.is_authenticated:
+                return JsonResponse({"error": "sign in first"}, status=401)
+            try:
+                return view(request, *args, **kwargs)
+            except LabError as exc:
+                return JsonResponse({"error": exc.message}, status=exc.status)
+            except Exception as exc:  # never a bare 500 page to a script
+                log.exception("API error")
+                return JsonResponse({"error": f"internal error: {type(exc).__name__}"}, status=500)
+
+        return inner
+
+    return wrap
+
+
+def body(request: HttpRequest) -> dict:
+    """The request's JSON object, or BadRequest."""
+    try:
+        data = json.loads(request.body or b"{}")
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"malformed JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise BadRequest("expected a JSON object")
+    return data
+
+
+def field(data: dict, name: str) -> str:
+    """A required string field."""
+    value = data.get(name)
+    if not isinstance(value, str) or not value:
+        raise BadRequest(f"missing string field {name!r}")
+    return value
+
+
+@api("GET")
+def labs_list(request: HttpRequest) -> HttpResponse:
+    return JsonResponse(selectors.lab_list(lang=request.LANGUAGE_CODE), safe=False)
+
+
+@api("GET")
+def labs_detail(request: HttpRequest, slug: str) -> HttpResponse:
+    return JsonResponse(selectors.lab_detail(slug=slug, lang=request.LANGUAGE_CODE))
+
+
+@api("GET", "POST")
+def sessions(request: HttpRequest) -> HttpResponse:
+    if request.method == "GET":
+        return JsonResponse([selectors.session_view(s) for s in selectors.live_sessions(user=request.user)], safe=False)
+    lab = selectors.lab_get(slug=field(body(request), "lab"))
+    session, created = services.session_start(user=request.user, lab=lab)
+    return JsonResponse(selectors.session_view(session), status=201 if created else 200)
+
+
+@api("GET", "DELETE")
+def session_detail(request: HttpRequest, sid: str) -> HttpResponse:
+    session = selectors.session_of_user(user=request.user, sid=sid)
+    if request.method == "DELETE":
+        services.session_stop(session=session)
+        return HttpResponse(status=204)
+    return JsonResponse(selectors.session_view(session))
+
+
+@api("POST")
+def session_check(request: HttpRequest, sid: str) -> HttpResponse:
+    session = selectors.session_of_user(user=request.user, sid=sid)
+    result = services.session_check(session=session, step_key=field(body(request), "step"))
+    return JsonResponse({"passed": result.passed, "message": result.message})

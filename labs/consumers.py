@@ -1,0 +1,133 @@
+"""The terminal WebSocket: speaks the protocol (docs/protocol.md) and nothing else.
+
+Bytes never pass through the database or the channel layer: output is read from the
+session's Redis stream `term:<sid>:out` (resuming after the id the browser last saw)
+and input is appended to `term:<sid>:in`; the host's relay does the rest. The channel
+layer only carries small control events (state changes, check results).
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+from urllib.parse import parse_qs
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+
+from labs.models import Session
+from labs.redis import async_redis
+from labs.services import session_group
+from sandbox.relay import streams
+
+log = logging.getLogger(__name__)
+CLOSE_UNAUTHENTICATED = 4401
+CLOSE_FORBIDDEN = 4403
+CLOSE_NOT_FOUND = 4404
+CLOSE_ENDED = 4410
+MAX_FRAME = 256 * 1024
+STREAM_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
+INPUT_MAX = 64 * 1024
+
+
+@database_sync_to_async
+def _load_session(sid: str) -> Session | None:
+    return Session.objects.filter(id=sid).only("id", "user_id", "state", "message").first()
+
+
+class TerminalConsumer(AsyncWebsocketConsumer):
+    """One browser tab's view of one sandbox terminal."""
+
+    async def connect(self) -> None:
+        self.sid = self.scope["url_route"]["kwargs"]["sid"]
+        self.reader: asyncio.Task | None = None
+        self.redis = None
+        await self.accept()
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
+        session = await _load_session(self.sid)
+        if session is None:
+            await self.close(code=CLOSE_NOT_FOUND)
+            return
+        if session.user_id != user.id:
+            await self.close(code=CLOSE_FORBIDDEN)
+            return
+        if session.state not in Session.LIVE_STATES:
+            await self._send_json({"type": "hello", "session": self.sid, "state": session.state, "replay": False, "message": session.message})
+            await self.close(code=CLOSE_ENDED)
+            return
+        query = parse_qs(self.scope.get("query_string", b"").decode())
+        since = (query.get("since") or [None])[0]
+        if since is not None and not STREAM_ID.match(since):
+            since = None
+        self.redis = async_redis()
+        await self.channel_layer.group_add(session_group(self.sid), self.channel_name)
+        await self._send_json({"type": "hello", "session": self.sid, "state": session.state, "replay": since is None, "message": session.message})
+        self.reader = asyncio.create_task(self._pump_output(since or "0-0", replay=since is None))
+
+    async def disconnect(self, code: int) -> None:
+        if self.reader:
+            self.reader.cancel()
+        if self.redis is not None:
+            await self.channel_layer.group_discard(session_group(self.sid), self.channel_name)
+            await self.redis.aclose()
+
+    async def _send_json(self, data: dict) -> None:
+        await self.send(text_data=json.dumps(data, ensure_ascii=False))
+
+    async def _send_entries(self, entries: list) -> str:
+        """Coalesce stream entries into binary frames, then say where they end."""
+        chunk = bytearray()
+        for _, fields in entries:
+            chunk += fields[b"d"]
+            if len(chunk) >= MAX_FRAME:
+                await self.send(bytes_data=bytes(chunk))
+                chunk.clear()
+        if chunk:
+            await self.send(bytes_data=bytes(chunk))
+        last = entries[-1][0].decode()
+        await self._send_json({"type": "pos", "id": last})
+        return last
+
+    async def _pump_output(self, last: str, *, replay: bool) -> None:
+        key = streams.out_key(self.sid)
+        try:
+            if replay:
+                entries = await self.redis.xrange(key, min="-", max="+")
+                if entries:
+                    last = await self._send_entries(entries)
+                await self._send_json({"type": "live"})
+            while True:
+                resp = await self.redis.xread({key: last}, block=15000, count=256)
+                for _, entries in resp or []:
+                    last = await self._send_entries(entries)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # Redis went away: the browser reconnects and resumes
+            log.warning("output pump of %s stopped: %s", self.sid, exc)
+            await self.close(code=1011)
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if self.redis is None:
+            return
+        if bytes_data is not None:
+            await self.redis.xadd(streams.in_key(self.sid), {"d": bytes_data[:INPUT_MAX]}, maxlen=4096, approximate=True)
+            return
+        try:
+            msg = json.loads(text_data or "")
+            kind = msg.get("type")
+            if kind == "resize":
+                cols, rows = int(msg["cols"]), int(msg["rows"])
+                if 0 < cols <= 1000 and 0 < rows <= 500:
+                    await self.redis.xadd(streams.in_key(self.sid), {"r": f"{cols} {rows}"}, maxlen=4096, approximate=True)
+            elif kind == "ack" and STREAM_ID.match(str(msg.get("id", ""))):
+                await self.redis.xadd(streams.in_key(self.sid), {"a": msg["id"]}, maxlen=4096, approximate=True)
+        except (ValueError, KeyError, TypeError, AttributeError):
+            await self._send_json({"type": "error", "message": "malformed control message"})
+
+    async def session_event(self, message: dict) -> None:
+        """A control event from the channel layer (state change, check result)."""
+        await self._send_json(message["event"])

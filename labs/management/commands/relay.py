@@ -1,0 +1,39 @@
+"""`manage.py relay`: this host's terminal relay (the Celery worker starts it)."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from asgiref.sync import sync_to_async
+from django.core.management.base import BaseCommand
+
+from labs.tasks import host_reconcile
+from labsite.celery import app
+from sandbox.config import host_config
+from sandbox.relay.server import Relay
+
+log = logging.getLogger("labs.relay")
+
+
+class Command(BaseCommand):
+    help = "Run this worker host's terminal relay (PTY masters ⇄ Redis)."
+
+    def handle(self, *args, **options) -> None:
+        cfg = host_config()
+        # A new relay holds no terminal: whatever ran here before is lost.
+        removed = host_reconcile(host=cfg.host, keep=set())
+        if removed:
+            log.warning("removed %d orphaned sandboxes on %s: %s", len(removed), cfg.host, removed)
+
+        def on_exit(sid: str) -> None:
+            app.send_task("labs.tasks.sandbox_exited", args=[sid], queue=cfg.queue)
+
+        asyncio.run(self._serve(Relay(cfg, on_exit=on_exit)))
+        host_reconcile(host=cfg.host, keep=set())
+
+    async def _serve(self, relay: Relay) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, relay.stop)
+        await relay.serve(ready=lambda: log.info("relay of %s ready", relay.cfg.host))

@@ -1,0 +1,109 @@
+"""Labs, their steps, trainees' sandbox sessions and progress."""
+from __future__ import annotations
+
+import secrets
+
+from django.conf import settings
+from django.db import models
+
+
+def new_session_id() -> str:
+    """An unguessable, URL- and path-safe session id."""
+    return secrets.token_hex(10)
+
+
+class Lab(models.Model):
+    """A lab as imported from its directory (lab.yaml + Markdown)."""
+
+    slug = models.SlugField(unique=True)
+    title = models.JSONField(help_text="{'zh-hans': ..., 'en': ...}")
+    summary = models.JSONField(default=dict)
+    level = models.CharField(max_length=32, blank=True)
+    minutes = models.PositiveIntegerField(default=30)
+    image = models.CharField(max_length=200)
+    limits = models.JSONField(default=dict)
+    setup = models.TextField(blank=True)
+    tags = models.JSONField(default=list)
+    version = models.CharField(max_length=64, help_text="sha256 of the lab's files")
+    source = models.CharField(max_length=500, blank=True)
+    published = models.BooleanField(default=True)
+    position = models.PositiveIntegerField(default=0)
+    imported_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["position", "slug"]
+
+    def __str__(self) -> str:
+        return self.slug
+
+
+class Step(models.Model):
+    """One step of a lab; `key` is the step id authors write, stable across re-imports."""
+
+    lab = models.ForeignKey(Lab, on_delete=models.CASCADE, related_name="steps")
+    key = models.SlugField()
+    position = models.PositiveIntegerField()
+    title = models.JSONField()
+    text = models.JSONField(help_text="Markdown per language")
+    data = models.JSONField(default=dict, help_text="check, setup, solution, hints, quiz, auto_check")
+    retired = models.BooleanField(default=False, help_text="gone from the lab file; kept for progress")
+
+    class Meta:
+        ordering = ["lab", "position"]
+        constraints = [models.UniqueConstraint(fields=["lab", "key"], name="step_key_unique_per_lab")]
+
+    def __str__(self) -> str:
+        return f"{self.lab.slug}/{self.key}"
+
+
+class Session(models.Model):
+    """A trainee's sandbox: lives on one worker host from start to stop."""
+
+    class State(models.TextChoices):
+        STARTING = "starting"
+        READY = "ready"
+        STOPPING = "stopping"
+        STOPPED = "stopped"
+        FAILED = "failed"
+        LOST = "lost"
+
+    LIVE_STATES = (State.STARTING, State.READY, State.STOPPING)
+
+    id = models.CharField(primary_key=True, max_length=32, default=new_session_id, editable=False)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="lab_sessions")
+    lab = models.ForeignKey(Lab, on_delete=models.CASCADE, related_name="sessions")
+    host = models.CharField(max_length=100, blank=True)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.STARTING)
+    message = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    ready_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["user", "state"]), models.Index(fields=["host", "state"])]
+
+    def __str__(self) -> str:
+        return f"{self.id} ({self.lab.slug}, {self.state})"
+
+    @property
+    def is_live(self) -> bool:
+        return self.state in self.LIVE_STATES
+
+
+class StepProgress(models.Model):
+    """Where one trainee stands on one step."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="step_progress")
+    step = models.ForeignKey(Step, on_delete=models.CASCADE, related_name="progress")
+    started_at = models.DateTimeField(auto_now_add=True)
+    passed_at = models.DateTimeField(null=True, blank=True)
+    passed_by = models.CharField(max_length=16, blank=True, help_text="check or auto-check")
+    attempts = models.PositiveIntegerField(default=0)
+    hints_used = models.PositiveIntegerField(default=0)
+    solution_used = models.BooleanField(default=False)
+    last_message = models.TextField(blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "step"], name="progress_unique_per_user_step")]

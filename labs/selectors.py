@@ -1,0 +1,99 @@
+"""Reads: labs as the page and API show them, sessions, live hosts."""
+from __future__ import annotations
+
+import json
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db.models import QuerySet
+
+from labs.exceptions import NotFound
+from labs.markdown import render_markdown
+from labs.models import Lab, Session, Step
+from labs.redis import sync_redis
+from sandbox.relay import streams
+
+
+def pick(text: dict | str | None, lang: str) -> str:
+    """One language of a bilingual field: asked for, then zh-hans, then en."""
+    if not text:
+        return ""
+    if isinstance(text, str):
+        return text
+    return text.get(lang) or text.get("zh-hans") or text.get("en") or ""
+
+
+def lab_get(*, slug: str) -> Lab:
+    """A published lab by slug, or NotFound."""
+    try:
+        return Lab.objects.get(slug=slug, published=True)
+    except Lab.DoesNotExist:
+        raise NotFound(f"no lab named {slug!r}") from None
+
+
+def lab_summary(lab: Lab, lang: str) -> dict:
+    """A lab as the catalogue lists it."""
+    return {
+        "slug": lab.slug, "title": pick(lab.title, lang), "summary": pick(lab.summary, lang),
+        "level": lab.level, "minutes": lab.minutes, "image": lab.image, "tags": lab.tags,
+    }
+
+
+def lab_list(*, lang: str) -> list[dict]:
+    """Every published lab, in catalogue order."""
+    return [lab_summary(lab, lang) for lab in Lab.objects.filter(published=True)]
+
+
+def step_view(step: Step, lang: str) -> dict:
+    """A step for the page: rendered, sanitised Markdown; no check or solution text."""
+    quiz = step.data.get("quiz")
+    return {
+        "id": step.key, "title": pick(step.title, lang), "html": render_markdown(pick(step.text, lang)),
+        "kind": "quiz" if quiz else "task", "has_check": bool(step.data.get("check")),
+        "hints": len(step.data.get("hints") or []),
+    }
+
+
+def lab_detail(*, slug: str, lang: str) -> dict:
+    """A lab with its steps."""
+    lab = lab_get(slug=slug)
+    data = lab_summary(lab, lang)
+    data["steps"] = [step_view(s, lang) for s in lab.steps.filter(retired=False)]
+    return data
+
+
+def session_view(session: Session) -> dict:
+    """A session as the API returns it."""
+    return {
+        "id": session.id, "state": session.state, "lab": session.lab.slug, "host": session.host,
+        "message": session.message, "ws": f"/ws/terminal/{session.id}/",
+        "created_at": session.created_at.isoformat() if session.created_at else None,
+        "expires_at": session.expires_at.isoformat() if session.expires_at else None,
+    }
+
+
+def session_of_user(*, user: AbstractBaseUser, sid: str) -> Session:
+    """The user's own session; another user's is indistinguishable from a missing one."""
+    try:
+        return Session.objects.select_related("lab").get(id=sid, user=user)
+    except Session.DoesNotExist:
+        raise NotFound("no such session") from None
+
+
+def live_sessions(*, user: AbstractBaseUser) -> QuerySet[Session]:
+    """The user's sessions that hold (or are getting) a sandbox."""
+    return Session.objects.filter(user=user, state__in=Session.LIVE_STATES).select_related("lab")
+
+
+def live_session_for_lab(*, user: AbstractBaseUser, lab: Lab) -> Session | None:
+    """The user's live session of a lab, if any."""
+    return live_sessions(user=user).filter(lab=lab).first()
+
+
+def hosts_alive() -> list[dict]:
+    """Worker hosts whose relay beat in the last few seconds."""
+    r = sync_redis()
+    names = sorted(n.decode() for n in r.smembers(streams.HOSTS_SET))
+    if not names:
+        return []
+    beats = r.mget([streams.host_key(n) for n in names])
+    return [json.loads(b) for b in beats if b]

@@ -1,0 +1,146 @@
+"""Writes: starting, checking and stopping sandbox sessions; progress.
+
+The web never touches a sandbox itself: it records intent in the database and sends
+a short Celery task to the worker host that owns (or will own) the sandbox.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+
+from asgiref.sync import async_to_sync
+from celery.exceptions import TimeoutError as CeleryTimeout
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.utils import timezone
+
+from labs import selectors
+from labs.exceptions import BadRequest, Conflict, NotFound, ServiceUnavailable
+from labs.models import Lab, Session, Step, StepProgress
+
+log = logging.getLogger(__name__)
+# A start task not taken by its host within this time is dropped (the host is gone).
+START_EXPIRES = 30
+
+
+def session_group(sid: str) -> str:
+    """Channel-layer group of a session's viewers."""
+    return f"session.{sid}"
+
+
+def session_broadcast(*, sid: str, event: dict) -> None:
+    """Send a small control event to every viewer of a session."""
+    layer = get_channel_layer()
+    if layer is not None:
+        try:
+            async_to_sync(layer.group_send)(session_group(sid), {"type": "session.event", "event": event})
+        except Exception:  # viewers learn the state on reconnect anyway
+            log.warning("could not broadcast to session %s", sid, exc_info=True)
+
+
+def _choose_host() -> str:
+    hosts = selectors.hosts_alive()
+    if not hosts:
+        raise ServiceUnavailable("沙箱服务不可用：没有在线的工作节点。The sandbox service is unavailable: no worker host is online.")
+    free = [(h["capacity"] - h["live"], h["host"]) for h in hosts if h["capacity"] > h["live"]]
+    if not free:
+        raise ServiceUnavailable("实验室已满，请几分钟后再试。The lab is full, try again in a few minutes.")
+    return max(free)[1]
+
+
+def session_start(*, user: AbstractBaseUser, lab: Lab) -> tuple[Session, bool]:
+    """The user's live session of the lab, or a new one being started; (session, created)."""
+    existing = selectors.live_session_for_lab(user=user, lab=lab)
+    if existing is not None:
+        return existing, False
+    if selectors.live_sessions(user=user).count() >= settings.LAB_USER_SESSION_LIMIT:
+        raise Conflict(f"最多同时运行 {settings.LAB_USER_SESSION_LIMIT} 个沙箱。You may run at most "
+                       f"{settings.LAB_USER_SESSION_LIMIT} sandboxes at once: stop one first.")
+    host = _choose_host()
+    lifetime = int((lab.limits or {}).get("lifetime_minutes", 120))
+    with transaction.atomic():
+        session = Session.objects.create(
+            user=user, lab=lab, host=host, state=Session.State.STARTING,
+            expires_at=timezone.now() + timedelta(minutes=lifetime),
+        )
+        transaction.on_commit(lambda: _send(session, "labs.tasks.sandbox_start", expires=START_EXPIRES))
+    return session, True
+
+
+def _send(session: Session, task: str, **options: object):
+    from labsite.celery import app
+
+    return app.send_task(task, args=[session.id], queue=f"host.{session.host}", **options)
+
+
+def session_set_state(*, sid: str, state: str, message: str = "", only_from: tuple[str, ...] | None = None) -> bool:
+    """Move a session to a state (optionally only from some states) and tell its viewers."""
+    now = timezone.now()
+    fields: dict = {"state": state, "message": message}
+    if state == Session.State.READY:
+        fields["ready_at"] = now
+    if state in (Session.State.STOPPED, Session.State.FAILED, Session.State.LOST):
+        fields["ended_at"] = now
+    qs = Session.objects.filter(id=sid)
+    if only_from:
+        qs = qs.filter(state__in=only_from)
+    changed = qs.update(**fields) > 0
+    if changed:
+        session_broadcast(sid=sid, event={"type": "state", "state": state, "message": message})
+    return changed
+
+
+def session_stop(*, session: Session) -> None:
+    """Ask the session's host to stop it; the state becomes stopped when it is gone."""
+    if not session.is_live:
+        return
+    session_set_state(sid=session.id, state=Session.State.STOPPING)
+    transaction.on_commit(lambda: _send(session, "labs.tasks.sandbox_stop", expires=300))
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """The outcome of a step's check."""
+
+    passed: bool
+    message: str
+
+
+def _step(session: Session, step_key: str) -> Step:
+    try:
+        return session.lab.steps.get(key=step_key, retired=False)
+    except Step.DoesNotExist:
+        raise NotFound(f"lab {session.lab.slug!r} has no step {step_key!r}") from None
+
+
+def session_check(*, session: Session, step_key: str, by: str = "check") -> CheckResult:
+    """Run a step's check inside the session's sandbox and record the attempt."""
+    step = _step(session, step_key)
+    if not step.data.get("check"):
+        raise BadRequest(f"step {step_key!r} has no check")
+    if session.state != Session.State.READY:
+        raise Conflict(f"the sandbox is {session.state}, not ready")
+    timeout = float(step.data.get("check_timeout", 10))
+    try:
+        result = _send(session, "labs.tasks.sandbox_check", kwargs={"step_id": step.id}, expires=10).get(timeout=timeout + 15)
+    except CeleryTimeout:
+        raise ServiceUnavailable("沙箱主机没有及时响应。The sandbox host did not answer in time; try again.") from None
+    outcome = CheckResult(passed=bool(result["passed"]), message=result["message"])
+    progress_record_check(user=session.user, step=step, result=outcome, by=by)
+    return outcome
+
+
+def progress_record_check(*, user: AbstractBaseUser, step: Step, result: CheckResult, by: str) -> StepProgress:
+    """Count a check attempt; the first pass marks the step passed."""
+    with transaction.atomic():
+        progress, _ = StepProgress.objects.select_for_update().get_or_create(user=user, step=step)
+        progress.attempts += 1
+        progress.last_message = result.message[:2000]
+        if result.passed and progress.passed_at is None:
+            progress.passed_at = timezone.now()
+            progress.passed_by = by
+        progress.save()
+    return progress

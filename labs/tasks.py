@@ -1,0 +1,106 @@
+"""Short Celery tasks, routed to the worker host that owns the sandbox.
+
+None lives as long as a session: they provision, check and tear down, keyed by the
+session id and idempotent, so a redelivered task does no harm.
+"""
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+from django.conf import settings
+
+from labs.models import Session, Step
+from labs.services import session_set_state
+from sandbox.config import host_config
+from sandbox.exceptions import CheckTimeout, SandboxError
+from sandbox.runtime import Limits
+from sandbox.service import SandboxRequest, host_sweep, sandbox_exec, sandbox_start as engine_start, sandbox_stop as engine_stop
+
+log = logging.getLogger(__name__)
+S = Session.State
+
+
+def _limits(lab_limits: dict) -> Limits:
+    fields = {k: lab_limits[k] for k in ("memory_mb", "pids", "cpu", "disk_mb", "network") if k in lab_limits}
+    return Limits(**fields)
+
+
+@shared_task(name="labs.tasks.sandbox_start", soft_time_limit=60, time_limit=90)
+def sandbox_start(sid: str) -> None:
+    """Provision the sandbox of a starting session."""
+    session = Session.objects.select_related("lab").filter(id=sid).first()
+    if session is None or session.state != S.STARTING:
+        return  # stopped meanwhile, or a redelivered task
+    cfg = host_config()
+    req = SandboxRequest(sid=sid, image=session.lab.image, hostname=f"lab-{sid[:8]}", limits=_limits(session.lab.limits))
+    try:
+        engine_start(cfg, req)
+    except Exception as exc:
+        log.error("session %s failed to start on %s: %s", sid, cfg.host, exc)
+        session_set_state(sid=sid, state=S.FAILED, message=str(exc))
+        return
+    if session.lab.setup:
+        sandbox_exec(cfg, sid, session.lab.setup, timeout=60)
+    if not session_set_state(sid=sid, state=S.READY, only_from=(S.STARTING,)):
+        engine_stop(cfg, sid)  # stopped while it was starting
+
+
+@shared_task(name="labs.tasks.sandbox_check", soft_time_limit=120, time_limit=150)
+def sandbox_check(sid: str, step_id: int) -> dict:
+    """Run a step's check script inside the sandbox: exit 0 passes, output is the message."""
+    step = Step.objects.get(id=step_id)
+    timeout = float(step.data.get("check_timeout", 10))
+    try:
+        res = sandbox_exec(host_config(), sid, step.data["check"], timeout=timeout)
+    except CheckTimeout as exc:
+        return {"passed": False, "message": f"检查超时。{exc}"}
+    except SandboxError as exc:
+        return {"passed": False, "message": f"检查无法运行。The check could not run: {exc}"}
+    return {"passed": res.exit_code == 0, "message": res.output.strip()}
+
+
+@shared_task(name="labs.tasks.sandbox_stop", soft_time_limit=60, time_limit=90)
+def sandbox_stop(sid: str) -> None:
+    """Tear a sandbox down completely and mark the session stopped."""
+    engine_stop(host_config(), sid)
+    session_set_state(sid=sid, state=S.STOPPED, only_from=(S.STARTING, S.READY, S.STOPPING))
+
+
+@shared_task(name="labs.tasks.sandbox_exited", soft_time_limit=60, time_limit=90)
+def sandbox_exited(sid: str) -> None:
+    """The sandbox's shell ended (the trainee typed exit): clean up, mark it stopped."""
+    engine_stop(host_config(), sid)
+    session_set_state(sid=sid, state=S.STOPPED, message="终端已退出。The shell exited.",
+                      only_from=(S.STARTING, S.READY, S.STOPPING))
+
+
+def host_reconcile(*, host: str, keep: set[str]) -> list[str]:
+    """Make this host's disk, runc and database agree: what is not kept is removed or lost."""
+    removed = host_sweep(host_config(), keep=keep)
+    lost = Session.objects.filter(host=host, state__in=Session.LIVE_STATES).exclude(id__in=keep)
+    for sid in list(lost.values_list("id", flat=True)):
+        session_set_state(sid=sid, state=S.LOST, message="沙箱已丢失（工作节点重启）。The sandbox was lost: its worker host restarted.")
+    return removed
+
+
+@shared_task(name="labs.tasks.reap_sessions")
+def reap_sessions() -> int:
+    """Stop sessions past their lifetime; fail starts nobody took."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from labs.services import session_stop
+
+    now = timezone.now()
+    n = 0
+    for session in Session.objects.filter(state=S.READY, expires_at__lt=now).select_related("lab"):
+        session_stop(session=session)
+        n += 1
+    stale = Session.objects.filter(state=S.STARTING, created_at__lt=now - timedelta(seconds=settings.LAB_START_TIMEOUT))
+    for sid in stale.values_list("id", flat=True):
+        session_set_state(sid=sid, state=S.FAILED, only_from=(S.STARTING,),
+                          message="沙箱服务没有响应。The sandbox service did not respond; start again.")
+        n += 1
+    return n

@@ -1,0 +1,16 @@
+"""Pages and API routes of the labs app."""
+from __future__ import annotations
+
+from django.urls import path
+
+from labs import api, views
+
+urlpatterns = [
+    path("", views.catalogue, name="catalogue"),
+    path("labs/<slug:slug>/", views.lab_page, name="lab"),
+    path("api/labs/", api.labs_list),
+    path("api/labs/<slug:slug>/", api.labs_detail),
+    path("api/sessions/", api.sessions),
+    path("api/sessions/<str:sid>/", api.session_detail),
+    path("api/sessions/<str:sid>/check", api.session_check),
+]

@@ -1,0 +1,12 @@
+"""Top-level routes: admin, accounts, i18n, the labs app."""
+from __future__ import annotations
+
+from django.contrib import admin
+from django.urls import include, path
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("accounts/", include("django.contrib.auth.urls")),
+    path("i18n/", include("django.conf.urls.i18n")),
+    path("", include("labs.urls")),
+]

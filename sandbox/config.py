@@ -1,0 +1,67 @@
+"""Where a sandbox host keeps its state, built from Django settings at call time."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class HostConfig:
+    """Everything the engine needs to know about this worker host."""
+
+    data_dir: Path
+    host: str
+    redis_url: str
+    uid_base: int = 100000
+    id_count: int = 65536
+    runc: str = "runc"
+    capacity: int = 200
+
+    @property
+    def images_dir(self) -> Path:
+        """The content-addressed image store (shared by every host on this machine)."""
+        return self.data_dir / "images"
+
+    @property
+    def host_dir(self) -> Path:
+        """This host's private state: sessions, relay socket."""
+        return self.data_dir / "hosts" / self.host
+
+    @property
+    def sessions_dir(self) -> Path:
+        """One directory per live sandbox on this host."""
+        return self.host_dir / "sessions"
+
+    @property
+    def relay_socket(self) -> Path:
+        """The relay's control socket (root only)."""
+        return self.host_dir / "relay.sock"
+
+    @property
+    def runc_root(self) -> Path:
+        """runc's state directory for this host, so `runc list` shows only its sandboxes."""
+        return Path("/run/container-lab") / self.host
+
+    @property
+    def cgroup_parent(self) -> str:
+        """The cgroup every sandbox of this host is created under."""
+        return f"/container-lab/{self.host}"
+
+    @property
+    def queue(self) -> str:
+        """The Celery queue that reaches this host."""
+        return f"host.{self.host}"
+
+
+def host_config() -> HostConfig:
+    """This process's host configuration, read from Django settings."""
+    from django.conf import settings
+
+    return HostConfig(
+        data_dir=Path(settings.LAB_DATA_DIR),
+        host=settings.LAB_HOST_NAME,
+        redis_url=settings.REDIS_URL,
+        uid_base=settings.LAB_SANDBOX_UID,
+        runc=settings.LAB_RUNC,
+        capacity=settings.LAB_HOST_CAPACITY,
+    )

@@ -1,0 +1,18 @@
+"""Errors of the sandbox engine, each with a message a user or operator can act on."""
+from __future__ import annotations
+
+
+class SandboxError(Exception):
+    """Base class: something about a sandbox went wrong."""
+
+
+class RuntimeFailed(SandboxError):
+    """runc refused or failed; the message carries its stderr."""
+
+
+class RelayUnavailable(SandboxError):
+    """The host's terminal relay is not running or did not answer."""
+
+
+class CheckTimeout(SandboxError):
+    """A check script ran past its time limit."""

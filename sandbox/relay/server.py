@@ -1,0 +1,350 @@
+"""One asyncio relay per worker host: every PTY master of the host ⇄ Redis streams.
+
+Output is read as it comes and flushed to `term:<sid>:out` at once when the PTY was
+quiet, or at most every BATCH_SECONDS while it streams, in frames of up to
+FRAME_BYTES: a keystroke's echo leaves immediately, `yes` leaves in large frames.
+A PTY whose viewers are more than WINDOW_BYTES behind (by their acknowledgements)
+is not read, so the sandbox blocks on write instead of memory growing anywhere.
+"""
+from __future__ import annotations
+
+import asyncio
+import collections
+import fcntl
+import json
+import logging
+import os
+import struct
+import termios
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Awaitable, Callable
+
+import redis.asyncio as aioredis
+
+from sandbox.config import HostConfig
+from sandbox.exceptions import RuntimeFailed
+from sandbox.relay import streams
+from sandbox.relay.spawn import Reaper, console_listener, receive_master
+
+log = logging.getLogger(__name__)
+
+FRAME_BYTES = 64 * 1024
+BATCH_SECONDS = 0.004
+WINDOW_BYTES = 1024 * 1024
+INPUT_CAP = 256 * 1024
+
+
+def _id_tuple(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+@dataclass
+class Pty:
+    """One sandbox's terminal as the relay holds it."""
+
+    sid: str
+    fd: int
+    buf: bytearray = field(default_factory=bytearray)
+    pending_in: bytearray = field(default_factory=bytearray)
+    reading: bool = True
+    flushing: bool = False
+    timer: asyncio.TimerHandle | None = None
+    last_flush: float = 0.0
+    in_last: str = "0-0"
+    # (entry id, cumulative bytes after it) of retained output, for trim and acks.
+    out_log: collections.deque = field(default_factory=collections.deque)
+    out_total: int = 0
+    acked_total: int = 0
+    trimmed_total: int = 0
+    last_activity: float = field(default_factory=time.time)
+
+
+class Relay:
+    """Holds the PTYs of this host; started once per worker host."""
+
+    def __init__(self, cfg: HostConfig, *, on_exit: Callable[[str], Awaitable[None] | None] | None = None) -> None:
+        self.cfg = cfg
+        self.on_exit = on_exit
+        self.ptys: dict[str, Pty] = {}
+        self.run_dir = cfg.runc_root.parent / f"{cfg.host}.relay"
+        self._stop = asyncio.Event()
+
+    # ---- lifecycle -------------------------------------------------------------
+    async def serve(self, ready: Callable[[], None] | None = None) -> None:
+        """Run until stop(): control socket, input pump, heartbeat."""
+        self.loop = asyncio.get_running_loop()
+        self.reaper = Reaper(self.loop)
+        self.redis = aioredis.from_url(self.cfg.redis_url)
+        self.redis_in = aioredis.from_url(self.cfg.redis_url)
+        self.run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.cfg.relay_socket.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.cfg.relay_socket.unlink(missing_ok=True)
+        server = await asyncio.start_unix_server(self._control, path=str(self.cfg.relay_socket))
+        os.chmod(self.cfg.relay_socket, 0o600)
+        tasks = [asyncio.create_task(self._input_pump()), asyncio.create_task(self._heartbeat())]
+        if ready:
+            ready()
+        try:
+            await self._stop.wait()
+        finally:
+            server.close()
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            for sid in list(self.ptys):
+                self.close(sid)
+            try:
+                await self.redis.srem(streams.HOSTS_SET, self.cfg.host)
+                await self.redis.delete(streams.host_key(self.cfg.host))
+            except Exception:  # Redis may be the thing that is gone
+                log.warning("could not deregister host %s", self.cfg.host)
+            await self.redis.aclose()
+            await self.redis_in.aclose()
+            self.cfg.relay_socket.unlink(missing_ok=True)
+
+    def stop(self) -> None:
+        """Ask serve() to return."""
+        self._stop.set()
+
+    # ---- control socket: one JSON request, one JSON answer ---------------------
+    async def _control(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            req = json.loads(await reader.readline())
+            op = req.get("op")
+            if op == "run":
+                pid = await self.start(req["sid"], Path(req["bundle"]), cols=req.get("cols", 80), rows=req.get("rows", 24))
+                resp = {"ok": True, "pid": pid}
+            elif op == "close":
+                self.close(req["sid"])
+                resp = {"ok": True}
+            elif op == "list":
+                resp = {"ok": True, "sessions": {s: {"idle": time.time() - p.last_activity} for s, p in self.ptys.items()}}
+            elif op == "ping":
+                resp = {"ok": True, "host": self.cfg.host, "live": len(self.ptys)}
+            else:
+                resp = {"ok": False, "error": f"unknown op {op!r}"}
+        except Exception as exc:  # every failure goes back to the caller as text
+            log.exception("relay request failed")
+            resp = {"ok": False, "error": str(exc)}
+        writer.write(json.dumps(resp).encode() + b"\n")
+        await writer.drain()
+        writer.close()
+
+    # ---- starting a sandbox ----------------------------------------------------
+    async def start(self, sid: str, bundle: Path, *, cols: int = 80, rows: int = 24) -> int:
+        """`runc run -d --console-socket` and keep the PTY master it hands over."""
+        if sid in self.ptys:
+            return 0
+        sock_path = self.run_dir / f"{sid}.sock"
+        pid_file = bundle / "init.pid"
+        listener = console_listener(sock_path)
+        try:
+            recv = asyncio.create_task(receive_master(self.loop, listener))
+            code, err = await self.reaper.run([
+                self.cfg.runc, "--root", str(self.cfg.runc_root), "run", "--detach",
+                "--console-socket", str(sock_path), "--pid-file", str(pid_file),
+                "--bundle", str(bundle), sid,
+            ])
+            if code != 0:
+                recv.cancel()
+                raise RuntimeFailed(f"runc run failed: {err.strip() or f'exit {code}'}")
+            fd = await asyncio.wait_for(recv, 5)
+        finally:
+            listener.close()
+            sock_path.unlink(missing_ok=True)
+        self._set_size(fd, cols, rows)
+        os.set_blocking(fd, False)
+        pty = Pty(sid=sid, fd=fd)
+        self.ptys[sid] = pty
+        self.loop.add_reader(fd, self._on_readable, pty)
+        await self.redis.xadd(streams.wake_key(self.cfg.host), {"s": sid}, maxlen=16, approximate=True)
+        return int(pid_file.read_text()) if pid_file.exists() else 0
+
+    def close(self, sid: str) -> None:
+        """Stop relaying a PTY and close it (the caller deletes the container)."""
+        pty = self.ptys.pop(sid, None)
+        if pty is None:
+            return
+        if pty.timer:
+            pty.timer.cancel()
+        self._drop_fd(pty)
+
+    def _drop_fd(self, pty: Pty) -> None:
+        try:
+            self.loop.remove_reader(pty.fd)
+            self.loop.remove_writer(pty.fd)
+            os.close(pty.fd)
+        except OSError:
+            pass
+
+    @staticmethod
+    def _set_size(fd: int, cols: int, rows: int) -> None:
+        fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", max(1, min(rows, 500)), max(1, min(cols, 1000)), 0, 0))
+
+    # ---- output ----------------------------------------------------------------
+    def _on_readable(self, pty: Pty) -> None:
+        try:
+            data = os.read(pty.fd, FRAME_BYTES)
+        except BlockingIOError:
+            return
+        except OSError:  # EIO: every slave closed, the sandbox's init has exited
+            data = b""
+        if not data:
+            self.loop.remove_reader(pty.fd)
+            self.loop.create_task(self._ended(pty))
+            return
+        pty.buf += data
+        if len(pty.buf) >= FRAME_BYTES or self._behind(pty):
+            self._pause(pty)
+        self._schedule_flush(pty)
+
+    def _schedule_flush(self, pty: Pty) -> None:
+        if pty.flushing or pty.timer is not None or not pty.buf:
+            return
+        delay = 0.0 if len(pty.buf) >= FRAME_BYTES else max(0.0, pty.last_flush + BATCH_SECONDS - self.loop.time())
+        if delay <= 0:
+            self.loop.create_task(self._flush(pty))
+        else:
+            pty.timer = self.loop.call_later(delay, self._timer_fired, pty)
+
+    def _timer_fired(self, pty: Pty) -> None:
+        pty.timer = None
+        self.loop.create_task(self._flush(pty))
+
+    async def _flush(self, pty: Pty) -> None:
+        if pty.flushing:
+            return
+        pty.flushing = True
+        try:
+            while pty.buf:
+                data = bytes(pty.buf[:FRAME_BYTES])
+                del pty.buf[:FRAME_BYTES]
+                entry_id = (await self.redis.xadd(streams.out_key(pty.sid), {"d": data})).decode()
+                pty.out_total += len(data)
+                pty.out_log.append((entry_id, pty.out_total))
+                await self._trim(pty)
+        except Exception:
+            log.exception("output flush failed for %s", pty.sid)
+        finally:
+            pty.flushing = False
+            pty.last_flush = self.loop.time()
+        self._maybe_resume(pty)
+
+    async def _trim(self, pty: Pty) -> None:
+        """Keep about REPLAY_BYTES of output in the stream."""
+        drop_to = None
+        while pty.out_log and pty.out_total - pty.out_log[0][1] > streams.REPLAY_BYTES:
+            drop_to = pty.out_log.popleft()
+        if drop_to is not None:
+            pty.trimmed_total = drop_to[1]
+            # MINID removes entries older than the first one we keep.
+            await self.redis.xtrim(streams.out_key(pty.sid), minid=pty.out_log[0][0] if pty.out_log else drop_to[0])
+
+    def _behind(self, pty: Pty) -> bool:
+        return pty.out_total + len(pty.buf) - pty.acked_total > WINDOW_BYTES
+
+    def _pause(self, pty: Pty) -> None:
+        if pty.reading:
+            pty.reading = False
+            self.loop.remove_reader(pty.fd)
+
+    def _maybe_resume(self, pty: Pty) -> None:
+        if pty.sid not in self.ptys:
+            return
+        if not pty.reading and len(pty.buf) < FRAME_BYTES and not self._behind(pty):
+            pty.reading = True
+            self.loop.add_reader(pty.fd, self._on_readable, pty)
+
+    def _ack(self, pty: Pty, entry_id: str) -> None:
+        key = _id_tuple(entry_id)
+        acked = pty.trimmed_total
+        for eid, total in pty.out_log:
+            if _id_tuple(eid) <= key:
+                acked = total
+            else:
+                break
+        pty.acked_total = max(pty.acked_total, acked)
+        self._maybe_resume(pty)
+
+    async def _ended(self, pty: Pty) -> None:
+        if self.ptys.get(pty.sid) is not pty:
+            return
+        await self._flush(pty)
+        self.close(pty.sid)
+        await self.redis.expire(streams.out_key(pty.sid), 3600)
+        if self.on_exit:
+            res = self.on_exit(pty.sid)
+            if asyncio.iscoroutine(res):
+                await res
+
+    # ---- input -----------------------------------------------------------------
+    async def _input_pump(self) -> None:
+        wake = streams.wake_key(self.cfg.host)
+        wake_last = "$"
+        while True:
+            keys = {wake: wake_last}
+            keys.update({streams.in_key(s): p.in_last for s, p in self.ptys.items()})
+            try:
+                resp = await self.redis_in.xread(keys, block=2000, count=512)
+            except (ConnectionError, OSError, aioredis.ConnectionError) as exc:
+                log.warning("input pump: %s; retrying", exc)
+                await asyncio.sleep(0.5)
+                continue
+            for key, entries in resp or []:
+                key = key.decode()
+                if key == wake:
+                    wake_last = entries[-1][0].decode()
+                    continue
+                sid = key.split(":")[1]
+                pty = self.ptys.get(sid)
+                if pty is None:
+                    continue
+                for entry_id, fields in entries:
+                    self._input(pty, fields)
+                pty.in_last = entries[-1][0].decode()
+                self.loop.create_task(self.redis.xtrim(key, minid=pty.in_last))
+
+    def _input(self, pty: Pty, fields: dict) -> None:
+        if b"d" in fields:
+            pty.last_activity = time.time()
+            if len(pty.pending_in) + len(fields[b"d"]) <= INPUT_CAP:
+                pty.pending_in += fields[b"d"]
+            self._write_pending(pty)
+        elif b"r" in fields:
+            cols, rows = (int(x) for x in fields[b"r"].split())
+            self._set_size(pty.fd, cols, rows)
+        elif b"a" in fields:
+            self._ack(pty, fields[b"a"].decode())
+
+    def _write_pending(self, pty: Pty) -> None:
+        try:
+            n = os.write(pty.fd, pty.pending_in)
+            del pty.pending_in[:n]
+        except BlockingIOError:
+            pass
+        except OSError:
+            pty.pending_in.clear()
+        if pty.pending_in:
+            self.loop.add_writer(pty.fd, self._writable, pty)
+
+    def _writable(self, pty: Pty) -> None:
+        self.loop.remove_writer(pty.fd)
+        if pty.sid in self.ptys:
+            self._write_pending(pty)
+
+    # ---- heartbeat -------------------------------------------------------------
+    async def _heartbeat(self) -> None:
+        while True:
+            beat = {"host": self.cfg.host, "queue": self.cfg.queue, "capacity": self.cfg.capacity,
+                    "live": len(self.ptys), "ts": time.time()}
+            try:
+                async with self.redis.pipeline(transaction=False) as p:
+                    p.set(streams.host_key(self.cfg.host), json.dumps(beat), ex=streams.HOST_TTL)
+                    p.sadd(streams.HOSTS_SET, self.cfg.host)
+                    await p.execute()
+            except Exception as exc:
+                log.warning("heartbeat failed: %s", exc)
+            await asyncio.sleep(1.5)

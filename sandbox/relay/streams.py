@@ -1,0 +1,38 @@
+"""Redis keys of the terminal streams, shared by the relay and the web consumer.
+
+term:<sid>:out  output entries {d: bytes}, trimmed to ~REPLAY_BYTES by the relay, so a
+                reconnecting browser resumes from the last id it saw.
+term:<sid>:in   input entries {d: bytes} keystrokes, {r: "cols rows"} resize.
+term:<sid>:ack  the last output id a viewer has rendered (flow control).
+lab:host:<name> a host's heartbeat: capacity and live sandboxes (expires when it dies).
+"""
+from __future__ import annotations
+
+REPLAY_BYTES = 512 * 1024
+HOST_TTL = 5
+HOSTS_SET = "lab:hosts"
+
+
+def out_key(sid: str) -> str:
+    """Output stream of a session."""
+    return f"term:{sid}:out"
+
+
+def in_key(sid: str) -> str:
+    """Input stream of a session."""
+    return f"term:{sid}:in"
+
+
+def ack_key(sid: str) -> str:
+    """Last output id a viewer acknowledged."""
+    return f"term:{sid}:ack"
+
+
+def host_key(host: str) -> str:
+    """Heartbeat key of a worker host."""
+    return f"lab:host:{host}"
+
+
+def wake_key(host: str) -> str:
+    """Stream the relay's input reader also watches, to pick up new sessions at once."""
+    return f"lab:relay:{host}:wake"

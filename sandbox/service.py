@@ -1,0 +1,92 @@
+"""What the rest of the project calls: start, exec in, reset, stop and sweep sandboxes.
+
+Each function is idempotent for a given session id, so a retried Celery task does
+no harm, and each leaves nothing half-made behind when it fails.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+
+from sandbox.config import HostConfig
+from sandbox.images.store import ImageStore
+from sandbox.relay.client import relay_call
+from sandbox.runtime import ExecResult, Limits, runc_delete, runc_exec, runc_list, sandbox_spec, write_spec
+from sandbox.snapshots import Layout, leftover_sessions, snapshot_create, snapshot_remove
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SandboxRequest:
+    """What a sandbox is made of."""
+
+    sid: str
+    image: str
+    hostname: str
+    limits: Limits
+    cols: int = 80
+    rows: int = 24
+
+
+def layout_for(cfg: HostConfig, sid: str) -> Layout:
+    """The session directory of a sandbox on this host."""
+    if not sid.isalnum():
+        raise ValueError(f"bad session id {sid!r}")
+    return Layout(cfg.sessions_dir / sid)
+
+
+def sandbox_start(cfg: HostConfig, req: SandboxRequest) -> int:
+    """Make the overlay root and bundle, then have the relay run it; returns init's pid."""
+    store = ImageStore(cfg.images_dir, uid_base=cfg.uid_base, id_count=cfg.id_count)
+    image = store.resolve(req.image)
+    layout = layout_for(cfg, req.sid)
+    if req.sid in {c["id"] for c in runc_list(cfg)}:
+        runc_delete(cfg, req.sid)
+    snapshot_create(image=image, layout=layout, layers_root=cfg.images_dir / "layers",
+                    disk_mb=req.limits.disk_mb, uid=cfg.uid_base)
+    try:
+        spec = sandbox_spec(
+            sid=req.sid, rootfs=layout.rootfs, views=layout.views, hostname=req.hostname,
+            uid=cfg.uid_base, id_count=cfg.id_count, cgroup_parent=cfg.cgroup_parent, limits=req.limits,
+        )
+        write_spec(layout.config, spec)
+        return relay_call(cfg, "run", sid=req.sid, bundle=str(layout.root), cols=req.cols, rows=req.rows)["pid"]
+    except BaseException:
+        sandbox_stop(cfg, req.sid)
+        raise
+
+
+def sandbox_exec(cfg: HostConfig, sid: str, script: str, *, timeout: float = 10.0) -> ExecResult:
+    """Run a script inside a live sandbox (checks, setup, solutions)."""
+    return runc_exec(cfg, sid, script, timeout=timeout)
+
+
+def sandbox_stop(cfg: HostConfig, sid: str) -> None:
+    """Close the terminal, delete the container, unmount and remove the session directory."""
+    try:
+        relay_call(cfg, "close", sid=sid, timeout=5)
+    except Exception as exc:  # the relay may be gone; the container must still go
+        log.info("relay close %s: %s", sid, exc)
+    runc_delete(cfg, sid)
+    snapshot_remove(layout=layout_for(cfg, sid))
+
+
+def host_sweep(cfg: HostConfig, *, keep: set[str]) -> list[str]:
+    """Remove every container and session directory on this host not in keep."""
+    removed = []
+    for c in runc_list(cfg):
+        if c["id"] not in keep:
+            runc_delete(cfg, c["id"])
+            removed.append(c["id"])
+    for path in leftover_sessions(cfg.sessions_dir, sorted(keep)):
+        snapshot_remove(layout=Layout(path))
+        if path.name not in removed:
+            removed.append(path.name)
+    return removed
+
+
+def host_stats(cfg: HostConfig) -> dict:
+    """This host's load, for scheduling and the admin view."""
+    return {"host": cfg.host, "live": len(runc_list(cfg)), "capacity": cfg.capacity, "pid": os.getpid()}

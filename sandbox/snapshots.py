@@ -1,0 +1,168 @@
+"""A sandbox's root filesystem: the image's layers as overlayfs lowerdirs, a private
+upperdir and workdir on a size-capped tmpfs, and read-only views for learning.
+
+Functions here describe mounts as data; `snapshot_create` applies them in order and
+`snapshot_remove` undoes them. Nothing is left half-made: a failure unmounts what
+was mounted and removes the session directory.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, Sequence
+
+from sandbox.exceptions import SandboxError
+from sandbox.mounts import PAGE_LIMIT, Mount, mount, mounts_under, unmount
+
+# The init that reaps zombies inside every sandbox (Debian package tini).
+INIT_BINARY = Path("/usr/bin/tini-static")
+
+
+class ImageLike(Protocol):
+    """What a snapshot needs from sandbox.images.store.Image."""
+
+    diff_ids: list[str]
+    chain_ids: list[str]
+    layer_dirs: list[Path]
+    lower_links: list[str]
+
+    def inspect(self) -> dict: ...
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The paths of one session directory on the host."""
+
+    root: Path
+
+    @property
+    def scratch(self) -> Path:
+        """tmpfs holding upperdir and workdir; its size is the sandbox's disk limit."""
+        return self.root / "rw"
+
+    @property
+    def upper(self) -> Path:
+        return self.scratch / "upper"
+
+    @property
+    def work(self) -> Path:
+        return self.scratch / "work"
+
+    @property
+    def rootfs(self) -> Path:
+        """The merged overlay: runc's root.path."""
+        return self.root / "rootfs"
+
+    @property
+    def views(self) -> Path:
+        """Becomes /var/lib/lab inside the sandbox, read-only."""
+        return self.root / "lab"
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.json"
+
+    @property
+    def layers_file(self) -> Path:
+        """chain_ids this session uses, so image gc keeps them."""
+        return self.root / "layers.json"
+
+
+def overlay_mount(*, image: ImageLike, layout: Layout, layers_root: Path) -> Mount:
+    """The overlay mount for an image: leftmost lowerdir is the top layer."""
+    tail = f"upperdir={layout.upper},workdir={layout.work}"
+    absolute = ":".join(str(d) for d in reversed(image.layer_dirs))
+    if len(f"lowerdir={absolute},{tail}") <= PAGE_LIMIT:
+        return Mount("overlay", "overlay", layout.rootfs, (f"lowerdir={absolute}", f"upperdir={layout.upper}", f"workdir={layout.work}"))
+    # Many layers: short relative links (l/<id>) resolved from the layers root.
+    return Mount(
+        "overlay", "overlay", layout.rootfs,
+        ("lowerdir=" + ":".join(image.lower_links), f"upperdir={layout.upper}", f"workdir={layout.work}"),
+        cwd=layers_root,
+    )
+
+
+def snapshot_mounts(*, image: ImageLike, layout: Layout, layers_root: Path, disk_mb: int, uid: int) -> list[Mount]:
+    """tmpfs for the writable layer (capped), then the overlay root."""
+    return [
+        Mount("tmpfs", "lab-rw", layout.scratch, ("nosuid", "nodev", f"size={disk_mb}m", f"nr_inodes={disk_mb * 256}", "mode=0700", f"uid={uid}", f"gid={uid}")),
+        overlay_mount(image=image, layout=layout, layers_root=layers_root),
+    ]
+
+
+def view_mounts(*, image: ImageLike, layout: Layout) -> list[Mount]:
+    """Read-only views under /var/lib/lab: layers, the own upper layer, the init.
+
+    They are mounted on the host, before runc makes the sandbox's namespaces, so the
+    kernel locks them read-only there: root in the user namespace cannot remount them.
+    """
+    ro = ("bind", "ro", "nosuid", "nodev")
+    mounts = [Mount("none", str(layout.views), layout.views, ro)]
+    for diff_id, layer_dir in zip(image.diff_ids, image.layer_dirs):
+        target = layout.views / "overlay2" / diff_id.split(":", 1)[1] / "diff"
+        mounts.append(Mount("none", str(layer_dir), target, ro))
+    mounts.append(Mount("none", str(layout.upper), layout.views / "container" / "upper", ro))
+    mounts.append(Mount("none", str(INIT_BINARY), layout.views / "bin" / "init", ("bind", "ro", "nodev")))
+    return mounts
+
+
+def _make_mountpoints(*, image: ImageLike, layout: Layout, uid: int) -> None:
+    """Directories and files the mounts land on, made before anything is mounted."""
+    for d in (layout.scratch, layout.rootfs, layout.views / "container" / "upper", layout.views / "bin"):
+        d.mkdir(parents=True, exist_ok=True)
+    for diff_id in image.diff_ids:
+        (layout.views / "overlay2" / diff_id.split(":", 1)[1] / "diff").mkdir(parents=True, exist_ok=True)
+    (layout.views / "bin" / "init").touch()
+    (layout.views / "image.json").write_text(json.dumps(image.inspect(), indent=2) + "\n")
+    layout.layers_file.write_text(json.dumps(list(image.chain_ids)))
+
+
+def snapshot_create(*, image: ImageLike, layout: Layout, layers_root: Path, disk_mb: int, uid: int) -> None:
+    """Build the session's root and views; on any failure leave nothing behind."""
+    if layout.root.exists():
+        snapshot_remove(layout=layout)
+    layout.root.mkdir(parents=True, mode=0o711)
+    layout.root.chmod(0o711)  # sandbox root (an unprivileged host uid) must traverse it
+    try:
+        _make_mountpoints(image=image, layout=layout, uid=uid)
+        scratch, overlay = snapshot_mounts(image=image, layout=layout, layers_root=layers_root, disk_mb=disk_mb, uid=uid)
+        mount(scratch)
+        for d in (layout.upper, layout.work):
+            d.mkdir()
+            # The upperdir's root becomes "/" in the sandbox: owned by sandbox root.
+            os.chown(d, uid, uid)
+        layout.upper.chmod(0o755)
+        mount(overlay)
+        for m in view_mounts(image=image, layout=layout):
+            mount(m)
+    except BaseException:
+        snapshot_remove(layout=layout)
+        raise
+
+
+def snapshot_reset(*, layout: Layout, image: ImageLike, layers_root: Path, disk_mb: int, uid: int) -> None:
+    """A fresh, empty upper layer for the same session (the container must be gone)."""
+    snapshot_remove(layout=layout)
+    snapshot_create(image=image, layout=layout, layers_root=layers_root, disk_mb=disk_mb, uid=uid)
+
+
+def snapshot_remove(*, layout: Layout) -> None:
+    """Unmount everything under the session directory and delete it."""
+    if not layout.root.exists():
+        return
+    unmount(layout.root)
+    if mounts_under(layout.root):
+        # Never recurse into a mount: that could delete a shared layer.
+        raise SandboxError(f"{layout.root} still has mounts; not removing it")
+    shutil.rmtree(layout.root)
+
+
+def leftover_sessions(sessions_dir: Path, live: Sequence[str]) -> list[Path]:
+    """Session directories on disk that no live session owns."""
+    if not sessions_dir.exists():
+        return []
+    keep = set(live)
+    return sorted(p for p in sessions_dir.iterdir() if p.is_dir() and p.name not in keep)
