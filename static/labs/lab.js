@@ -1,0 +1,324 @@
+/*
+ * The lab page: start / stop the sandbox and check steps through the JSON API,
+ * show the terminal (LabTerminal) and the session state. Protocol: docs/protocol.md.
+ * All text goes into the DOM through textContent; only the step html (sanitised on
+ * the server) is markup.
+ */
+(function () {
+  "use strict";
+
+  var FINAL_STATES = ["stopped", "failed", "lost"];
+  var KNOWN_STATES = ["starting", "ready", "stopping", "stopped", "failed", "lost"];
+
+  var pageData = JSON.parse(document.getElementById("page-data").textContent);
+  var apiBase = pageData.api || "/api/";
+  if (apiBase.charAt(apiBase.length - 1) !== "/") apiBase += "/";
+
+  // Translated strings rendered by the template.
+  var strings = {};
+  var stringsTemplate = document.getElementById("lab-strings");
+  if (stringsTemplate) {
+    stringsTemplate.content.querySelectorAll("[data-key]").forEach(function (el) {
+      strings[el.getAttribute("data-key")] = el.textContent.trim();
+    });
+  }
+  function t(key, fallback) {
+    return Object.prototype.hasOwnProperty.call(strings, key) ? strings[key] : (fallback || key);
+  }
+
+  function byTestId(id) { return document.querySelector('[data-testid="' + id + '"]'); }
+
+  var startButton = byTestId("start-button");
+  var stopButton = byTestId("stop-button");
+  var badge = byTestId("state-badge");
+  var messageBox = byTestId("error-message");
+  var connectionLabel = document.querySelector("[data-connection]");
+  var overlay = document.querySelector("[data-overlay]");
+  var progressDone = document.querySelector("[data-progress-done]");
+  var steps = Array.prototype.slice.call(document.querySelectorAll("details.step"));
+
+  var session = null;   // {id, state, ws}
+  var busy = false;     // a start/stop request is in flight
+  var passed = {};      // step id -> true
+
+  // ---- HTTP -----------------------------------------------------------------
+
+  function csrfToken() {
+    var match = document.cookie.match(/(?:^|;\s*)csrftoken=([^;]+)/);
+    if (match) return decodeURIComponent(match[1]);
+    var input = document.querySelector('input[name="csrfmiddlewaretoken"]');
+    return input ? input.value : "";
+  }
+
+  /** fetch JSON; resolves {status, body}; rejects with an Error whose message is for the user. */
+  function api(method, path, body) {
+    var init = {
+      method: method,
+      credentials: "same-origin",
+      headers: { "X-CSRFToken": csrfToken(), "Accept": "application/json" },
+    };
+    if (body !== undefined) {
+      init.headers["Content-Type"] = "application/json";
+      init.body = JSON.stringify(body);
+    }
+    return fetch(apiBase + path, init).then(
+      function (response) {
+        if (response.status === 204) return { status: 204, body: null };
+        return response.text().then(function (text) {
+          var data = null;
+          try { data = text ? JSON.parse(text) : null; } catch (e) { data = null; }
+          if (!response.ok) {
+            var message = data && typeof data.error === "string" && data.error
+              ? data.error
+              : t("error.http") + " (" + response.status + ")";
+            var error = new Error(message);
+            error.status = response.status;
+            throw error;
+          }
+          return { status: response.status, body: data };
+        });
+      },
+      function () { throw new Error(t("error.network")); }
+    );
+  }
+
+  // ---- Page state -------------------------------------------------------------
+
+  function showMessage(text) {
+    messageBox.textContent = text || "";
+    messageBox.hidden = !text;
+  }
+
+  function setOverlay(key) {
+    if (!key) { overlay.hidden = true; return; }
+    overlay.hidden = false;
+    overlay.querySelector("p").textContent = t(key);
+  }
+
+  function isActive() {
+    return session !== null && FINAL_STATES.indexOf(session.state) === -1;
+  }
+
+  function render() {
+    var state = session ? session.state : "none";
+    var shown = KNOWN_STATES.indexOf(state) === -1 && state !== "none" ? state : t("state." + state);
+    badge.textContent = shown;
+    badge.setAttribute("data-state", state);
+
+    var active = isActive();
+    startButton.disabled = busy || active;
+    startButton.textContent = session && !active ? t("start.again") : t("start");
+    stopButton.disabled = busy || !active || state === "stopping";
+
+    var canCheck = active && state === "ready";
+    steps.forEach(function (step) {
+      var button = step.querySelector("[data-check]");
+      if (button && !button.classList.contains("is-checking")) button.disabled = !canCheck;
+    });
+
+    if (!session) setOverlay("overlay.idle");
+    else if (state === "starting") setOverlay("overlay.starting");
+    else if (!active) setOverlay("overlay.ended");
+    else setOverlay(null);
+  }
+
+  function setState(state, message) {
+    if (!session) return;
+    session.state = state;
+    if (state === "failed" || state === "lost") {
+      showMessage(message || t("state." + state + ".message"));
+    } else if (message) {
+      showMessage(message);
+    }
+    if (state === "ready") {
+      terminal.focus();
+    }
+    render();
+  }
+
+  // ---- Terminal ---------------------------------------------------------------
+
+  var terminal = new window.LabTerminal(byTestId("terminal"));
+  window.labTerminal = terminal;
+  window.__labTerm = terminal.term;
+
+  terminal.onState(function (state, message) { setState(state, message); });
+  terminal.onCheck(function (result) { showResult(result.step, result.passed, result.message, true); });
+  terminal.onError(function (message) { showMessage(message); });
+  terminal.onConnection(function (status, detail) {
+    if (status === "open") {
+      connectionLabel.hidden = true;
+      // A message about the connection itself is stale once it is back.
+      if (messageBox.getAttribute("data-source") === "connection") showMessage("");
+      messageBox.removeAttribute("data-source");
+    } else if (status === "reconnecting") {
+      connectionLabel.textContent = t("conn.reconnecting");
+      connectionLabel.hidden = false;
+    } else if (status === "connecting") {
+      if (connectionLabel.hidden) connectionLabel.textContent = t("conn.connecting");
+      connectionLabel.hidden = false;
+    } else if (status === "closed") {
+      connectionLabel.hidden = true;
+      var code = detail && detail.code;
+      if (code === 4410) {
+        setState("stopped", "");
+      } else if (code === 4401 || code === 4403 || code === 4404) {
+        showMessage(t("close." + code));
+        messageBox.setAttribute("data-source", "connection");
+        // Nothing to reach any more: let the trainee start a new sandbox.
+        if (session && isActive()) setState(code === 4404 ? "lost" : "failed", t("close." + code));
+      }
+    }
+  });
+
+  function openSession(data) {
+    session = { id: String(data.id), state: data.state || "starting", ws: data.ws };
+    render();
+    if (isActive()) terminal.connect(session.id, session.ws);
+  }
+
+  window.addEventListener("online", function () { terminal.reconnectNow(); });
+
+  // ---- Start / stop -------------------------------------------------------------
+
+  startButton.addEventListener("click", function () {
+    if (busy || isActive()) return;
+    busy = true;
+    showMessage("");
+    render();
+    api("POST", "sessions/", { lab: pageData.lab }).then(
+      function (response) {
+        busy = false;
+        openSession(response.body);
+      },
+      function (error) {
+        busy = false;
+        showMessage(error.message);
+        render();
+      }
+    );
+  });
+
+  stopButton.addEventListener("click", function () {
+    if (busy || !isActive()) return;
+    busy = true;
+    showMessage("");
+    var id = session.id;
+    session.state = "stopping";
+    render();
+    api("DELETE", "sessions/" + encodeURIComponent(id) + "/").then(
+      function () {
+        busy = false;
+        if (!session || session.id !== id) return;
+        // The socket reports "stopped" and closes with 4410; if it is not connected
+        // there is nobody to tell us, and the server has already stopped it.
+        if (!terminal.live) { terminal.disconnect(); setState("stopped", ""); }
+        render();
+      },
+      function (error) {
+        busy = false;
+        if (session && session.id === id && session.state === "stopping") session.state = "ready";
+        showMessage(error.message);
+        render();
+      }
+    );
+  });
+
+  // ---- Steps and checks -----------------------------------------------------------
+
+  function stepElement(stepId) {
+    for (var i = 0; i < steps.length; i++) {
+      if (steps[i].getAttribute("data-step") === stepId) return steps[i];
+    }
+    return null;
+  }
+
+  function showResult(stepId, ok, message, automatic) {
+    var step = stepElement(String(stepId));
+    if (!step) return;
+    var box = step.querySelector(".step-result");
+    box.textContent = "";
+    box.hidden = false;
+    box.className = "step-result " + (ok ? "is-passed" : "is-failed");
+    box.setAttribute("data-passed", ok ? "true" : "false");
+
+    var head = document.createElement("p");
+    head.className = "step-result-head";
+    head.textContent = ok ? t("check.passed") : t("check.failed");
+    if (automatic) {
+      var note = document.createElement("span");
+      note.className = "step-result-note";
+      note.textContent = " · " + t("check.auto");
+      head.appendChild(note);
+    }
+    box.appendChild(head);
+    if (message) {
+      var pre = document.createElement("pre");
+      pre.textContent = message;
+      box.appendChild(pre);
+    }
+
+    if (ok && !passed[stepId]) {
+      passed[stepId] = true;
+      step.classList.add("is-passed");
+      progressDone.textContent = String(Object.keys(passed).length);
+      openNextStep(step);
+    } else if (!ok && !passed[stepId]) {
+      step.classList.remove("is-passed");
+    }
+  }
+
+  /** After a step passes, open the next one that has not passed yet. */
+  function openNextStep(step) {
+    var index = steps.indexOf(step);
+    for (var i = index + 1; i < steps.length; i++) {
+      if (!passed[steps[i].getAttribute("data-step")]) {
+        steps[i].open = true;
+        steps.forEach(function (s) { s.classList.toggle("is-current", s === steps[i]); });
+        steps[i].scrollIntoView({ block: "nearest", behavior: "smooth" });
+        return;
+      }
+    }
+  }
+
+  steps.forEach(function (step, index) {
+    if (index === 0) step.classList.add("is-current");
+    var button = step.querySelector("[data-check]");
+    if (!button) return;
+    button.addEventListener("click", function () {
+      if (!session || !isActive()) return;
+      var stepId = button.getAttribute("data-check");
+      var box = step.querySelector(".step-result");
+      button.disabled = true;
+      button.classList.add("is-checking");
+      box.hidden = false;
+      box.className = "step-result is-running";
+      box.removeAttribute("data-passed");
+      box.textContent = t("check.running");
+      api("POST", "sessions/" + encodeURIComponent(session.id) + "/check", { step: stepId }).then(
+        function (response) {
+          var body = response.body || {};
+          showResult(stepId, Boolean(body.passed), body.message || "", false);
+        },
+        function (error) {
+          box.className = "step-result is-failed";
+          box.textContent = "";
+          var pre = document.createElement("pre");
+          pre.textContent = error.message;
+          box.appendChild(pre);
+        }
+      ).then(function () {
+        button.classList.remove("is-checking");
+        render();
+      });
+    });
+  });
+
+  // ---- Start up -------------------------------------------------------------------
+
+  if (pageData.session && pageData.session.id) {
+    openSession(pageData.session); // a reload: reconnect to the running sandbox
+  } else {
+    render();
+  }
+})();
