@@ -1,0 +1,18 @@
+"""Lab files: a directory with lab.yaml + Markdown, loaded into a LabSpec.
+
+Validation walks the composed YAML nodes (not the constructed data), so every error
+names the file, line and column, and everything wrong is reported at once.
+"""
+from __future__ import annotations
+
+from labs.labfile.loader import discover_labs, lab_version, load_lab, validate_labs
+from labs.labfile.spec import (
+    DEFAULT_IMAGE, LAB_FILE, LANGS, LEVELS, QUIZ_KINDS, Hint, ImageResolver, LabError, LabFileError,
+    LabSpec, Limits, Quiz, QuizChoice, Step, Text,
+)
+
+__all__ = [
+    "DEFAULT_IMAGE", "LAB_FILE", "LANGS", "LEVELS", "QUIZ_KINDS", "Hint", "ImageResolver", "LabError",
+    "LabFileError", "LabSpec", "Limits", "Quiz", "QuizChoice", "Step", "Text", "discover_labs",
+    "lab_version", "load_lab", "validate_labs",
+]
