@@ -144,3 +144,42 @@ def progress_record_check(*, user: AbstractBaseUser, step: Step, result: CheckRe
             progress.passed_by = by
         progress.save()
     return progress
+
+
+def _text(t) -> dict:
+    return {"zh-hans": t.zh_hans, "en": t.en}
+
+
+def lab_import(*, spec, position: int = 0) -> tuple[Lab, bool]:
+    """Create or update a lab from a loaded LabSpec; (lab, changed).
+
+    Idempotent: an unchanged version does nothing. Steps are matched by id, so
+    trainees' progress follows a step across edits; steps gone from the file are
+    retired, not deleted, and their progress is kept.
+    """
+    from dataclasses import asdict
+
+    existing = Lab.objects.filter(slug=spec.slug).first()
+    if existing is not None and existing.version == spec.version:
+        return existing, False
+    with transaction.atomic():
+        lab, _ = Lab.objects.update_or_create(slug=spec.slug, defaults={
+            "title": _text(spec.title), "summary": _text(spec.summary), "level": spec.level,
+            "minutes": spec.minutes, "image": spec.image, "limits": asdict(spec.limits),
+            "setup": spec.setup or "", "tags": list(spec.tags), "version": spec.version,
+            "source": str(spec.path), "position": position,
+        })
+        keys = []
+        for i, step in enumerate(spec.steps):
+            keys.append(step.id)
+            quiz = asdict(step.quiz) if step.quiz else None
+            Step.objects.update_or_create(lab=lab, key=step.id, defaults={
+                "position": i, "title": _text(step.title), "text": _text(step.text), "retired": False,
+                "data": {
+                    "check": step.check, "setup": step.setup, "solution": step.solution,
+                    "hints": [_text(h.text) for h in step.hints], "auto_check": step.auto_check,
+                    "quiz": quiz, "check_timeout": step.check_timeout,
+                },
+            })
+        lab.steps.exclude(key__in=keys).update(retired=True, position=len(keys) + 1000)
+    return lab, True

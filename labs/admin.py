@@ -1,0 +1,32 @@
+"""The Django admin covers every model."""
+from __future__ import annotations
+
+from django.contrib import admin
+
+from labs.models import Lab, Session, Step, StepProgress
+
+
+class StepInline(admin.TabularInline):
+    model = Step
+    fields = ("position", "key", "title", "retired")
+    extra = 0
+
+
+@admin.register(Lab)
+class LabAdmin(admin.ModelAdmin):
+    list_display = ("slug", "image", "level", "minutes", "published", "version", "imported_at")
+    list_filter = ("published", "level")
+    inlines = [StepInline]
+
+
+@admin.register(Session)
+class SessionAdmin(admin.ModelAdmin):
+    list_display = ("id", "user", "lab", "host", "state", "created_at", "ended_at")
+    list_filter = ("state", "host", "lab")
+    search_fields = ("id", "user__username")
+
+
+@admin.register(StepProgress)
+class StepProgressAdmin(admin.ModelAdmin):
+    list_display = ("user", "step", "attempts", "hints_used", "solution_used", "passed_at", "passed_by")
+    list_filter = ("step__lab",)

@@ -1,0 +1,148 @@
+"""Fixtures that run the real parts: the default image, a Celery worker with its relay,
+and the ASGI server, all on this run's private Redis and SQLite file."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pytest
+from django.conf import settings
+
+ROOT = Path(__file__).resolve().parent.parent
+IS_ROOT = os.geteuid() == 0
+
+
+def wait_for(cond: Callable[[], object], *, timeout: float = 20, what: str = "condition", interval: float = 0.05):
+    """Poll until cond() is truthy; fail with `what` after the deadline (no bare sleeps)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = cond()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _subprocess_env() -> dict:
+    env = dict(os.environ)
+    env["DJANGO_SETTINGS_MODULE"] = "labsite.settings.test"
+    env["DATABASE_URL"] = f"sqlite:///{settings.DATABASES['default']['TEST']['NAME']}"
+    return env
+
+
+@pytest.fixture(scope="session")
+def base_image():
+    """The default image lab/base:latest, built from images/base.yaml."""
+    if not IS_ROOT:
+        pytest.skip("building layers with shifted ownership needs root")
+    from sandbox.images.recipes import build
+    from sandbox.images.store import ImageStore
+
+    store = ImageStore(Path(settings.LAB_DATA_DIR) / "images", uid_base=settings.LAB_SANDBOX_UID)
+    return build(ROOT / "images" / "base.yaml", store)
+
+
+@dataclass
+class Worker:
+    proc: subprocess.Popen
+    host: str
+    log: Path
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(40)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def start_worker(host: str, env: dict | None = None) -> Worker:
+    """A real Celery worker (and its relay) for one host name; waits for its heartbeat."""
+    import redis
+
+    env = dict(env or _subprocess_env())
+    env["LAB_HOST_NAME"] = host
+    log = Path(settings.LAB_DATA_DIR) / f"worker-{host}.log"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "labsite", "worker", "-l", "info", "-c", "2", "-n", f"{host}@%h",
+         "--without-mingle", "--without-gossip"],
+        cwd=ROOT, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT,
+    )
+    r = redis.Redis.from_url(settings.REDIS_URL)
+
+    def up():
+        if proc.poll() is not None:
+            raise AssertionError(f"worker exited: {log.read_text()[-3000:]}")
+        return r.get(f"lab:host:{host}")
+
+    wait_for(up, timeout=60, what=f"worker {host} heartbeat")
+    return Worker(proc, host, log)
+
+
+@pytest.fixture(scope="session")
+def worker(base_image, django_db_setup, django_db_blocker) -> Iterator[Worker]:
+    """One sandbox host for the whole run."""
+    w = start_worker(settings.LAB_HOST_NAME)
+    yield w
+    w.stop()
+
+
+@pytest.fixture(scope="session")
+def web(django_db_setup) -> Iterator[str]:
+    """The real ASGI server (uvicorn) on a free port; yields its base URL."""
+    port = free_port()
+    log = Path(settings.LAB_DATA_DIR) / "web.log"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "labsite.asgi:application", "--host", "127.0.0.1", "--port", str(port),
+         "--ws", "websockets", "--log-level", "warning"],
+        cwd=ROOT, env=_subprocess_env(), stdout=log.open("ab"), stderr=subprocess.STDOUT,
+    )
+
+    def up():
+        if proc.poll() is not None:
+            raise AssertionError(f"web exited: {log.read_text()[-3000:]}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return True
+        except OSError:
+            return False
+
+    wait_for(up, timeout=30, what="uvicorn")
+    yield f"http://127.0.0.1:{port}"
+    proc.terminate()
+    proc.wait(20)
+
+
+@pytest.fixture
+def builtin_labs(transactional_db):
+    """The built-in labs, imported into this test's database."""
+    from labs.labfile import discover_labs, load_lab
+    from labs.services import lab_import
+
+    return [lab_import(spec=load_lab(p), position=i)[0] for i, p in enumerate(discover_labs(ROOT / "labs" / "builtin"))]
+
+
+@pytest.fixture
+def make_user(transactional_db):
+    from django.contrib.auth import get_user_model
+
+    def make(name: str = "trainee", password: str = "pw-for-tests-123"):
+        return get_user_model().objects.create_user(name, f"{name}@example.org", password)
+
+    return make
