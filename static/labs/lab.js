@@ -125,9 +125,11 @@
   function setState(state, message) {
     if (!session) return;
     session.state = state;
+    // Messages explain an end (failed, lost, idle timeout); on other states they are
+    // informational and the badge says enough.
     if (state === "failed" || state === "lost") {
       showMessage(message || t("state." + state + ".message"));
-    } else if (message) {
+    } else if (state === "stopped" && message) {
       showMessage(message);
     }
     if (state === "ready") {
@@ -281,8 +283,19 @@
     }
   }
 
-  steps.forEach(function (step, index) {
-    if (index === 0) step.classList.add("is-current");
+  // Steps passed in an earlier visit come marked from the server (data-passed).
+  steps.forEach(function (step) {
+    if (step.getAttribute("data-passed") === "true") passed[step.getAttribute("data-step")] = true;
+  });
+  progressDone.textContent = String(Object.keys(passed).length);
+  (function markCurrent() {
+    var current = steps.filter(function (s) { return !passed[s.getAttribute("data-step")]; })[0] || steps[0];
+    if (!current) return;
+    current.classList.add("is-current");
+    current.open = true;
+  })();
+
+  steps.forEach(function (step) {
     var button = step.querySelector("[data-check]");
     if (!button) return;
     button.addEventListener("click", function () {
