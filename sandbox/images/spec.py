@@ -20,14 +20,14 @@ REF_NAME = "org.opencontainers.image.ref.name"
 # containerd and BuildKit keep the full "name:tag" here; ref.name holds only the tag.
 FULL_NAME = "io.containerd.image.name"
 
-_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 _REF = re.compile(r"^[a-z0-9][a-z0-9._/-]*(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?$")
 CHUNK = 1 << 20
 
 
 def check_digest(digest: str) -> str:
     """Return `digest` if it is a well-formed sha256 digest, else raise (it becomes a path)."""
-    if not isinstance(digest, str) or not _DIGEST.match(digest):
+    if not isinstance(digest, str) or not DIGEST.match(digest):
         raise OCIError(f"{digest!r} is not a sha256 digest (expected sha256:<64 hex>).")
     return digest
 

@@ -17,13 +17,17 @@ import json
 import os
 import shutil
 import tempfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Iterator
+from typing import TYPE_CHECKING, Any, BinaryIO, Iterator
 
 from sandbox.images import spec
 from sandbox.images.exceptions import ImageError, ImageNotFound, LayerError, OCIError
 from sandbox.images.layers import LayerPolicy, apply_layer
+
+if TYPE_CHECKING:
+    from sandbox.images.gc import GcReport
 
 SHORT_LINK = 12  # hex chars: 128 lowers * len("l/<12>:") = 1920 bytes, well under a page
 
@@ -90,29 +94,6 @@ class Image:
         }
 
 
-@dataclass
-class GcReport:
-    """What `gc` removed."""
-
-    blobs: int = 0
-    layers: int = 0
-    bytes: int = 0
-    kept_in_use: list[str] = field(default_factory=list)
-
-
-def sessions_in_use(data_dir: Path) -> set[str]:
-    """chain_ids that live sessions use: every `sessions/*/layers.json` under `data_dir`."""
-    found: set[str] = set()
-    for pattern in ("sessions/*/layers.json", "hosts/*/sessions/*/layers.json"):
-        for path in data_dir.glob(pattern):
-            try:
-                ids = json.loads(path.read_text())
-            except (OSError, ValueError):
-                continue  # a session being torn down; its layers are still in the index or gone
-            found.update(i if i.startswith("sha256:") else f"sha256:{i}" for i in ids if isinstance(i, str))
-    return found
-
-
 def _compressed(path: Path) -> bool:
     """True if the file starts with the gzip magic."""
     with open(path, "rb") as f:
@@ -159,7 +140,7 @@ class ImageStore:
         os.replace(tmp, path)
 
     @contextlib.contextmanager
-    def _lock(self, name: str, mode: int) -> Iterator[None]:
+    def lock(self, name: str, mode: int) -> Iterator[None]:
         """flock a lock file under the root (shared by writers, exclusive for gc)."""
         self.root.mkdir(parents=True, exist_ok=True)
         with open(self.root / name, "a") as f:
@@ -173,7 +154,7 @@ class ImageStore:
     def writing(self) -> Iterator[None]:
         """Hold off `gc` while blobs and layers are added but not yet tagged."""
         self.ensure()
-        with self._lock("gc.lock", fcntl.LOCK_SH):
+        with self.lock("gc.lock", fcntl.LOCK_SH):
             yield
 
     @contextlib.contextmanager
@@ -238,7 +219,7 @@ class ImageStore:
         with (gzip.open(tmp, "rb") if gz else open(tmp, "rb")) as f:
             try:
                 diff_id, _ = spec.sha256_stream(f)  # type: ignore[arg-type]
-            except (OSError, EOFError) as exc:
+            except (OSError, EOFError, zlib.error) as exc:
                 raise LayerError(f"layer is not a readable gzip stream: {exc}") from exc
         if expect_diff_id and diff_id != expect_diff_id:
             raise OCIError(f"layer diff_id is {diff_id} but the image config says {expect_diff_id}.")
@@ -318,10 +299,11 @@ class ImageStore:
                 out[ref] = desc
         return out
 
-    def commit(self, ref: str, config: dict[str, Any], layers: list[Layer]) -> Image:
-        """Write config and manifest blobs and point name:tag at them."""
+    def commit(self, ref: str, config: dict[str, Any] | bytes, layers: list[Layer]) -> Image:
+        """Write config (a dict, or bytes kept verbatim) and manifest; point name:tag at them."""
         ref = spec.normalize_ref(ref)
-        config_digest, config_size = self.put_bytes(spec.canonical_json(config))
+        data = config if isinstance(config, bytes) else spec.canonical_json(config)
+        config_digest, config_size = self.put_bytes(data)
         return self.tag_manifest(ref, self.write_manifest(config_digest, config_size, layers))
 
     def write_manifest(self, config_digest: str, config_size: int, layers: list[Layer]) -> tuple[str, int]:
@@ -339,7 +321,7 @@ class ImageStore:
         ref = spec.normalize_ref(ref)
         desc = {"mediaType": spec.MEDIA_MANIFEST, "digest": manifest[0], "size": manifest[1],
                 "annotations": {spec.REF_NAME: ref}}
-        with self._lock("index.lock", fcntl.LOCK_EX):
+        with self.lock("index.lock", fcntl.LOCK_EX):
             index = self._read_index()
             others = [d for d in index.get("manifests", [])
                       if d.get("annotations", {}).get(spec.REF_NAME) != ref]
@@ -387,7 +369,7 @@ class ImageStore:
     def remove(self, ref: str) -> None:
         """Untag name:tag; its blobs and layers go at the next `gc`."""
         ref = spec.normalize_ref(ref)
-        with self._lock("index.lock", fcntl.LOCK_EX):
+        with self.lock("index.lock", fcntl.LOCK_EX):
             index = self._read_index()
             keep = [d for d in index.get("manifests", [])
                     if d.get("annotations", {}).get(spec.REF_NAME) != ref]
@@ -396,44 +378,8 @@ class ImageStore:
             index["manifests"] = keep
             self._write_index(index)
 
-    # -- garbage collection -----------------------------------------------------
     def gc(self, in_use: set[str] | None = None) -> GcReport:
         """Remove blobs, layer dirs and cache entries no image names and no session uses."""
-        if in_use is None:
-            in_use = sessions_in_use(self.root.parent)
-        report = GcReport()
-        if not self.root.exists():
-            return report
-        self.ensure()
-        with self._lock("gc.lock", fcntl.LOCK_EX):
-            keep_blobs: set[str] = set()
-            keep_chains: set[str] = set()
-            for desc in self.refs().values():
-                manifest = self.read_json(desc["digest"])
-                config = self.read_json(manifest["config"]["digest"])
-                keep_blobs.update([desc["digest"], manifest["config"]["digest"]])
-                keep_blobs.update(layer["digest"] for layer in manifest.get("layers", []))
-                keep_chains.update(spec.chain_ids(config.get("rootfs", {}).get("diff_ids", [])))
-            report.kept_in_use = sorted(set(in_use) - keep_chains)
-            keep_chains |= set(in_use)
-            for entry in self.cache_dir.glob("*.json"):
-                layer = json.loads(entry.read_bytes()).get("layer", {})
-                if layer.get("digest") not in keep_blobs:
-                    entry.unlink()
-            for blob in self.blobs.iterdir():
-                if f"sha256:{blob.name}" not in keep_blobs:
-                    report.bytes += blob.stat().st_size
-                    blob.unlink()
-                    report.blobs += 1
-            keep_hex = {spec.hexof(c) for c in keep_chains}
-            for entry in self.layers_dir.iterdir():
-                if entry.name == "l" or entry.name in keep_hex:
-                    continue
-                shutil.rmtree(entry, ignore_errors=True)  # also crashed .tmp-* unpacks
-                report.layers += 0 if entry.name.startswith(".tmp-") else 1
-            for link in (self.layers_dir / "l").iterdir():
-                if not link.exists():
-                    link.unlink()  # dangling: its layer is gone
-            for entry in self.tmp.iterdir():
-                shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink()
-        return report
+        from sandbox.images.gc import collect
+
+        return collect(self, in_use)
