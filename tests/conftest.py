@@ -146,3 +146,33 @@ def make_user(transactional_db):
         return get_user_model().objects.create_user(name, f"{name}@example.org", password)
 
     return make
+
+
+def process_table() -> dict[int, tuple[int, str]]:
+    """pid -> (ppid, state letter) for every process, from /proc."""
+    table = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            rest = stat.rsplit(")", 1)[1].split()
+            table[int(entry.name)] = (int(rest[1]), rest[0])
+    return table
+
+
+def zombies_under(root_pid: int) -> list[int]:
+    """Zombie processes descending from root_pid (the worker and its relay)."""
+    table = process_table()
+
+    def descends(pid: int) -> bool:
+        seen = set()
+        while pid and pid not in seen:
+            if pid == root_pid:
+                return True
+            seen.add(pid)
+            pid = table.get(pid, (0, ""))[0]
+        return False
+
+    return [pid for pid, (_, state) in table.items() if state == "Z" and descends(pid)]

@@ -1,4 +1,4 @@
-"""Test-run environment, set before Django reads its settings.
+"""Test-run environment, set before Django reads its settings (loaded with -p tests.env).
 
 A private Redis server on a free port and a fresh data directory for this run, so the
 suite never touches a running `./lab up` and leaves nothing behind.

@@ -80,7 +80,9 @@ class Relay:
         self.redis = aioredis.from_url(self.cfg.redis_url)
         self.redis_in = aioredis.from_url(self.cfg.redis_url)
         self.run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.cfg.relay_socket.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # Traversable (not readable) by sandbox root: session roots live below it.
+        self.cfg.host_dir.mkdir(parents=True, exist_ok=True)
+        self.cfg.host_dir.chmod(0o711)
         self.cfg.relay_socket.unlink(missing_ok=True)
         server = await asyncio.start_unix_server(self._control, path=str(self.cfg.relay_socket))
         os.chmod(self.cfg.relay_socket, 0o600)
