@@ -192,6 +192,8 @@ def import_image(path: Path, store: ImageStore, *, tag: str | None = None) -> Im
     if not path.exists() and ":" in str(path):
         text, ref = str(path).rsplit(":", 1)
         path = Path(text)
+    if not path.exists():
+        raise OCIError(f"{path}: no such file or directory to import.")
     with store.writing():
         config, layers, name = _read(path, store, ref)
         final = tag or _short_name(name) or f"{path.stem.lower()}:{ref or 'latest'}"
