@@ -82,7 +82,8 @@ class Reader:
                 self.error(key_node, f"{_where(path)}duplicate key '{key}' (first at line {first})")
             elif key not in keys:
                 key_nodes[key] = key_node
-                close = difflib.get_close_matches(key, list(keys), n=1, cutoff=0.6)
+                close = difflib.get_close_matches(key, list(keys), n=1, cutoff=0.6) or [
+                    known for known in keys if known.startswith(key) or key.startswith(known)]
                 suggestion = f"did you mean '{close[0]}'?" if close else "expected one of " + ", ".join(keys)
                 self.error(key_node, f"{_where(path)}unknown key '{key}' ({suggestion})")
             else:
