@@ -1,4 +1,4 @@
-"""`manage.py labs <subcommand>`: work with lab directories (validate; import/test come later)."""
+"""`manage.py labs <subcommand>`: work with lab directories (validate, import)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -26,6 +26,8 @@ class Command(BaseCommand):
         validate = subcommands.add_parser("validate", help="Check labs; print file:line:column: message per error.")
         validate.add_argument("paths", nargs="+", type=Path, help="a lab directory, or a directory of labs")
         validate.add_argument("--images", action="store_true", help="also check each lab's image is in the image store")
+        imp = subcommands.add_parser("import", help="Load labs into the site (idempotent; progress follows step ids).")
+        imp.add_argument("paths", nargs="+", type=Path, help="a lab directory, or a directory of labs")
 
     def handle(self, *args, subcommand: str, **options) -> None:
         getattr(self, f"handle_{subcommand}")(**options)
@@ -38,3 +40,16 @@ class Command(BaseCommand):
         if errors:
             raise CommandError(f"{len(errors)} error(s) in the labs", returncode=1)
         self.stdout.write(f"ok: {len(specs)} labs")
+
+    def handle_import(self, *, paths: list[Path], **options) -> None:
+        """Validate, then create or update each lab; unchanged labs are left alone."""
+        from labs.services import lab_import
+
+        specs, errors = validate_labs(paths)
+        for error in errors:
+            self.stderr.write(str(error), style_func=lambda text: text)
+        if errors:
+            raise CommandError(f"{len(errors)} error(s): nothing imported", returncode=1)
+        for position, spec in enumerate(specs):
+            lab, changed = lab_import(spec=spec, position=position)
+            self.stdout.write(f"{'imported' if changed else 'unchanged'}: {lab.slug} ({len(spec.steps)} steps, {spec.version[:12]})")
