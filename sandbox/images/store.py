@@ -15,6 +15,7 @@ import gzip
 import hashlib
 import json
 import os
+import secrets
 import shutil
 import tempfile
 import zlib
@@ -272,8 +273,8 @@ class ImageStore:
         short = json.loads((self.layer_dir(chain_id) / "layer.json").read_bytes())["link"]
         link = self.layers_dir / "l" / short
         if not link.is_symlink():
-            tmp = self.layers_dir / "l" / f".tmp-{short}-{os.getpid()}"
-            tmp.unlink(missing_ok=True)
+            # A unique temp name: many sandboxes may resolve the same image at once.
+            tmp = self.layers_dir / "l" / f".tmp-{short}-{secrets.token_hex(6)}"
             os.symlink(f"../{hexid}/diff", tmp)
             os.replace(tmp, link)
         return f"l/{short}"

@@ -175,3 +175,14 @@ def test_128_layers_mount_with_short_lower_links(tmp_path: Path, store: ImageSto
         assert (merged / "f0").exists() and (merged / "f127").exists()
     finally:
         subprocess.run(["umount", str(merged)], check=True)
+
+
+def test_run_step_without_a_build_runtime_is_a_clear_error(tmp_path: Path, store: ImageStore) -> None:
+    import sandbox.runtime as runtime
+
+    if hasattr(runtime, "run_build_step"):
+        pytest.skip("the runtime provides run_build_step; run: steps are tested with it")
+    recipe = tmp_path / "run.yaml"
+    recipe.write_text("tag: t/run\nsteps:\n  - busybox: {}\n  - run: echo hi > /hi\n")
+    with pytest.raises(RecipeError, match=r"run\.yaml:4: step 2: `run:` steps need sandbox\.runtime\.run_build_step"):
+        build(recipe, store)
