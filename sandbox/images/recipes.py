@@ -5,7 +5,7 @@
     steps:
       - busybox: {}
       - copy: {src: base/, dest: /}
-      - run: "echo hi > /etc/hi"     # needs sandbox.runtime.run_build_step
+      - run: "echo hi > /etc/hi"     # runs in a build sandbox (sandbox.build)
       - env: {PATH: /usr/bin:/bin}    # config only: env, workdir, cmd, entrypoint, user, labels
 """
 from __future__ import annotations
@@ -183,13 +183,8 @@ def _run_step(step: Step, store: ImageStore, state: _State, work: Path,
     """`run:` a shell command in a build sandbox; its upperdir is the new layer."""
     if not isinstance(step.args, str):
         raise RecipeError(f"{step.where}: run takes a shell command string.")
-    try:
-        from sandbox.runtime import run_build_step  # type: ignore[attr-defined]
-    except ImportError:
-        raise RecipeError(
-            f"{step.where}: `run:` steps need sandbox.runtime.run_build_step, which this"
-            " installation does not have yet; use busybox/copy steps instead."
-        ) from None
+    from sandbox.build import run_build_step  # runc; imported only when a recipe runs
+
     lowers = [store.layer_dir(layer.chain_id) / "diff" for layer in state.layers]
     upper = run_build_step(command=step.args, lowerdirs=list(reversed(lowers)), workdir=work,
                            config=state.config, uid_base=store.uid_base, progress=progress)

@@ -5,6 +5,7 @@ import hashlib
 import io
 import json
 import os
+import stat
 import subprocess
 import tarfile
 from pathlib import Path
@@ -177,12 +178,25 @@ def test_128_layers_mount_with_short_lower_links(tmp_path: Path, store: ImageSto
         subprocess.run(["umount", str(merged)], check=True)
 
 
-def test_run_step_without_a_build_runtime_is_a_clear_error(tmp_path: Path, store: ImageStore) -> None:
-    import sandbox.runtime as runtime
-
-    if hasattr(runtime, "run_build_step"):
-        pytest.skip("the runtime provides run_build_step; run: steps are tested with it")
+def test_run_step_becomes_one_layer_with_its_files_and_whiteouts(tmp_path: Path, store: ImageStore) -> None:
     recipe = tmp_path / "run.yaml"
-    recipe.write_text("tag: t/run\nsteps:\n  - busybox: {}\n  - run: echo hi > /hi\n")
-    with pytest.raises(RecipeError, match=r"run\.yaml:4: step 2: `run:` steps need sandbox\.runtime\.run_build_step"):
+    recipe.write_text("tag: t/run\nsteps:\n  - busybox: {}\n"
+                      "  - run: echo hi > /etc/hi && rm /etc/passwd && mkdir -p /opt/app && id -u > /opt/app/uid\n")
+    image = build(recipe, store)
+    assert len(image.diff_ids) == 2
+    top = image.layer_dirs[-1]
+    assert (top / "etc" / "hi").read_text() == "hi\n"
+    assert (top / "opt" / "app" / "uid").read_text() == "0\n"  # root inside the build sandbox
+    whiteout = os.lstat(top / "etc" / "passwd")
+    assert stat.S_ISCHR(whiteout.st_mode) and whiteout.st_rdev == 0  # overlayfs whiteout in the unpacked layer
+    assert not (top / "proc").exists()  # runc's mountpoints are not part of the layer
+    assert image.inspect()["History"][-1]["created_by"].startswith("run: /bin/sh -c echo hi")
+    again = build(recipe, store)
+    assert again.diff_ids == image.diff_ids
+
+
+def test_a_failing_run_step_names_the_step_and_shows_its_output(tmp_path: Path, store: ImageStore) -> None:
+    recipe = tmp_path / "bad.yaml"
+    recipe.write_text("tag: t/bad\nsteps:\n  - busybox: {}\n  - run: echo about-to-fail; exit 3\n")
+    with pytest.raises(RecipeError, match=r"(?s)bad\.yaml:4.*exited with status 3.*about-to-fail"):
         build(recipe, store)
