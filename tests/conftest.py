@@ -62,6 +62,11 @@ class Worker:
     host: str
     log: Path
 
+    def restart(self) -> None:
+        """Start the same host again (after stop or kill)."""
+        self.stop()
+        self.proc = start_worker(self.host).proc
+
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
