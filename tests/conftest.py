@@ -16,6 +16,8 @@ from typing import Callable, Iterator
 import pytest
 from django.conf import settings
 
+from sandbox.relay.spawn import die_with_parent
+
 ROOT = Path(__file__).resolve().parent.parent
 IS_ROOT = os.geteuid() == 0
 
@@ -87,7 +89,7 @@ def start_worker(host: str, env: dict | None = None) -> Worker:
     proc = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "labsite", "worker", "-l", "info", "-c", "2", "-n", f"{host}@%h",
          "--without-mingle", "--without-gossip"],
-        cwd=ROOT, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT,
+        cwd=ROOT, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT, preexec_fn=die_with_parent,
     )
     r = redis.Redis.from_url(settings.REDIS_URL)
 
@@ -116,7 +118,7 @@ def web(django_db_setup) -> Iterator[str]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "labsite.asgi:application", "--host", "127.0.0.1", "--port", str(port),
          "--ws", "websockets", "--log-level", "warning"],
-        cwd=ROOT, env=_subprocess_env(), stdout=log.open("ab"), stderr=subprocess.STDOUT,
+        cwd=ROOT, env=_subprocess_env(), stdout=log.open("ab"), stderr=subprocess.STDOUT, preexec_fn=die_with_parent,
     )
 
     def up():

@@ -13,6 +13,8 @@ import subprocess
 import tempfile
 import time
 
+from sandbox.relay.spawn import die_with_parent  # stdlib only: safe before Django
+
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -25,7 +27,7 @@ def _start_redis(data_dir: str) -> str:
     proc = subprocess.Popen(
         ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
          "--dir", data_dir, "--loglevel", "warning"],
-        stdout=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL, preexec_fn=die_with_parent,
     )
     atexit.register(lambda: (proc.terminate(), proc.wait(10)))
     deadline = time.monotonic() + 10
