@@ -137,8 +137,6 @@ LAB_HOST_NAME = env("LAB_HOST_NAME", socket.gethostname()) or "localhost"
 LAB_HOST_CAPACITY = env_int("LAB_HOST_CAPACITY", 200)
 # Live sandboxes one trainee may hold at once.
 LAB_USER_SESSION_LIMIT = env_int("LAB_USER_SESSION_LIMIT", 3)
-# The image a lab gets when it names none.
-LAB_DEFAULT_IMAGE = env("LAB_DEFAULT_IMAGE", "lab/base:latest") or "lab/base:latest"
 # Host uid/gid that root inside every sandbox maps to (65536 ids from here).
 LAB_SANDBOX_UID = env_int("LAB_SANDBOX_UID", 100000)
 LAB_RUNC = env("LAB_RUNC", "runc") or "runc"

@@ -1,4 +1,4 @@
-"""`manage.py labs <subcommand>`: work with lab directories (validate, import)."""
+"""`manage.py labs <subcommand>`: work with lab directories (validate, import, test)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -26,6 +26,9 @@ class Command(BaseCommand):
         validate = subcommands.add_parser("validate", help="Check labs; print file:line:column: message per error.")
         validate.add_argument("paths", nargs="+", type=Path, help="a lab directory, or a directory of labs")
         validate.add_argument("--images", action="store_true", help="also check each lab's image is in the image store")
+        test = subcommands.add_parser("test", help="Run labs in fresh sandboxes: check fails, solution, check passes.")
+        test.add_argument("slugs_or_paths", nargs="*", help="lab directories or slugs of labs under labs/builtin")
+        test.add_argument("--all", action="store_true", help="every built-in lab")
         imp = subcommands.add_parser("import", help="Load labs into the site (idempotent; progress follows step ids).")
         imp.add_argument("paths", nargs="+", type=Path, help="a lab directory, or a directory of labs")
 
@@ -53,3 +56,35 @@ class Command(BaseCommand):
         for position, spec in enumerate(specs):
             lab, changed = lab_import(spec=spec, position=position)
             self.stdout.write(f"{'imported' if changed else 'unchanged'}: {lab.slug} ({len(spec.steps)} steps, {spec.version[:12]})")
+
+    def handle_test(self, *, slugs_or_paths: list[str], all: bool, **options) -> None:
+        """Prove every step of the labs in real sandboxes; exit 1 on any failure."""
+        from labs.labtest import private_relay, test_lab
+        from sandbox.config import host_config
+
+        builtin = Path(settings.BASE_DIR) / "labs" / "builtin"
+        if all:
+            paths = [builtin]
+        elif slugs_or_paths:
+            paths = [Path(p) if Path(p).exists() else builtin / p for p in slugs_or_paths]
+        else:
+            raise CommandError("name labs (slugs or paths) or pass --all")
+        specs, errors = validate_labs(paths)
+        for error in errors:
+            self.stderr.write(str(error), style_func=lambda text: text)
+        if errors:
+            raise CommandError(f"{len(errors)} error(s) in the labs", returncode=1)
+        rows = []
+
+        def say(o) -> None:
+            rows.append(o)
+            mark = self.style.SUCCESS("PASS") if o.ok else self.style.ERROR("FAIL")
+            self.stdout.write(f"{mark}  {o.lab:<24} {o.step:<28} {o.seconds:6.2f}s  {o.detail}")
+
+        with private_relay(host_config()) as cfg:
+            for spec in specs:
+                test_lab(spec, cfg, say=say)
+        failed = [r for r in rows if not r.ok]
+        self.stdout.write(f"{len(rows) - len(failed)} passed, {len(failed)} failed")
+        if failed:
+            raise CommandError(f"{len(failed)} step(s) failed", returncode=1)
