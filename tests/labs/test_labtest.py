@@ -8,7 +8,8 @@ import pytest
 
 from tests.conftest import IS_ROOT, ROOT, _subprocess_env
 
-pytestmark = [pytest.mark.root, pytest.mark.sandbox, pytest.mark.skipif(not IS_ROOT, reason="sandboxes need root")]
+pytestmark = [pytest.mark.root, pytest.mark.sandbox, pytest.mark.skipif(not IS_ROOT, reason="sandboxes need root"),
+              pytest.mark.django_db(transaction=True)]
 
 
 def labs_test(*args: str) -> subprocess.CompletedProcess:
