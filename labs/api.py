@@ -85,6 +85,8 @@ def session_detail(request: HttpRequest, sid: str) -> HttpResponse:
     if request.method == "DELETE":
         services.session_stop(session=session)
         return HttpResponse(status=204)
+    if services.session_verify_host(sid=session.id):
+        session.refresh_from_db()
     return JsonResponse(selectors.session_view(session))
 
 

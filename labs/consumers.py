@@ -18,7 +18,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 
 from labs.models import Session
 from labs.redis import async_redis
-from labs.services import session_group
+from labs.services import session_group, session_verify_host
 from sandbox.relay import streams
 
 log = logging.getLogger(__name__)
@@ -29,6 +29,7 @@ CLOSE_ENDED = 4410
 MAX_FRAME = 256 * 1024
 STREAM_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
 INPUT_MAX = 64 * 1024
+HOST_CHECK_MS = 3000
 
 
 @database_sync_to_async
@@ -101,9 +102,13 @@ class TerminalConsumer(AsyncWebsocketConsumer):
                     last = await self._send_entries(entries)
                 await self._send_json({"type": "live"})
             while True:
-                resp = await self.redis.xread({key: last}, block=15000, count=256)
+                resp = await self.redis.xread({key: last}, block=HOST_CHECK_MS, count=256)
                 for _, entries in resp or []:
                     last = await self._send_entries(entries)
+                if not resp:
+                    # Quiet terminal: make sure its host is still alive (the state
+                    # change, if any, reaches this page through the channel layer).
+                    await database_sync_to_async(session_verify_host)(sid=self.sid)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # Redis went away: the browser reconnects and resumes

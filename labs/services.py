@@ -183,3 +183,21 @@ def lab_import(*, spec, position: int = 0) -> tuple[Lab, bool]:
             })
         lab.steps.exclude(key__in=keys).update(retired=True, position=len(keys) + 1000)
     return lab, True
+
+
+def session_verify_host(*, sid: str) -> str | None:
+    """If a live session's host has stopped beating, mark the session failed or lost.
+
+    Returns the new state, or None when nothing changed. This is what lets a page say
+    "the sandbox service is unavailable" within seconds instead of spinning.
+    """
+    session = Session.objects.filter(id=sid).only("id", "host", "state").first()
+    if session is None or not session.is_live:
+        return None
+    if session.host in {h["host"] for h in selectors.hosts_alive()}:
+        return None
+    if session.state == Session.State.STARTING:
+        state, message = Session.State.FAILED, "沙箱服务不可用：工作节点已离线。The sandbox service is unavailable: its worker host went offline."
+    else:
+        state, message = Session.State.LOST, "沙箱已丢失：工作节点已离线。The sandbox was lost: its worker host went offline."
+    return state if session_set_state(sid=sid, state=state, message=message, only_from=Session.LIVE_STATES) else None

@@ -69,3 +69,28 @@ def test_a_worker_killed_mid_session_is_reconciled_on_restart_and_the_session_ma
     assert not (cfg.sessions_dir / session["id"]).exists()
     fresh = start_session(client)  # a new sandbox is offered at once
     assert fresh["id"] != session["id"]
+
+
+def test_an_open_terminal_learns_within_seconds_that_its_host_died(worker, web, labs_for_faults, make_user, client):
+    import json
+    import time
+
+    from tests.labs.test_sessions import ws_connect
+
+    client.force_login(make_user())
+    session = start_session(client)
+    with ws_connect(web, client, session["ws"]) as ws:
+        worker.stop(signal.SIGKILL)
+        try:
+            t0 = time.monotonic()
+            states = []
+            while time.monotonic() - t0 < 15 and "lost" not in states:
+                try:
+                    msg = ws.recv(timeout=1)
+                except TimeoutError:
+                    continue
+                if isinstance(msg, str) and json.loads(msg).get("type") == "state":
+                    states.append(json.loads(msg)["state"])
+            assert "lost" in states
+        finally:
+            worker.restart()

@@ -166,3 +166,20 @@ def test_unknown_lab_and_malformed_json_get_clear_json_errors(make_user, client,
     resp = client.post("/api/sessions/", b"{not json", content_type="application/json")
     assert resp.status_code == 400 and "malformed JSON" in resp.json()["error"]
     assert client.get("/api/labs/no-such-lab/").status_code == 404
+
+
+def test_an_idle_terminal_stays_connected_past_the_redis_client_timeouts(worker, web, smoke_lab, make_user, client):
+    import time
+
+    client.force_login(make_user())
+    session = start_session(client)
+    with ws_connect(web, client, session["ws"]) as ws:
+        term = Terminal(ws)
+        quiet_until = time.monotonic() + 7  # longer than channels_redis' 5 s BZPOPMIN
+        while time.monotonic() < quiet_until:
+            try:
+                ws.recv(timeout=quiet_until - time.monotonic())
+            except TimeoutError:
+                pass
+        term.send("echo still-$((1+1))\r")
+        term.expect("still-2")
