@@ -42,13 +42,23 @@ def session_broadcast(*, sid: str, event: dict) -> None:
 
 
 def _choose_host() -> str:
+    """The live host with the most free places; counts come from the database, which
+    knows about sessions still starting (heartbeats lag by a second or two)."""
+    from django.db.models import Count
+
     hosts = selectors.hosts_alive()
     if not hosts:
         raise ServiceUnavailable("沙箱服务不可用：没有在线的工作节点。The sandbox service is unavailable: no worker host is online.")
-    free = [(h["capacity"] - h["live"], h["host"]) for h in hosts if h["capacity"] > h["live"]]
-    if not free:
-        raise ServiceUnavailable("实验室已满，请几分钟后再试。The lab is full, try again in a few minutes.")
-    return max(free)[1]
+    live = dict(Session.objects.filter(state__in=Session.LIVE_STATES, host__in=[h["host"] for h in hosts])
+                .values_list("host").annotate(n=Count("id")))
+    free = [(h["capacity"] - max(h["live"], live.get(h["host"], 0)), h["host"]) for h in hosts]
+    best = max(free)
+    if best[0] <= 0:
+        soonest = (Session.objects.filter(state=Session.State.READY, expires_at__isnull=False)
+                   .order_by("expires_at").values_list("expires_at", flat=True).first())
+        minutes = max(1, -(-int((soonest - timezone.now()).total_seconds()) // 60)) if soonest else 5
+        raise ServiceUnavailable(f"实验室已满，请 {minutes} 分钟后再试。The lab is full, try again in {minutes} minutes.")
+    return best[1]
 
 
 def session_start(*, user: AbstractBaseUser, lab: Lab) -> tuple[Session, bool]:

@@ -1,0 +1,94 @@
+"""Several sandbox hosts on one machine, as two machines would be: two Celery workers
+with their own host names, queues, relays, runc roots and session directories."""
+from __future__ import annotations
+
+import signal
+
+import pytest
+from django.test import Client
+
+from tests.conftest import IS_ROOT, start_worker
+from tests.labs.test_sessions import Terminal, start_session, ws_connect
+
+pytestmark = [
+    pytest.mark.root, pytest.mark.sandbox,
+    pytest.mark.skipif(not IS_ROOT, reason="sandboxes need root"),
+    pytest.mark.django_db(transaction=True),
+]
+
+
+def test_sessions_spread_over_two_hosts_and_each_is_served_by_its_own(worker, web, builtin_labs, make_user):
+    from labs.labfile import load_lab
+    from labs.services import lab_import
+    from sandbox.config import host_config
+    from sandbox.runtime import runc_list
+    from tests.conftest import ROOT
+    from dataclasses import replace
+
+    lab_import(spec=load_lab(ROOT / "tests" / "fixtures" / "labs" / "smoke"))
+    second = start_worker(f"{worker.host}b")
+    try:
+        clients, sessions = [], []
+        for i in range(4):
+            c = Client()
+            c.force_login(make_user(f"t{i}"))
+            clients.append(c)
+            sessions.append(start_session(c))
+        hosts = {s["host"] for s in sessions}
+        assert hosts == {worker.host, second.host}
+        # checks and stops reach the host that owns the sandbox
+        for c, s in zip(clients, sessions):
+            r = c.post(f"/api/sessions/{s['id']}/check", {"step": "make-file"}, content_type="application/json")
+            assert r.json() == {"passed": False, "message": "no /root/done yet"}
+            cfg = replace(host_config(), host=s["host"])
+            assert s["id"] in {x["id"] for x in runc_list(cfg)}
+        # stopping one host does not disturb the other's sandboxes
+        second.stop(signal.SIGTERM)
+        for c, s in zip(clients, sessions):
+            state = c.get(f"/api/sessions/{s['id']}/").json()["state"]
+            if s["host"] == second.host:
+                assert state == "lost"
+            else:
+                assert state == "ready"
+                with ws_connect(web, c, s["ws"]) as ws:
+                    term = Terminal(ws)
+                    term.send("echo alive-$((2*3))\r")
+                    term.expect("alive-6")
+                assert c.delete(f"/api/sessions/{s['id']}/").status_code == 204
+    finally:
+        second.stop()
+
+
+def test_a_full_host_answers_the_lab_is_full_at_once_never_a_hang(worker, builtin_labs, make_user):
+    import os
+
+    from tests.conftest import _subprocess_env
+
+    worker.stop()
+    small = start_worker(f"{worker.host}s", env=dict(_subprocess_env(), LAB_HOST_CAPACITY="1"))
+    try:
+        first, second = Client(), Client()
+        first.force_login(make_user("first"))
+        second.force_login(make_user("second"))
+        start_session(first, "first-container")
+        resp = second.post("/api/sessions/", {"lab": "first-container"}, content_type="application/json")
+        assert resp.status_code == 503
+        assert "The lab is full, try again in" in resp.json()["error"] and "minutes" in resp.json()["error"]
+    finally:
+        small.stop()
+        worker.restart()
+
+
+def test_a_trainee_may_hold_only_a_few_sandboxes_at_once(worker, builtin_labs, make_user, settings):
+    from labs.labfile import load_lab
+    from labs.services import lab_import
+    from tests.conftest import ROOT
+
+    settings.LAB_USER_SESSION_LIMIT = 1
+    lab_import(spec=load_lab(ROOT / "tests" / "fixtures" / "labs" / "smoke"))
+    c = Client()
+    c.force_login(make_user())
+    start_session(c, "first-container")
+    resp = c.post("/api/sessions/", {"lab": "smoke"}, content_type="application/json")
+    assert resp.status_code == 409
+    assert "at most 1" in resp.json()["error"]
