@@ -211,3 +211,34 @@ def session_verify_host(*, sid: str) -> str | None:
     else:
         state, message = Session.State.LOST, "沙箱已丢失：工作节点已离线。The sandbox was lost: its worker host went offline."
     return state if session_set_state(sid=sid, state=state, message=message, only_from=Session.LIVE_STATES) else None
+
+
+def _login_keys(*, address: str, username: str) -> list[str]:
+    import hashlib
+
+    name = hashlib.sha256(username.strip().lower().encode()).hexdigest()[:16]
+    return [f"login-fail:{address}:{name}", f"login-fail:{address}"]
+
+
+def login_blocked(*, address: str, username: str) -> bool:
+    """Too many recent failures from this address (for this name, or overall)."""
+    from django.core.cache import cache
+
+    per_name, per_address = (cache.get(k, 0) for k in _login_keys(address=address, username=username))
+    return per_name >= settings.LOGIN_MAX_FAILURES or per_address >= settings.LOGIN_MAX_FAILURES * 4
+
+
+def login_failed(*, address: str, username: str) -> None:
+    """Count a failed login; the window starts at the first failure."""
+    from django.core.cache import cache
+
+    for key in _login_keys(address=address, username=username):
+        if not cache.add(key, 1, timeout=settings.LOGIN_WINDOW):
+            cache.incr(key)
+
+
+def login_succeeded(*, address: str, username: str) -> None:
+    """A good password clears that name's failures from this address."""
+    from django.core.cache import cache
+
+    cache.delete(_login_keys(address=address, username=username)[0])

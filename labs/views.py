@@ -1,11 +1,14 @@
 """HTML pages: the catalogue and the lab page (steps beside the terminal)."""
 from __future__ import annotations
 
+from django.conf import settings
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.utils.translation import gettext as _
 
-from labs import selectors
+from labs import selectors, services
 from labs.exceptions import NotFound
 
 
@@ -23,3 +26,22 @@ def lab_page(request: HttpRequest, slug: str) -> HttpResponse:
     live = selectors.live_session_for_lab(user=request.user, lab=selectors.lab_get(slug=slug))
     page_data = {"lab": slug, "session": selectors.session_view(live) if live else None, "api": "/api/"}
     return render(request, "labs/lab_detail.html", {"lab": lab, "page_data": page_data})
+
+
+class LoginView(auth_views.LoginView):
+    """Django's login, throttled per client address and user name."""
+
+    def post(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        address = request.META.get("REMOTE_ADDR", "")
+        username = request.POST.get("username", "")
+        if services.login_blocked(address=address, username=username):
+            form = self.get_form()
+            form.add_error(None, _("Too many failed attempts. Try again in %(minutes)d minutes.")
+                           % {"minutes": settings.LOGIN_WINDOW // 60})
+            return self.render_to_response(self.get_context_data(form=form), status=429)
+        response = super().post(request, *args, **kwargs)
+        if request.user.is_authenticated:
+            services.login_succeeded(address=address, username=username)
+        else:
+            services.login_failed(address=address, username=username)
+        return response

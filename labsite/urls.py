@@ -4,8 +4,11 @@ from __future__ import annotations
 from django.contrib import admin
 from django.urls import include, path
 
+from labs.views import LoginView
+
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("accounts/login/", LoginView.as_view(), name="login"),
     path("accounts/", include("django.contrib.auth.urls")),
     path("i18n/", include("django.conf.urls.i18n")),
     path("", include("labs.urls")),
