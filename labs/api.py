@@ -95,3 +95,15 @@ def session_check(request: HttpRequest, sid: str) -> HttpResponse:
     session = selectors.session_of_user(user=request.user, sid=sid)
     result = services.session_check(session=session, step_key=field(body(request), "step"))
     return JsonResponse({"passed": result.passed, "message": result.message})
+
+
+@api("POST")
+def session_reset(request: HttpRequest, sid: str) -> HttpResponse:
+    services.session_reset(session=selectors.session_of_user(user=request.user, sid=sid))
+    return HttpResponse(status=202)
+
+
+@api("POST")
+def session_extend(request: HttpRequest, sid: str) -> HttpResponse:
+    session = services.session_extend(session=selectors.session_of_user(user=request.user, sid=sid))
+    return JsonResponse(selectors.session_view(session))

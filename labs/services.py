@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 
 from asgiref.sync import async_to_sync
 from celery.exceptions import TimeoutError as CeleryTimeout
@@ -242,3 +243,69 @@ def login_succeeded(*, address: str, username: str) -> None:
     from django.core.cache import cache
 
     cache.delete(_login_keys(address=address, username=username)[0])
+
+
+def session_reset(*, session: Session) -> None:
+    """A fresh sandbox (new, empty upper layer) for the same session; progress is kept."""
+    if session.state != Session.State.READY:
+        raise Conflict(f"the sandbox is {session.state}, not ready")
+    session_set_state(sid=session.id, state=Session.State.STARTING, message="重置中… Resetting…")
+    transaction.on_commit(lambda: _send(session, "labs.tasks.sandbox_reset", expires=START_EXPIRES))
+
+
+def lifetime_limits(lab: Lab) -> tuple[timedelta, timedelta]:
+    """(lifetime of one block, the most a session may last with extensions)."""
+    minutes = int((lab.limits or {}).get("lifetime_minutes", 120))
+    return timedelta(minutes=minutes), timedelta(minutes=2 * minutes)
+
+
+def session_extend(*, session: Session) -> Session:
+    """Push the end of a ready session back by one lifetime block, within the lab's limit."""
+    if session.state != Session.State.READY:
+        raise Conflict(f"the sandbox is {session.state}, not ready")
+    block, most = lifetime_limits(session.lab)
+    latest = session.created_at + most
+    new_end = min(timezone.now() + block, latest)
+    if session.expires_at and new_end <= session.expires_at:
+        raise Conflict("已达到本实验允许的最长时间。This lab's time limit is reached; it cannot be extended further.")
+    session.expires_at = new_end
+    session.save(update_fields=["expires_at"])
+    session_broadcast(sid=session.id, event={"type": "expiry", "expires_at": new_end.isoformat()})
+    return session
+
+
+WARN_BEFORE = timedelta(minutes=5)
+
+
+def sessions_reap(*, now=None) -> dict[str, int]:
+    """Stop sandboxes past their lifetime or idle too long; warn those close to either;
+    fail starts that no host took. Run by Celery beat."""
+    now = now or timezone.now()
+    activity: dict[str, float] = {}
+    for beat in selectors.hosts_alive():
+        activity.update(beat.get("activity") or {})
+    counts = {"expired": 0, "idle": 0, "warned": 0, "stale": 0}
+    for session in Session.objects.filter(state=Session.State.READY).select_related("lab"):
+        idle_limit = timedelta(minutes=int((session.lab.limits or {}).get("idle_minutes", 30)))
+        last = activity.get(session.id)
+        last_seen = datetime.fromtimestamp(last, tz=dt_timezone.utc) if last else (session.ready_at or now)
+        # The sooner of the two ends: its lifetime, or the idle limit since the last keystroke.
+        ends = [("idle", last_seen + idle_limit)]
+        if session.expires_at:
+            ends.append(("lifetime", session.expires_at))
+        reason, end = min(ends, key=lambda e: e[1])
+        if end <= now:
+            message = ("已到时间。The session's time is up." if reason == "lifetime" else
+                       f"闲置超过 {idle_limit.seconds // 60} 分钟。Stopped after {idle_limit.seconds // 60} idle minutes.")
+            session_set_state(sid=session.id, state=Session.State.STOPPING, message=message)
+            _send(session, "labs.tasks.sandbox_stop", expires=300)
+            counts["expired" if reason == "lifetime" else "idle"] += 1
+        elif end - now <= WARN_BEFORE:
+            session_broadcast(sid=session.id, event={"type": "warning", "reason": reason, "ends_at": end.isoformat()})
+            counts["warned"] += 1
+    stale = Session.objects.filter(state=Session.State.STARTING, created_at__lt=now - timedelta(seconds=settings.LAB_START_TIMEOUT))
+    for sid in stale.values_list("id", flat=True):
+        if session_set_state(sid=sid, state=Session.State.FAILED, only_from=(Session.State.STARTING,),
+                             message="沙箱服务没有响应。The sandbox service did not respond; start again."):
+            counts["stale"] += 1
+    return counts

@@ -8,7 +8,6 @@ from __future__ import annotations
 import logging
 
 from celery import shared_task
-from django.conf import settings
 
 from labs.models import Session, Step
 from labs.services import session_set_state
@@ -64,7 +63,9 @@ def sandbox_check(sid: str, step_id: int) -> dict:
 def sandbox_stop(sid: str) -> None:
     """Tear a sandbox down completely and mark the session stopped."""
     engine_stop(host_config(), sid)
-    session_set_state(sid=sid, state=S.STOPPED, only_from=(S.STARTING, S.READY, S.STOPPING))
+    # Keep the reason set when stopping began ("time is up", "idle"…).
+    reason = Session.objects.filter(id=sid).values_list("message", flat=True).first() or ""
+    session_set_state(sid=sid, state=S.STOPPED, message=reason, only_from=(S.STARTING, S.READY, S.STOPPING))
 
 
 @shared_task(name="labs.tasks.sandbox_exited", soft_time_limit=60, time_limit=90)
@@ -85,22 +86,19 @@ def host_reconcile(*, host: str, keep: set[str]) -> list[str]:
 
 
 @shared_task(name="labs.tasks.reap_sessions")
-def reap_sessions() -> int:
-    """Stop sessions past their lifetime; fail starts nobody took."""
-    from datetime import timedelta
+def reap_sessions() -> dict[str, int]:
+    """Periodic (beat): lifetimes, idle timeouts, warnings, starts nobody took."""
+    from labs.services import sessions_reap
 
-    from django.utils import timezone
+    return sessions_reap()
 
-    from labs.services import session_stop
 
-    now = timezone.now()
-    n = 0
-    for session in Session.objects.filter(state=S.READY, expires_at__lt=now).select_related("lab"):
-        session_stop(session=session)
-        n += 1
-    stale = Session.objects.filter(state=S.STARTING, created_at__lt=now - timedelta(seconds=settings.LAB_START_TIMEOUT))
-    for sid in stale.values_list("id", flat=True):
-        session_set_state(sid=sid, state=S.FAILED, only_from=(S.STARTING,),
-                          message="沙箱服务没有响应。The sandbox service did not respond; start again.")
-        n += 1
-    return n
+@shared_task(name="labs.tasks.sandbox_reset", soft_time_limit=60, time_limit=90)
+def sandbox_reset(sid: str) -> None:
+    """Same session, fresh sandbox: a new empty upper layer; progress is untouched."""
+    session = Session.objects.select_related("lab").filter(id=sid).first()
+    if session is None or session.state != S.STARTING:
+        return
+    cfg = host_config()
+    engine_stop(cfg, sid)
+    sandbox_start(sid)

@@ -13,4 +13,6 @@ urlpatterns = [
     path("api/sessions/", api.sessions),
     path("api/sessions/<str:sid>/", api.session_detail),
     path("api/sessions/<str:sid>/check", api.session_check),
+    path("api/sessions/<str:sid>/reset", api.session_reset),
+    path("api/sessions/<str:sid>/extend", api.session_extend),
 ]

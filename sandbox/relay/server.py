@@ -340,8 +340,10 @@ class Relay:
     # ---- heartbeat -------------------------------------------------------------
     async def _heartbeat(self) -> None:
         while True:
+            # Last keystroke per session: the reaper stops sandboxes idle too long.
             beat = {"host": self.cfg.host, "queue": self.cfg.queue, "capacity": self.cfg.capacity,
-                    "live": len(self.ptys), "ts": time.time()}
+                    "live": len(self.ptys), "ts": time.time(),
+                    "activity": {sid: round(p.last_activity, 1) for sid, p in self.ptys.items()}}
             try:
                 async with self.redis.pipeline(transaction=False) as p:
                     p.set(streams.host_key(self.cfg.host), json.dumps(beat), ex=streams.HOST_TTL)

@@ -1,0 +1,88 @@
+"""A session's lifecycle: reset, lifetime and idle limits with a warning first, extend."""
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from tests.conftest import IS_ROOT, wait_for
+from tests.labs.test_sessions import Terminal, smoke_lab, start_session, ws_connect  # noqa: F401
+
+pytestmark = [
+    pytest.mark.root, pytest.mark.sandbox,
+    pytest.mark.skipif(not IS_ROOT, reason="sandboxes need root"),
+    pytest.mark.django_db(transaction=True),
+]
+
+
+def state_of(client, sid: str) -> str:
+    return client.get(f"/api/sessions/{sid}/").json()["state"]
+
+
+def test_reset_gives_a_fresh_upper_layer_and_keeps_progress(worker, smoke_lab, make_user, client):
+    from labs.models import StepProgress
+    from sandbox.config import host_config
+    from sandbox.service import sandbox_exec
+
+    client.force_login(make_user())
+    session = start_session(client)
+    sid = session["id"]
+    sandbox_exec(host_config(), sid, "touch /root/done", timeout=5)
+    assert client.post(f"/api/sessions/{sid}/check", {"step": "make-file"}, content_type="application/json").json()["passed"]
+    assert client.post(f"/api/sessions/{sid}/reset").status_code == 202
+    wait_for(lambda: state_of(client, sid) == "ready", what="ready after reset")
+    after = client.post(f"/api/sessions/{sid}/check", {"step": "make-file"}, content_type="application/json").json()
+    assert after == {"passed": False, "message": "no /root/done yet"}  # the upper layer is new
+    progress = StepProgress.objects.get(step__key="make-file")
+    assert progress.passed_at is not None and progress.attempts == 2  # progress kept
+
+
+def test_a_session_past_its_lifetime_is_stopped_by_the_reaper(worker, smoke_lab, make_user, client):
+    from labs.models import Session
+    from labs.services import sessions_reap
+
+    client.force_login(make_user())
+    sid = start_session(client)["id"]
+    Session.objects.filter(id=sid).update(expires_at=timezone.now() - timedelta(seconds=1))
+    assert sessions_reap()["expired"] == 1
+    wait_for(lambda: state_of(client, sid) == "stopped", what="stopped")
+    assert "time is up" in client.get(f"/api/sessions/{sid}/").json()["message"]
+
+
+def test_an_idle_session_is_warned_first_then_stopped(worker, web, smoke_lab, make_user, client):
+    from labs.services import sessions_reap
+
+    client.force_login(make_user())
+    session = start_session(client)
+    sid = session["id"]
+    with ws_connect(web, client, session["ws"]) as ws:
+        term = Terminal(ws)
+        term.send("true\r")  # some activity, so the relay has a last keystroke time
+        wait_for(lambda: sessions_reap(now=timezone.now() + timedelta(minutes=27))["warned"] == 1, timeout=5,
+                 what="a warning 3 minutes before the idle limit (30 min)")
+        warning = None
+        while warning is None:
+            msg = ws.recv(timeout=5)
+            if isinstance(msg, str) and json.loads(msg)["type"] == "warning":
+                warning = json.loads(msg)
+        assert warning["reason"] == "idle"
+    assert sessions_reap(now=timezone.now() + timedelta(minutes=31))["idle"] == 1
+    wait_for(lambda: state_of(client, sid) == "stopped", what="stopped after idling")
+
+
+def test_extend_pushes_the_end_back_within_the_labs_limit(worker, smoke_lab, make_user, client):
+    from labs.models import Session
+
+    client.force_login(make_user())
+    sid = start_session(client)["id"]
+    s = Session.objects.get(id=sid)
+    Session.objects.filter(id=sid).update(expires_at=timezone.now() + timedelta(minutes=2))
+    resp = client.post(f"/api/sessions/{sid}/extend")
+    assert resp.status_code == 200
+    new_end = Session.objects.get(id=sid).expires_at
+    assert new_end > timezone.now() + timedelta(minutes=100)  # one more 120-minute block
+    Session.objects.filter(id=sid).update(expires_at=s.created_at + timedelta(minutes=240))
+    refused = client.post(f"/api/sessions/{sid}/extend")
+    assert refused.status_code == 409 and "limit" in refused.json()["error"]
