@@ -1,0 +1,4 @@
+"""Routes of the learning experience: hints, solutions, quizzes, progress, preview."""
+from __future__ import annotations
+
+urlpatterns: list = []
