@@ -107,3 +107,13 @@ def session_reset(request: HttpRequest, sid: str) -> HttpResponse:
 def session_extend(request: HttpRequest, sid: str) -> HttpResponse:
     session = services.session_extend(session=selectors.session_of_user(user=request.user, sid=sid))
     return JsonResponse(selectors.session_view(session))
+
+
+@api("GET")
+def session_recording(request: HttpRequest, sid: str) -> HttpResponse:
+    """The session's asciicast v2 recording (owner, or someone allowed to watch)."""
+    session, _ = selectors.session_for_viewer(user=request.user, sid=sid)
+    cast = selectors.recording_of(session=session)
+    response = HttpResponse(cast, content_type="application/x-asciicast; charset=utf-8")
+    response["Content-Disposition"] = f'inline; filename="{session.id}.cast"'
+    return response

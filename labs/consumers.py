@@ -33,8 +33,16 @@ HOST_CHECK_MS = 3000
 
 
 @database_sync_to_async
-def _load_session(sid: str) -> Session | None:
-    return Session.objects.filter(id=sid).only("id", "user_id", "state", "message").first()
+def _viewer(user, sid: str) -> tuple[Session | None, bool, bool]:
+    """(session, exists, read_only) as this user may see it."""
+    from labs.exceptions import NotFound
+    from labs.selectors import session_for_viewer
+
+    try:
+        session, read_only = session_for_viewer(user=user, sid=sid)
+    except NotFound:
+        return None, Session.objects.filter(id=sid).exists(), False
+    return session, True, read_only
 
 
 class TerminalConsumer(AsyncWebsocketConsumer):
@@ -44,17 +52,15 @@ class TerminalConsumer(AsyncWebsocketConsumer):
         self.sid = self.scope["url_route"]["kwargs"]["sid"]
         self.reader: asyncio.Task | None = None
         self.redis = None
+        self.read_only = True
         await self.accept()
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
-        session = await _load_session(self.sid)
+        session, exists, self.read_only = await _viewer(user, self.sid)
         if session is None:
-            await self.close(code=CLOSE_NOT_FOUND)
-            return
-        if session.user_id != user.id:
-            await self.close(code=CLOSE_FORBIDDEN)
+            await self.close(code=CLOSE_FORBIDDEN if exists else CLOSE_NOT_FOUND)
             return
         if session.state not in Session.LIVE_STATES:
             await self._send_json({"type": "hello", "session": self.sid, "state": session.state, "replay": False, "message": session.message})
@@ -66,7 +72,8 @@ class TerminalConsumer(AsyncWebsocketConsumer):
             since = None
         self.redis = async_redis()
         await self.channel_layer.group_add(session_group(self.sid), self.channel_name)
-        await self._send_json({"type": "hello", "session": self.sid, "state": session.state, "replay": since is None, "message": session.message})
+        await self._send_json({"type": "hello", "session": self.sid, "state": session.state, "replay": since is None,
+                               "message": session.message, "readonly": self.read_only})
         self.reader = asyncio.create_task(self._pump_output(since or "0-0", replay=since is None))
 
     async def disconnect(self, code: int) -> None:
@@ -119,12 +126,17 @@ class TerminalConsumer(AsyncWebsocketConsumer):
         if self.redis is None:
             return
         if bytes_data is not None:
+            if self.read_only:
+                # Read-only on the server, whatever the page shows: a viewer's
+                # keystrokes never reach the sandbox.
+                await self._send_json({"type": "error", "message": "read-only: input is not sent to this terminal"})
+                return
             await self.redis.xadd(streams.in_key(self.sid), {"d": bytes_data[:INPUT_MAX]}, maxlen=4096, approximate=True)
             return
         try:
             msg = json.loads(text_data or "")
             kind = msg.get("type")
-            if kind == "resize":
+            if kind == "resize" and not self.read_only:
                 cols, rows = int(msg["cols"]), int(msg["rows"])
                 if 0 < cols <= 1000 and 0 < rows <= 500:
                     await self.redis.xadd(streams.in_key(self.sid), {"r": f"{cols} {rows}"}, maxlen=4096, approximate=True)

@@ -107,3 +107,14 @@ class StepProgress(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["user", "step"], name="progress_unique_per_user_step")]
+
+
+class Recording(models.Model):
+    """A session's terminal as asciicast v2 (output with timing, resizes), size-capped."""
+
+    session = models.OneToOneField(Session, on_delete=models.CASCADE, related_name="recording")
+    cast = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"recording of {self.session_id}"

@@ -97,3 +97,39 @@ def hosts_alive() -> list[dict]:
         return []
     beats = r.mget([streams.host_key(n) for n in names])
     return [json.loads(b) for b in beats if b]
+
+
+def can_watch(*, user: AbstractBaseUser, session: Session) -> bool:
+    """May this user watch (read-only) another user's session? Staff may; instructors
+    may for trainees of their own cohorts (see labs.cohorts when it exists)."""
+    if not user.is_authenticated:
+        return False
+    if user.is_superuser or user.is_staff:
+        return True
+    try:
+        from labs.cohorts import instructor_can_watch
+    except ImportError:
+        return False
+    return instructor_can_watch(instructor=user, trainee_id=session.user_id, lab_id=session.lab_id)
+
+
+def session_for_viewer(*, user: AbstractBaseUser, sid: str) -> tuple[Session, bool]:
+    """(session, read_only) for the owner or someone allowed to watch; NotFound otherwise."""
+    session = Session.objects.select_related("lab", "user").filter(id=sid).first()
+    if session is None:
+        raise NotFound("no such session")
+    if session.user_id == user.id:
+        return session, False
+    if can_watch(user=user, session=session):
+        return session, True
+    raise NotFound("no such session")
+
+
+def recording_of(*, session: Session) -> str:
+    """A finished session's asciicast text, or NotFound while it runs or if none was kept."""
+    from labs.models import Recording
+
+    rec = Recording.objects.filter(session=session).only("cast").first()
+    if rec is None:
+        raise NotFound("no recording for this session (yet): recordings are kept when a session ends")
+    return rec.cast

@@ -309,3 +309,14 @@ def sessions_reap(*, now=None) -> dict[str, int]:
                              message="沙箱服务没有响应。The sandbox service did not respond; start again."):
             counts["stale"] += 1
     return counts
+
+
+def recording_save(*, sid: str) -> None:
+    """Move a finished session's recording from its host's disk into the database."""
+    from labs.models import Recording
+    from sandbox.config import host_config
+    from sandbox.relay.recording import recording_take
+
+    cast = recording_take(host_config().data_dir, sid)
+    if cast and Session.objects.filter(id=sid).exists():
+        Recording.objects.update_or_create(session_id=sid, defaults={"cast": cast})

@@ -10,7 +10,7 @@ import logging
 from celery import shared_task
 
 from labs.models import Session, Step
-from labs.services import session_set_state
+from labs.services import recording_save, session_set_state
 from sandbox.config import host_config
 from sandbox.exceptions import CheckTimeout, SandboxError
 from sandbox.runtime import Limits
@@ -63,6 +63,7 @@ def sandbox_check(sid: str, step_id: int) -> dict:
 def sandbox_stop(sid: str) -> None:
     """Tear a sandbox down completely and mark the session stopped."""
     engine_stop(host_config(), sid)
+    recording_save(sid=sid)
     # Keep the reason set when stopping began ("time is up", "idle"…).
     reason = Session.objects.filter(id=sid).values_list("message", flat=True).first() or ""
     session_set_state(sid=sid, state=S.STOPPED, message=reason, only_from=(S.STARTING, S.READY, S.STOPPING))
@@ -72,6 +73,7 @@ def sandbox_stop(sid: str) -> None:
 def sandbox_exited(sid: str) -> None:
     """The sandbox's shell ended (the trainee typed exit): clean up, mark it stopped."""
     engine_stop(host_config(), sid)
+    recording_save(sid=sid)
     session_set_state(sid=sid, state=S.STOPPED, message="终端已退出。The shell exited.",
                       only_from=(S.STARTING, S.READY, S.STOPPING))
 
@@ -79,6 +81,8 @@ def sandbox_exited(sid: str) -> None:
 def host_reconcile(*, host: str, keep: set[str]) -> list[str]:
     """Make this host's disk, runc and database agree: what is not kept is removed or lost."""
     removed = host_sweep(host_config(), keep=keep)
+    for sid in removed:
+        recording_save(sid=sid)
     lost = Session.objects.filter(host=host, state__in=Session.LIVE_STATES).exclude(id__in=keep)
     for sid in list(lost.values_list("id", flat=True)):
         session_set_state(sid=sid, state=S.LOST, message="沙箱已丢失（工作节点重启）。The sandbox was lost: its worker host restarted.")

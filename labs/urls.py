@@ -15,4 +15,6 @@ urlpatterns = [
     path("api/sessions/<str:sid>/check", api.session_check),
     path("api/sessions/<str:sid>/reset", api.session_reset),
     path("api/sessions/<str:sid>/extend", api.session_extend),
+    path("api/sessions/<str:sid>/recording", api.session_recording),
+    path("sessions/<str:sid>/replay/", views.replay_page, name="replay"),
 ]

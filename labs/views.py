@@ -28,6 +28,15 @@ def lab_page(request: HttpRequest, slug: str) -> HttpResponse:
     return render(request, "labs/lab_detail.html", {"lab": lab, "page_data": page_data})
 
 
+@login_required
+def replay_page(request: HttpRequest, sid: str) -> HttpResponse:
+    try:
+        session, _ = selectors.session_for_viewer(user=request.user, sid=sid)
+    except NotFound as exc:
+        return render(request, "labs/error.html", {"title": "404", "message": exc.message}, status=404)
+    return render(request, "labs/replay.html", {"session": session, "lab_title": selectors.pick(session.lab.title, request.LANGUAGE_CODE)})
+
+
 class LoginView(auth_views.LoginView):
     """Django's login, throttled per client address and user name."""
 

@@ -26,6 +26,7 @@ import redis.asyncio as aioredis
 from sandbox.config import HostConfig
 from sandbox.exceptions import RuntimeFailed
 from sandbox.relay import streams
+from sandbox.relay.recording import Recorder, recording_path
 from sandbox.relay.spawn import Reaper, console_listener, receive_master
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,7 @@ class Pty:
     acked_total: int = 0
     trimmed_total: int = 0
     last_activity: float = field(default_factory=time.time)
+    recorder: Recorder | None = None
 
 
 class Relay:
@@ -159,7 +161,7 @@ class Relay:
             sock_path.unlink(missing_ok=True)
         self._set_size(fd, cols, rows)
         os.set_blocking(fd, False)
-        pty = Pty(sid=sid, fd=fd)
+        pty = Pty(sid=sid, fd=fd, recorder=Recorder(recording_path(self.cfg.data_dir, sid), cols=cols, rows=rows))
         self.ptys[sid] = pty
         self.loop.add_reader(fd, self._on_readable, pty)
         await self.redis.xadd(streams.wake_key(self.cfg.host), {"s": sid}, maxlen=16, approximate=True)
@@ -172,6 +174,8 @@ class Relay:
             return
         if pty.timer:
             pty.timer.cancel()
+        if pty.recorder:
+            pty.recorder.close()
         self._drop_fd(pty)
 
     def _drop_fd(self, pty: Pty) -> None:
@@ -223,8 +227,18 @@ class Relay:
         try:
             while pty.buf:
                 data = bytes(pty.buf[:FRAME_BYTES])
-                del pty.buf[:FRAME_BYTES]
-                entry_id = (await self.redis.xadd(streams.out_key(pty.sid), {"d": data})).decode()
+                try:
+                    entry_id = (await self.redis.xadd(streams.out_key(pty.sid), {"d": data})).decode()
+                except (aioredis.ConnectionError, aioredis.TimeoutError, OSError) as exc:
+                    # Redis is away (restarting): keep the bytes, stop reading this
+                    # PTY (the sandbox blocks) and try again shortly.
+                    log.warning("output of %s waits for Redis: %s", pty.sid, exc)
+                    self._pause(pty)
+                    self.loop.call_later(0.5, self._schedule_flush, pty)
+                    return
+                del pty.buf[:len(data)]
+                if pty.recorder:
+                    pty.recorder.output(data)
                 pty.out_total += len(data)
                 pty.out_log.append((entry_id, pty.out_total))
                 await self._trim(pty)
@@ -318,6 +332,8 @@ class Relay:
         elif b"r" in fields:
             cols, rows = (int(x) for x in fields[b"r"].split())
             self._set_size(pty.fd, cols, rows)
+            if pty.recorder:
+                pty.recorder.resize(cols, rows)
         elif b"a" in fields:
             self._ack(pty, fields[b"a"].decode())
 

@@ -123,7 +123,8 @@ def test_reloading_reconnects_to_the_same_sandbox_and_replays_its_output(worker,
     with ws_connect(web, client, session["ws"]) as ws:
         term = Terminal(ws)
         term.expect("marker-42")  # replayed from the stream
-        assert term.control[0] == {"type": "hello", "session": session["id"], "state": "ready", "replay": True, "message": ""}
+        assert term.control[0] == {"type": "hello", "session": session["id"], "state": "ready", "replay": True, "message": "",
+                                   "readonly": False}
 
 
 def test_another_users_session_is_refused_on_the_api_and_the_websocket(worker, web, smoke_lab, make_user, client):

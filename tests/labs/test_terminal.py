@@ -1,0 +1,97 @@
+"""The terminal beyond echo: shared tabs, read-only watching, UTF-8, recordings."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from django.test import Client
+
+from tests.conftest import IS_ROOT, wait_for
+from tests.labs.test_sessions import Terminal, smoke_lab, start_session, ws_connect  # noqa: F401
+
+pytestmark = [
+    pytest.mark.root, pytest.mark.sandbox,
+    pytest.mark.skipif(not IS_ROOT, reason="sandboxes need root"),
+    pytest.mark.django_db(transaction=True),
+]
+# 中文 and box drawing: three-byte UTF-8 sequences a PTY read may split anywhere.
+WIDE = "容器镜像层─┼─联合文件系统" * 200
+
+
+def test_two_tabs_of_the_same_session_see_the_same_terminal(worker, web, smoke_lab, make_user, client):
+    client.force_login(make_user())
+    session = start_session(client)
+    with ws_connect(web, client, session["ws"]) as a, ws_connect(web, client, session["ws"]) as b:
+        tab_a, tab_b = Terminal(a), Terminal(b)
+        tab_a.send("echo from-tab-$((10+1))\r")
+        tab_b.expect("from-tab-11")
+
+
+def test_staff_watch_read_only_and_their_keystrokes_never_reach_the_shell(worker, web, smoke_lab, make_user, client):
+    from django.contrib.auth import get_user_model
+
+    from sandbox.config import host_config
+    from sandbox.service import sandbox_exec
+
+    client.force_login(make_user("trainee"))
+    session = start_session(client)
+    staff = get_user_model().objects.create_user("teacher", password="pw-for-tests-123", is_staff=True)
+    watcher = Client()
+    watcher.force_login(staff)
+    with ws_connect(web, client, session["ws"]) as own, ws_connect(web, watcher, session["ws"]) as watch:
+        trainee_term, watch_term = Terminal(own), Terminal(watch)
+        watch.send(b"touch /root/pwned\r")
+        watch.send(json.dumps({"type": "resize", "cols": 20, "rows": 5}))
+        trainee_term.send("echo visible-$((3*3))\r")
+        watch_term.expect("visible-9")  # the watcher sees the terminal
+        assert watch_term.control[0]["readonly"] is True
+        assert any(m.get("type") == "error" and "read-only" in m["message"] for m in watch_term.control)
+    res = sandbox_exec(host_config(), session["id"], "test -e /root/pwned; echo $?; stty size < /dev/null 2>/dev/null", timeout=5)
+    assert res.output.split()[0] == "1"  # the watcher's command never ran
+
+
+def test_other_trainees_cannot_watch(worker, web, smoke_lab, make_user, client):
+    client.force_login(make_user("owner"))
+    session = start_session(client)
+    other = Client()
+    other.force_login(make_user("other"))
+    assert other.get(f"/sessions/{session['id']}/replay/").status_code == 404
+    with ws_connect(web, other, session["ws"]) as ws:
+        with pytest.raises(Exception):
+            ws.recv(timeout=5)
+    assert ws.close_code == 4403
+
+
+def test_utf8_split_across_reads_arrives_whole(worker, web, smoke_lab, make_user, client):
+    from sandbox.config import host_config
+    from sandbox.service import sandbox_exec
+
+    client.force_login(make_user())
+    session = start_session(client)
+    sandbox_exec(host_config(), session["id"], f"printf '%s' '{WIDE}' > /root/wide.txt", timeout=5)
+    with ws_connect(web, client, session["ws"]) as ws:
+        term = Terminal(ws)
+        term.send("cat /root/wide.txt; echo; echo END-$((5+5))\r")
+        term.expect("END-10")
+        assert WIDE in term.out.decode("utf-8")  # byte-exact: no replacement characters
+
+
+def test_a_finished_session_has_an_asciicast_recording_with_output_and_resizes(worker, web, smoke_lab, make_user, client):
+    client.force_login(make_user())
+    session = start_session(client)
+    with ws_connect(web, client, session["ws"]) as ws:
+        term = Terminal(ws)
+        ws.send(json.dumps({"type": "resize", "cols": 101, "rows": 33}))
+        term.send("echo 录制-$((6*7)); stty size\r")
+        term.expect("33 101")
+    assert client.get(f"/api/sessions/{session['id']}/recording").status_code == 404  # still running
+    client.delete(f"/api/sessions/{session['id']}/")
+    wait_for(lambda: client.get(f"/api/sessions/{session['id']}/recording").status_code == 200, what="recording saved")
+    cast = client.get(f"/api/sessions/{session['id']}/recording").content.decode()
+    header, *events = [json.loads(line) for line in cast.splitlines()]
+    assert header["version"] == 2 and header["width"] == 80
+    assert ["r", "101x33"] in [e[1:] for e in events]
+    output = "".join(e[2] for e in events if e[1] == "o")
+    assert "录制-42" in output and "33 101" in output
+    assert all(a[0] <= b[0] for a, b in zip(events, events[1:]))  # times only go forward
+    assert client.get(f"/sessions/{session['id']}/replay/").status_code == 200
