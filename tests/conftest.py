@@ -110,10 +110,10 @@ def worker(base_image, django_db_setup, django_db_blocker) -> Iterator[Worker]:
     w.stop()
 
 
-@pytest.fixture(scope="session")
-def web(django_db_setup) -> Iterator[str]:
-    """The real ASGI server (uvicorn) on a free port; yields its base URL."""
-    port = free_port()
+WEB: dict[str, subprocess.Popen] = {}
+
+
+def _start_web(port: int) -> subprocess.Popen:
     log = Path(settings.LAB_DATA_DIR) / "web.log"
     proc = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "labsite.asgi:application", "--host", "127.0.0.1", "--port", str(port),
@@ -131,9 +131,26 @@ def web(django_db_setup) -> Iterator[str]:
             return False
 
     wait_for(up, timeout=30, what="uvicorn")
-    yield f"http://127.0.0.1:{port}"
+    return proc
+
+
+def restart_web(url: str) -> None:
+    """Stop the ASGI server behind url (closing every WebSocket) and start it again."""
+    proc = WEB[url]
     proc.terminate()
     proc.wait(20)
+    WEB[url] = _start_web(int(url.rsplit(":", 1)[1]))
+
+
+@pytest.fixture(scope="session")
+def web(django_db_setup) -> Iterator[str]:
+    """The real ASGI server (uvicorn) on a free port; yields its base URL."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    WEB[url] = _start_web(port)
+    yield url
+    WEB[url].terminate()
+    WEB[url].wait(20)
 
 
 @pytest.fixture

@@ -22,14 +22,17 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _start_redis(data_dir: str) -> str:
-    port = _free_port()
+REDIS: dict[str, object] = {}
+
+
+def _start_redis(data_dir: str, port: int | None = None) -> str:
+    port = port or _free_port()
     proc = subprocess.Popen(
         ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
          "--dir", data_dir, "--loglevel", "warning"],
         stdout=subprocess.DEVNULL, preexec_fn=die_with_parent,
     )
-    atexit.register(lambda: (proc.terminate(), proc.wait(10)))
+    REDIS.update(proc=proc, port=port, dir=data_dir)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         try:
@@ -40,6 +43,24 @@ def _start_redis(data_dir: str) -> str:
         except OSError:
             time.sleep(0.05)
     raise RuntimeError("redis-server did not start for the tests")
+
+
+def restart_redis() -> None:
+    """Kill this run's Redis (everything in it is lost: no persistence) and start it again."""
+    proc = REDIS["proc"]
+    proc.kill()
+    proc.wait(10)
+    _start_redis(REDIS["dir"], REDIS["port"])
+
+
+def _stop_redis() -> None:
+    proc = REDIS.get("proc")
+    if proc is not None and proc.poll() is None:
+        proc.terminate()
+        proc.wait(10)
+
+
+atexit.register(_stop_redis)
 
 
 if "LAB_TEST_KEEP_ENV" not in os.environ:

@@ -94,3 +94,77 @@ def test_an_open_terminal_learns_within_seconds_that_its_host_died(worker, web, 
             assert "lost" in states
         finally:
             worker.restart()
+
+
+def _last_pos(term) -> str:
+    return [m["id"] for m in term.control if m.get("type") == "pos"][-1]
+
+
+def _resume(web, client, session, since: str, timeout: float = 20):
+    """Reconnect as the page does (backoff until the server answers), resuming after `since`."""
+    import time
+
+    from tests.labs.test_sessions import ws_connect
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return ws_connect(web, client, f"{session['ws']}?since={since}")
+        except (OSError, Exception):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def test_a_restarted_web_server_resumes_the_terminal_exactly_where_it_left_off(worker, web, labs_for_faults, make_user, client):
+    from sandbox.config import host_config
+    from sandbox.service import sandbox_exec
+    from tests.conftest import restart_web
+    from tests.labs.test_sessions import Terminal, ws_connect
+
+    client.force_login(make_user())
+    session = start_session(client)
+    with ws_connect(web, client, session["ws"]) as ws:
+        term = Terminal(ws)
+        term.send("echo before-$((1+1))\r")
+        term.expect("before-2\r\n")
+        # the prompt after the output, and the pos message that covers it
+        wait_for(lambda: term.poll() or (term.out.rstrip(b"\x1b[6n").endswith(b"# ") and term.control[-1]["type"] == "pos"),
+                 what="the prompt after before-2")
+        since = _last_pos(term)
+    restart_web(web)
+    # output while no browser is connected, written to the trainee's terminal
+    sandbox_exec(host_config(), session["id"], "echo during-outage > /proc/1/fd/1 2>/dev/null || "
+                 "for t in /dev/pts/[0-9]*; do echo during-outage > $t; done", timeout=5)
+    with _resume(web, client, session, since) as ws:
+        term = Terminal(ws)
+        term.expect("during-outage")
+        term.send("echo after-$((2+2))\r")
+        term.expect("after-4")
+        assert b"before-2" not in term.out  # no duplicate of what the page already had
+        assert term.out.count(b"during-outage") == 1
+
+
+def test_a_restarted_redis_is_survived_and_terminals_reconnect_by_themselves(worker, web, labs_for_faults, make_user, client):
+    import redis as redis_lib
+
+    from tests.env import restart_redis
+    from tests.labs.test_sessions import Terminal, ws_connect
+
+    client.force_login(make_user())
+    session = start_session(client)
+    with ws_connect(web, client, session["ws"]) as ws:
+        term = Terminal(ws)
+        term.send("echo pre-$((3+3))\r")
+        term.expect("pre-6")
+        since = _last_pos(term)
+    restart_redis()  # all of Redis is gone: streams, queues, heartbeats
+    r = redis_lib.Redis.from_url(settings.REDIS_URL)
+    wait_for(lambda: r.get(f"lab:host:{worker.host}"), timeout=15, what="the relay's heartbeat after the restart")
+    with _resume(web, client, session, since) as ws:
+        term = Terminal(ws)
+        term.send("echo post-$((4+4))\r")
+        term.expect("post-8", timeout=15)
+    # the worker still takes tasks: a check goes through the new broker
+    result = client.post(f"/api/sessions/{session['id']}/check", {"step": "make-file"}, content_type="application/json")
+    assert result.json() == {"passed": False, "message": "no /root/done yet"}

@@ -52,6 +52,17 @@ class Terminal:
     def send(self, text: str) -> None:
         self.ws.send(text.encode())
 
+    def poll(self) -> None:
+        """Take in whatever has arrived, without waiting."""
+        try:
+            msg = self.ws.recv(timeout=0.05)
+        except TimeoutError:
+            return
+        if isinstance(msg, bytes):
+            self.out += msg
+        else:
+            self.control.append(json.loads(msg))
+
     def expect(self, needle: str, timeout: float = 10) -> str:
         import time
 
