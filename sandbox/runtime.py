@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -138,21 +140,29 @@ class ExecResult:
 def runc_exec(cfg: HostConfig, sid: str, script: str, *, timeout: float) -> ExecResult:
     """Run a shell script inside the sandbox (no terminal) and return code and output.
 
-    A script past its timeout is killed (with the processes it started: it runs in
-    its own process group inside) and CheckTimeout is raised.
+    Output goes to a file, not a pipe: a script that leaves a process running in the
+    background (`sleep 1000 &`) is done when its shell exits, not when the last holder
+    of a pipe lets go. Past its timeout the script is killed inside the sandbox
+    (busybox timeout), and CheckTimeout is raised.
     """
     argv = _runc(cfg, "exec", "--env", "TERM=dumb", "--cwd", "/root", sid,
-                 "/bin/sh", "-c", f"exec timeout -s KILL {int(timeout)} /bin/sh -c \"$0\"", script)
-    try:
-        proc = subprocess.run(argv, capture_output=True, timeout=timeout + 5, stdin=subprocess.DEVNULL)
-    except subprocess.TimeoutExpired as exc:
-        raise CheckTimeout(f"the check did not finish within {timeout:g} s") from exc
-    out = (proc.stdout + proc.stderr).decode("utf-8", "replace")
-    if proc.returncode == 137 and "timeout" not in script:
+                 "/bin/sh", "-c", f"exec timeout -s KILL {max(1, int(timeout))} /bin/sh -c \"$0\"", script)
+    started = time.monotonic()
+    with tempfile.TemporaryFile() as out:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            code = proc.wait(timeout=timeout + 5)
+        except subprocess.TimeoutExpired as exc:
+            proc.kill()
+            proc.wait()
+            raise CheckTimeout(f"the check did not finish within {timeout:g} s") from exc
+        out.seek(0)
+        text = out.read()[-65536:].decode("utf-8", "replace")
+    if code in (124, 137) and time.monotonic() - started >= timeout - 0.5:
         raise CheckTimeout(f"the check did not finish within {timeout:g} s")
-    if proc.returncode != 0 and out.startswith(("container_linux.go", "exec failed", "ERRO")):
-        raise RuntimeFailed(f"runc exec failed: {out.strip()}")
-    return ExecResult(proc.returncode, out[-8192:])
+    if code != 0 and text.startswith(("time=", "container_linux.go", "exec failed", "ERRO")):
+        raise RuntimeFailed(f"runc exec failed: {text.strip()[-1000:]}")
+    return ExecResult(code, text[-8192:])
 
 
 def runc_delete(cfg: HostConfig, sid: str) -> None:
