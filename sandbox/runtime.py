@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -137,32 +136,36 @@ class ExecResult:
     output: str
 
 
+# Runs a script inside the sandbox with its output in a file there, then prints the
+# file: a process the script leaves in the background keeps that file open, not the
+# stdout of `runc exec` (which would otherwise wait for it).
+_EXEC_WRAPPER = (
+    'o=$(mktemp /dev/shm/.lab-exec.XXXXXX 2>/dev/null || mktemp); '
+    'timeout -s KILL {timeout} /bin/sh -c "$0" >"$o" 2>&1 </dev/null; rc=$?; '
+    'cat "$o"; rm -f "$o"; exit $rc'
+)
+
+
 def runc_exec(cfg: HostConfig, sid: str, script: str, *, timeout: float) -> ExecResult:
     """Run a shell script inside the sandbox (no terminal) and return code and output.
 
-    Output goes to a file, not a pipe: a script that leaves a process running in the
-    background (`sleep 1000 &`) is done when its shell exits, not when the last holder
-    of a pipe lets go. Past its timeout the script is killed inside the sandbox
-    (busybox timeout), and CheckTimeout is raised.
+    Past its timeout the script is killed inside the sandbox (busybox timeout) and
+    CheckTimeout is raised; a script that leaves a process running is done when its
+    shell exits.
     """
-    argv = _runc(cfg, "exec", "--env", "TERM=dumb", "--cwd", "/root", sid,
-                 "/bin/sh", "-c", f"exec timeout -s KILL {max(1, int(timeout))} /bin/sh -c \"$0\"", script)
+    wrapper = _EXEC_WRAPPER.format(timeout=max(1, int(timeout)))
+    argv = _runc(cfg, "exec", "--env", "TERM=dumb", "--cwd", "/root", sid, "/bin/sh", "-c", wrapper, script)
     started = time.monotonic()
-    with tempfile.TemporaryFile() as out:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
-        try:
-            code = proc.wait(timeout=timeout + 5)
-        except subprocess.TimeoutExpired as exc:
-            proc.kill()
-            proc.wait()
-            raise CheckTimeout(f"the check did not finish within {timeout:g} s") from exc
-        out.seek(0)
-        text = out.read()[-65536:].decode("utf-8", "replace")
-    if code in (124, 137) and time.monotonic() - started >= timeout - 0.5:
+    try:
+        proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout + 5)
+    except subprocess.TimeoutExpired as exc:
+        raise CheckTimeout(f"the check did not finish within {timeout:g} s") from exc
+    text = (proc.stdout[-65536:] + proc.stderr[-4096:]).decode("utf-8", "replace")
+    if proc.returncode in (124, 137) and time.monotonic() - started >= timeout - 0.5:
         raise CheckTimeout(f"the check did not finish within {timeout:g} s")
-    if code != 0 and text.startswith(("time=", "container_linux.go", "exec failed", "ERRO")):
-        raise RuntimeFailed(f"runc exec failed: {text.strip()[-1000:]}")
-    return ExecResult(code, text[-8192:])
+    if proc.returncode != 0 and proc.stderr.startswith((b"time=", b"container_linux.go", b"exec failed", b"ERRO")):
+        raise RuntimeFailed(f"runc exec failed: {proc.stderr.decode('utf-8', 'replace').strip()[-1000:]}")
+    return ExecResult(proc.returncode, text[-8192:])
 
 
 def runc_delete(cfg: HostConfig, sid: str) -> None:

@@ -1,0 +1,73 @@
+"""Many start/stop cycles leave nothing behind: containers, mounts, cgroups, session
+directories, zombies, or PTY file descriptors in the relay."""
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import IS_ROOT, process_table, zombies_under
+
+pytestmark = [pytest.mark.root, pytest.mark.sandbox, pytest.mark.skipif(not IS_ROOT, reason="sandboxes need root"),
+              pytest.mark.django_db(transaction=True)]
+CYCLES = int(os.environ.get("LAB_TEST_CYCLES", "500"))
+
+
+def relay_pid(worker_pid: int) -> int:
+    for pid, (ppid, _) in process_table().items():
+        if ppid == worker_pid and b"relay" in Path(f"/proc/{pid}/cmdline").read_bytes():
+            return pid
+    raise AssertionError("no relay under the worker")
+
+
+def pty_fds(pid: int) -> int:
+    """PTY masters a process holds (what the relay would leak)."""
+    n = 0
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        n += "ptmx" in target or "/dev/pts" in target
+    return n
+
+
+def leftovers(cfg, sids: set[str]) -> dict[str, list]:
+    from sandbox.runtime import runc_list
+
+    cgroups = []
+    for controller in Path("/sys/fs/cgroup").iterdir():
+        parent = controller / "container-lab" / cfg.host
+        if parent.is_dir():
+            cgroups += [p.name for p in parent.iterdir() if p.is_dir() and p.name in sids]
+    return {
+        "containers": [c["id"] for c in runc_list(cfg) if c["id"] in sids],
+        "mounts": [line for line in Path("/proc/self/mountinfo").read_text().splitlines() if str(cfg.sessions_dir) in line],
+        "cgroups": cgroups,
+        "session_dirs": [p.name for p in cfg.sessions_dir.iterdir()] if cfg.sessions_dir.exists() else [],
+    }
+
+
+def test_many_start_stop_cycles_leave_nothing_behind(worker):
+    from sandbox.config import host_config
+    from sandbox.runtime import Limits
+    from sandbox.service import SandboxRequest, sandbox_exec, sandbox_start, sandbox_stop
+
+    cfg = host_config()
+    relay = relay_pid(worker.proc.pid)
+    ptys_before = pty_fds(relay)
+    sids = set()
+    for i in range(CYCLES):
+        sid = secrets.token_hex(8)
+        sids.add(sid)
+        sandbox_start(cfg, SandboxRequest(sid=sid, image="lab/base:latest", hostname="cycle", limits=Limits(memory_mb=64, pids=32, disk_mb=8)))
+        if i == 0:
+            assert pty_fds(relay) == ptys_before + 1  # the count below can see a PTY
+        if i % 50 == 0:  # now and then, prove it is a working sandbox, with a child left running
+            assert sandbox_exec(cfg, sid, "sleep 1000 & echo up", timeout=5).output.strip() == "up"
+        sandbox_stop(cfg, sid)
+    assert leftovers(cfg, sids) == {"containers": [], "mounts": [], "cgroups": [], "session_dirs": []}
+    assert zombies_under(worker.proc.pid) == []
+    assert pty_fds(relay) == ptys_before  # no PTY master leaked
