@@ -200,3 +200,19 @@ def zombies_under(root_pid: int) -> list[int]:
         return False
 
     return [pid for pid, (_, state) in table.items() if state == "Z" and descends(pid)]
+
+
+@pytest.fixture(autouse=True)
+def _stop_sandboxes_after_each_test(request):
+    """Every sandbox a test started on the run's host is stopped after it, so tests
+    do not see each other's sandboxes (the database rows are flushed anyway)."""
+    yield
+    if "worker" not in request.fixturenames or not IS_ROOT:
+        return
+    from sandbox.config import host_config
+    from sandbox.runtime import runc_list
+    from sandbox.service import sandbox_stop
+
+    cfg = host_config()
+    for container in runc_list(cfg):
+        sandbox_stop(cfg, container["id"])

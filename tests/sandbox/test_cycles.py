@@ -44,9 +44,10 @@ def leftovers(cfg, sids: set[str]) -> dict[str, list]:
             cgroups += [p.name for p in parent.iterdir() if p.is_dir() and p.name in sids]
     return {
         "containers": [c["id"] for c in runc_list(cfg) if c["id"] in sids],
-        "mounts": [line for line in Path("/proc/self/mountinfo").read_text().splitlines() if str(cfg.sessions_dir) in line],
+        "mounts": [line for line in Path("/proc/self/mountinfo").read_text().splitlines()
+                   if any(f"{cfg.sessions_dir}/{sid}" in line for sid in sids)],
         "cgroups": cgroups,
-        "session_dirs": [p.name for p in cfg.sessions_dir.iterdir()] if cfg.sessions_dir.exists() else [],
+        "session_dirs": [p.name for p in cfg.sessions_dir.iterdir() if p.name in sids] if cfg.sessions_dir.exists() else [],
     }
 
 
