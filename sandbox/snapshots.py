@@ -105,7 +105,7 @@ def view_mounts(*, image: ImageLike, layout: Layout) -> list[Mount]:
         target = layout.views / "overlay2" / diff_id.split(":", 1)[1] / "diff"
         mounts.append(Mount("none", str(layer_dir), target, ro))
     mounts.append(Mount("none", str(layout.upper), layout.views / "container" / "upper", ro))
-    mounts.append(Mount("none", str(INIT_BINARY), layout.views / "bin" / "init", ("bind", "ro", "nodev")))
+    mounts.append(Mount("none", str(INIT_BINARY), layout.views / "bin" / "init", ("bind", "ro", "nosuid", "nodev")))
     return mounts
 
 
@@ -149,6 +149,12 @@ def snapshot_reset(*, layout: Layout, image: ImageLike, layers_root: Path, disk_
     snapshot_create(image=image, layout=layout, layers_root=layers_root, disk_mb=disk_mb, uid=uid)
 
 
+def _gone_is_fine(func, path, exc_info) -> None:
+    """A concurrent stop of the same session may remove entries first: that is fine."""
+    if not issubclass(exc_info[0], FileNotFoundError):
+        raise exc_info[1]
+
+
 def snapshot_remove(*, layout: Layout) -> None:
     """Unmount everything under the session directory and delete it."""
     if not layout.root.exists():
@@ -157,7 +163,7 @@ def snapshot_remove(*, layout: Layout) -> None:
     if mounts_under(layout.root):
         # Never recurse into a mount: that could delete a shared layer.
         raise SandboxError(f"{layout.root} still has mounts; not removing it")
-    shutil.rmtree(layout.root)
+    shutil.rmtree(layout.root, onerror=_gone_is_fine)
 
 
 def leftover_sessions(sessions_dir: Path, live: Sequence[str]) -> list[Path]:
