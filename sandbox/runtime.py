@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sandbox.config import HostConfig
-from sandbox.exceptions import CheckTimeout, RuntimeFailed
+from sandbox.exceptions import CheckTimeout, RuntimeFailed, SandboxError
 from sandbox.seccomp import seccomp_profile
 
 # Docker's default capability set, plus CAP_SYS_ADMIN: the lessons mount overlays,
@@ -63,11 +63,17 @@ def sandbox_spec(
     cgroup_parent: str, limits: Limits, args: list[str] | None = None, terminal: bool = True,
 ) -> dict:
     """The OCI runtime config for one sandbox."""
+    if limits.network:
+        # Without its own network namespace a sandbox shares the host's: Redis, the
+        # web server and every host port on 127.0.0.1. This host has no egress
+        # set up for sandboxes (veth + firewall), so refuse rather than share.
+        raise SandboxError(
+            "this lab asks for network access (limits.network: true), which this host "
+            "does not provide: sandboxes get loopback only (see docs/security.md)"
+        )
     caps = list(CAPABILITIES)
-    ns = ["pid", "ipc", "uts", "mount", "user", "cgroup"]
-    if not limits.network:
-        # A fresh network namespace has only loopback (runc brings lo up).
-        ns.append("network")
+    # Always a fresh network namespace: only loopback, which runc brings up.
+    ns = ["pid", "ipc", "uts", "mount", "user", "cgroup", "network"]
     return {
         "ociVersion": "1.0.2",
         "hostname": hostname,

@@ -5,6 +5,13 @@ over an allow default so that what the lessons need (mount, umount2, unshare,
 setns, pivot_root, the new mount API) stays allowed: the user namespace already
 confines what CAP_SYS_ADMIN may do with them. io_uring is refused outright: much of
 the kernel's recent privilege-escalation history lives there.
+
+A second user namespace is refused (clone/unshare with CLONE_NEWUSER; clone3, whose
+flags seccomp cannot read, answers ENOSYS so libc falls back to clone): inside one,
+sandbox root would hold every capability again — CAP_NET_ADMIN over nf_tables is the
+usual road to a kernel exploit. inotify answers ENOSYS (programs fall back to
+polling): its instance count is charged to host root, whose 128 a sandbox could
+take all of (see docs/security.md).
 """
 from __future__ import annotations
 
@@ -30,6 +37,12 @@ DENIED = [
     "fanotify_init", "lsm_get_self_attr", "lsm_set_self_attr",
 ]
 
+# ENOSYS: "not here", so callers use their fallback instead of failing.
+NOT_IMPLEMENTED = ["clone3", "inotify_init", "inotify_init1"]
+CLONE_NEWUSER = 0x10000000
+EPERM = 1
+ENOSYS = 38
+
 ARCHITECTURES = ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32", "SCMP_ARCH_AARCH64", "SCMP_ARCH_ARM"]
 
 
@@ -39,6 +52,10 @@ def seccomp_profile() -> dict:
         "defaultAction": "SCMP_ACT_ALLOW",
         "architectures": ARCHITECTURES,
         "syscalls": [
-            {"names": sorted(DENIED), "action": "SCMP_ACT_ERRNO", "errnoRet": 1},
+            {"names": sorted(DENIED), "action": "SCMP_ACT_ERRNO", "errnoRet": EPERM},
+            {"names": sorted(NOT_IMPLEMENTED), "action": "SCMP_ACT_ERRNO", "errnoRet": ENOSYS},
+            # The flags are the first argument of both on the architectures above.
+            {"names": ["clone", "unshare"], "action": "SCMP_ACT_ERRNO", "errnoRet": EPERM,
+             "args": [{"index": 0, "value": CLONE_NEWUSER, "valueTwo": CLONE_NEWUSER, "op": "SCMP_CMP_MASKED_EQ"}]},
         ],
     }
