@@ -1,8 +1,10 @@
 """Errors of the image store, each with a message a user or operator can act on."""
 from __future__ import annotations
 
+from sandbox.exceptions import SandboxError
 
-class ImageError(Exception):
+
+class ImageError(SandboxError):
     """Base class: something about an image, a layer or a recipe went wrong."""
 
 
