@@ -101,13 +101,13 @@ def hosts_alive() -> list[dict]:
 
 def can_watch(*, user: AbstractBaseUser, session: Session) -> bool:
     """May this user watch (read-only) another user's session? Staff may; instructors
-    may for trainees of their own cohorts (see labs.cohorts when it exists)."""
+    may for trainees of their own cohorts (cohorts.selectors)."""
     if not user.is_authenticated:
         return False
     if user.is_superuser or user.is_staff:
         return True
     try:
-        from labs.cohorts import instructor_can_watch
+        from cohorts.selectors import instructor_can_watch
     except ImportError:
         return False
     return instructor_can_watch(instructor=user, trainee_id=session.user_id, lab_id=session.lab_id)

@@ -101,6 +101,9 @@ def session_set_state(*, sid: str, state: str, message: str = "", only_from: tup
     changed = qs.update(**fields) > 0
     if changed:
         session_broadcast(sid=sid, event={"type": "state", "state": state, "message": message})
+        from cohorts.services import dashboards_notify_safely  # never fails a state change
+
+        dashboards_notify_safely(sid=sid)
     return changed
 
 
@@ -154,6 +157,9 @@ def progress_record_check(*, user: AbstractBaseUser, step: Step, result: CheckRe
             progress.passed_at = timezone.now()
             progress.passed_by = by
         progress.save()
+    from cohorts.services import dashboards_notify_safely  # never fails the trainee's check
+
+    dashboards_notify_safely(user_id=user.id, step=step)
     return progress
 
 

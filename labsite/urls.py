@@ -11,6 +11,7 @@ urlpatterns = [
     path("accounts/login/", LoginView.as_view(), name="login"),
     path("accounts/", include("django.contrib.auth.urls")),
     path("i18n/", include("django.conf.urls.i18n")),
+    path("", include("cohorts.urls")),
     path("", include("labs.urls_learning")),
     path("", include("labs.urls")),
 ]

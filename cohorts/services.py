@@ -1,0 +1,166 @@
+"""Writes: cohorts, assignments, joining; instructors acting on trainees' sandboxes;
+live dashboard updates through the channel layer."""
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import IntegrityError, transaction
+
+from cohorts import selectors
+from cohorts.exceptions import BadRequest, Forbidden, NotFound
+from cohorts.models import Cohort, CohortLab, Membership, new_invite_code
+from labs import services as lab_services
+from labs.exceptions import Conflict
+from labs.models import Lab, Session, Step
+
+log = logging.getLogger(__name__)
+
+
+def cohort_group(cohort_id: int) -> str:
+    """Channel-layer group of a cohort's open dashboards."""
+    return f"cohort.{cohort_id}"
+
+
+def _labs(slugs: list[str]) -> list[Lab]:
+    found = {lab.slug: lab for lab in Lab.objects.filter(slug__in=slugs)}
+    missing = [s for s in slugs if s not in found]
+    if missing:
+        raise NotFound(f"没有这些实验：{', '.join(missing)}。No such labs: {', '.join(missing)}")
+    return [found[s] for s in slugs]
+
+
+def cohort_create(*, owner: AbstractBaseUser, name: str, lab_slugs: list[str],
+                  due: dict[str, datetime] | None = None) -> Cohort:
+    """A new cohort run by `owner` (an instructor), with labs assigned in the order given."""
+    if not selectors.is_instructor(owner):
+        raise Forbidden("只有讲师可以创建班级。Only instructors may create cohorts.")
+    name = name.strip()
+    if not name or len(name) > 200:
+        raise BadRequest("班级名称需要 1–200 个字符。A cohort name needs 1–200 characters.")
+    labs = _labs(list(dict.fromkeys(lab_slugs)))
+    due = due or {}
+    with transaction.atomic():
+        cohort = Cohort.objects.create(name=name, owner=owner)
+        CohortLab.objects.bulk_create([CohortLab(cohort=cohort, lab=lab, position=i, due_at=due.get(lab.slug))
+                                       for i, lab in enumerate(labs)])
+    return cohort
+
+
+def cohort_assign_lab(*, cohort: Cohort, lab_slug: str, due_at: datetime | None = None) -> CohortLab:
+    """Assign a lab (or change its due date)."""
+    lab = _labs([lab_slug])[0]
+    position = cohort.assignments.count()
+    assignment, created = CohortLab.objects.get_or_create(cohort=cohort, lab=lab,
+                                                          defaults={"due_at": due_at, "position": position})
+    if not created and assignment.due_at != due_at:
+        assignment.due_at = due_at
+        assignment.save(update_fields=["due_at"])
+    return assignment
+
+
+def cohort_unassign_lab(*, cohort: Cohort, lab_slug: str) -> None:
+    """Take a lab off the cohort; trainees' progress on it is kept."""
+    CohortLab.objects.filter(cohort=cohort, lab__slug=lab_slug).delete()
+
+
+def cohort_new_code(*, cohort: Cohort) -> Cohort:
+    """A fresh invite code: the old code and link stop working."""
+    cohort.invite_code = new_invite_code()
+    cohort.save(update_fields=["invite_code"])
+    return cohort
+
+
+def cohort_set_joining(*, cohort: Cohort, open_: bool) -> Cohort:
+    """Open or close joining by code or link."""
+    cohort.joining_open = open_
+    cohort.save(update_fields=["joining_open"])
+    return cohort
+
+
+def cohort_join(*, user: AbstractBaseUser, code: str) -> tuple[Cohort, bool]:
+    """Join the cohort with this invite code as a trainee; (cohort, newly joined)."""
+    cohort = Cohort.objects.filter(invite_code=code.strip().upper()).first()
+    if cohort is None:
+        raise NotFound("邀请码无效。That invite code is not valid; check it with your instructor.")
+    if selectors.teaches(user=user, cohort=cohort) and not selectors.is_admin(user):
+        raise BadRequest("你是这个班级的讲师。You run this cohort; trainees join it.")
+    if Membership.objects.filter(cohort=cohort, user=user).exists():
+        return cohort, False
+    if not cohort.joining_open:
+        raise Conflict("这个班级已停止加入。This cohort is closed to new trainees.")
+    try:
+        with transaction.atomic():
+            Membership.objects.create(cohort=cohort, user=user, role=Membership.Role.TRAINEE)
+    except IntegrityError:  # joined twice at once
+        return cohort, False
+    return cohort, True
+
+
+def cohort_session_extend(*, cohort: Cohort, sid: str) -> Session:
+    """An instructor extends a trainee's sandbox (within the lab's limit)."""
+    return lab_services.session_extend(session=selectors.cohort_session(cohort=cohort, sid=sid))
+
+
+def cohort_session_stop(*, cohort: Cohort, sid: str) -> Session:
+    """An instructor stops a trainee's sandbox."""
+    session = selectors.cohort_session(cohort=cohort, sid=sid)
+    lab_services.session_stop(session=session)
+    return session
+
+
+def _send(cohort_id: int, event: dict) -> None:
+    layer = get_channel_layer()
+    if layer is not None:
+        async_to_sync(layer.group_send)(cohort_group(cohort_id), {"type": "cohort.event", "event": event})
+
+
+def dashboards_notify(*, user_id: int | None = None, step: Step | None = None, sid: str | None = None) -> int:
+    """Send the changed trainee's row (and the lab's new numbers) to every open dashboard
+    of the cohorts concerned; after a check (user_id + step) or a session state change
+    (sid). Returns how many cohorts were told."""
+    if sid is not None:
+        row = Session.objects.filter(id=sid).values("user_id", "lab_id").first()
+        if row is None:
+            return 0
+        user_id, lab_id = row["user_id"], row["lab_id"]
+    elif user_id is not None and step is not None:
+        lab_id = step.lab_id
+    else:
+        raise ValueError("dashboards_notify needs user_id and step, or sid")
+    slug = Lab.objects.filter(id=lab_id).values_list("slug", flat=True).first()
+    told = 0
+    for cohort_id in selectors.cohorts_of_trainee(user_id=user_id, lab_id=lab_id):
+        cohort = Cohort.objects.get(id=cohort_id)
+        progress = selectors.cohort_progress(cohort=cohort)
+        i = next(k for k, lab in enumerate(progress["labs"]) if lab["slug"] == slug)
+        row = next((r for r in progress["progress"] if r["user"] == user_id), None)
+        if row is None:
+            continue
+        _send(cohort_id, {"type": "row", "user": user_id, "username": row["username"], "name": row["name"],
+                          "lab": slug, "row": row["labs"][i],
+                          "stats": selectors.progress_stats(progress)[slug]})
+        told += 1
+    return told
+
+
+def dashboards_notify_safely(**kwargs) -> None:
+    """dashboards_notify for callers that must never fail because of it (a trainee's check)."""
+    try:
+        dashboards_notify(**kwargs)
+    except Exception:
+        log.warning("could not update cohort dashboards (%s)", kwargs, exc_info=True)
+
+
+def instructor_grant(*, username: str) -> None:
+    """Put a user in the `instructors` group (LookupError when there is no such user)."""
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Group
+
+    user = get_user_model().objects.filter(username=username).first()
+    if user is None:
+        raise LookupError(f"no user named {username!r}")
+    user.groups.add(Group.objects.get_or_create(name=selectors.INSTRUCTORS_GROUP)[0])

@@ -1,0 +1,285 @@
+/*
+ * The cohort dashboard: a progress matrix (trainee × step), per-lab funnel and medians,
+ * quiz answers; charts with the vendored Chart.js, the numbers in tables beside them.
+ * Live: /ws/cohorts/<id>/ sends {type: "row", user, lab, row, stats} when a trainee's
+ * check or sandbox changes; the page replaces that row and the lab's numbers.
+ */
+(function () {
+  "use strict";
+
+  var FINAL_CLOSE_CODES = [4401, 4403, 4404];
+  var COLORS = { not_started: "#c9d1db", working: "#1f6feb", stuck: "#c62828", passed: "#1a7f37" };
+  var data = JSON.parse(document.getElementById("cohort-data").textContent);
+  var L = data.labels;
+  var charts = {};
+  var backoff = 500;
+
+  function el(tag, attrs, children) {
+    var node = document.createElement(tag);
+    Object.keys(attrs || {}).forEach(function (k) {
+      if (k === "text") node.textContent = attrs[k];
+      else if (k === "className") node.className = attrs[k];
+      else node.setAttribute(k, attrs[k]);
+    });
+    (children || []).forEach(function (c) { if (c) node.appendChild(c); });
+    return node;
+  }
+
+  function duration(seconds) {
+    if (seconds === null || seconds === undefined) return "—";
+    seconds = Math.round(seconds);
+    if (seconds < 60) return seconds + "s";
+    var m = Math.floor(seconds / 60), h = Math.floor(m / 60);
+    if (h) return h + "h" + String(m % 60).padStart(2, "0") + "m";
+    return m + "m" + String(seconds % 60).padStart(2, "0") + "s";
+  }
+
+  /** The cell as it stands now: time keeps running and "working" turns "stuck" (selectors.py). */
+  function current(cell) {
+    var now = Date.now() / 1000;
+    var c = Object.assign({}, cell);
+    if (c.state === "working" || c.state === "stuck") {
+      var since = now - c.start;
+      c.seconds = Math.max(c.seconds, Math.round(since));
+      if (c.attempts >= data.stuck.attempts && since >= data.stuck.minutes * 60) c.state = "stuck";
+    }
+    return c;
+  }
+
+  function csrf() {
+    var m = document.cookie.match(/(?:^|;\s*)csrftoken=([^;]+)/);
+    return m ? decodeURIComponent(m[1]) : "";
+  }
+
+  function act(url, button) {
+    button.disabled = true;
+    fetch(url, { method: "POST", headers: { "X-CSRFToken": csrf(), Accept: "application/json" }, credentials: "same-origin" })
+      .then(function (r) { return r.ok ? null : r.json().then(function (j) { throw new Error(j.error || r.status); }); })
+      .catch(function (e) { button.title = e.message; button.classList.add("is-error"); })
+      .finally(function () { button.disabled = false; });
+  }
+
+  function sessionCell(row, labIndex) {
+    var lab = row.labs[labIndex], td = el("td", { className: "sandbox-cell" });
+    var s = lab.session;
+    if (s) {
+      td.appendChild(el("span", { className: "tag session-" + s.state, text: s.state }));
+      if (s.state === "ready") {
+        td.appendChild(el("a", { className: "button button-small", href: "/cohorts/" + data.cohort.id + "/watch/" + s.id + "/",
+          "data-testid": "watch-" + row.user + "-" + lab.lab, text: L.watch }));
+        ["extend", "stop"].forEach(function (action) {
+          var b = el("button", { type: "button", className: "button button-small", text: L[action],
+            "data-testid": action + "-" + row.user + "-" + lab.lab });
+          b.addEventListener("click", function () { act(data.api + "sessions/" + s.id + "/" + action, b); });
+          td.appendChild(b);
+        });
+      }
+    } else {
+      td.appendChild(el("span", { className: "muted", text: L.no_sandbox }));
+    }
+    lab.recordings.forEach(function (r) {
+      td.appendChild(el("a", { className: "replay-link", href: "/sessions/" + r.id + "/replay/", text: "▶ " + L.replay,
+        "data-testid": "replay-" + r.id }));
+    });
+    return td;
+  }
+
+  function matrix(lab, i) {
+    var head = el("tr", {}, [el("th", { text: L.trainee })]);
+    lab.steps.forEach(function (s, j) { head.appendChild(el("th", { title: s.title, text: (j + 1) + ". " + s.key })); });
+    head.appendChild(el("th", { text: "" }));
+    var body = el("tbody");
+    data.progress.forEach(function (row) {
+      var tr = el("tr", { "data-user": row.user }, [el("th", { scope: "row", text: row.name })]);
+      row.labs[i].steps.forEach(function (raw) {
+        var c = current(raw);
+        var td = el("td", { className: "cell state-" + c.state, "data-state": c.state,
+          "data-testid": "cell-" + row.user + "-" + lab.slug + "-" + c.step,
+          title: L[c.state] + (c.solution ? " · " + L.solution : "") });
+        if (c.state !== "not_started") {
+          td.appendChild(el("span", { className: "cell-numbers", text: c.attempts + "× · " + c.hints + "? · " + duration(c.seconds) }));
+        }
+        tr.appendChild(td);
+      });
+      tr.appendChild(sessionCell(row, i));
+      body.appendChild(tr);
+    });
+    if (!data.progress.length) body.appendChild(el("tr", {}, [el("td", { colspan: lab.steps.length + 2, className: "muted", text: L.no_trainees })]));
+    return el("table", { className: "matrix", "data-testid": "matrix-" + lab.slug }, [el("thead", {}, [head]), body]);
+  }
+
+  function statsTable(lab) {
+    var stats = data.stats[lab.slug];
+    var head = el("tr", {}, [L.step, L.reached, L.passed, L.working, L.stuck, L.median_time, L.median_attempts]
+      .map(function (t) { return el("th", { text: t }); }));
+    var body = el("tbody");
+    stats.steps.forEach(function (s) {
+      body.appendChild(el("tr", { "data-testid": "stats-" + lab.slug + "-" + s.step }, [
+        s.step, s.reached + " / " + stats.trainees, s.passed, s.states.working, s.states.stuck,
+        duration(s.median_seconds), s.median_attempts === null ? "—" : s.median_attempts,
+      ].map(function (t) { return el("td", { text: String(t) }); })));
+    });
+    return el("table", { className: "numbers", "data-testid": "stats-" + lab.slug }, [el("thead", {}, [head]), body]);
+  }
+
+  function chartData(lab) {
+    var steps = data.stats[lab.slug].steps;
+    return {
+      labels: steps.map(function (s) { return s.step; }),
+      funnel: [steps.map(function (s) { return s.reached; }), steps.map(function (s) { return s.passed; })],
+      medians: [steps.map(function (s) { return s.median_seconds === null ? null : s.median_seconds / 60; }),
+        steps.map(function (s) { return s.median_attempts; })],
+    };
+  }
+
+  function drawCharts(lab, box) {
+    if (!window.Chart) return;
+    var d = chartData(lab), existing = charts[lab.slug];
+    if (existing) {
+      existing.funnel.data.labels = existing.medians.data.labels = d.labels;
+      existing.funnel.data.datasets[0].data = d.funnel[0];
+      existing.funnel.data.datasets[1].data = d.funnel[1];
+      existing.medians.data.datasets[0].data = d.medians[0];
+      existing.medians.data.datasets[1].data = d.medians[1];
+      existing.funnel.update("none");
+      existing.medians.update("none");
+      return;
+    }
+    var common = { animation: false, responsive: true, maintainAspectRatio: false };
+    charts[lab.slug] = {
+      funnel: new window.Chart(box.querySelector(".chart-funnel"), {
+        type: "bar",
+        data: { labels: d.labels, datasets: [
+          { label: L.reached, data: d.funnel[0], backgroundColor: COLORS.working },
+          { label: L.passed, data: d.funnel[1], backgroundColor: COLORS.passed }] },
+        options: Object.assign({ scales: { y: { beginAtZero: true, ticks: { precision: 0 } } } }, common),
+      }),
+      medians: new window.Chart(box.querySelector(".chart-medians"), {
+        type: "bar",
+        data: { labels: d.labels, datasets: [
+          { label: L.median_time + " (min)", data: d.medians[0], backgroundColor: "#9a6700", yAxisID: "y" },
+          { label: L.median_attempts, data: d.medians[1], backgroundColor: "#5d6b7b", yAxisID: "y1" }] },
+        options: Object.assign({ scales: { y: { beginAtZero: true, position: "left" },
+          y1: { beginAtZero: true, position: "right", grid: { drawOnChartArea: false }, ticks: { precision: 0 } } } }, common),
+      }),
+    };
+  }
+
+  function renderLab(i) {
+    var lab = data.labs[i];
+    var box = document.querySelector('[data-lab-section="' + lab.slug + '"]');
+    if (!box) {
+      box = el("article", { className: "card dash-section", "data-lab-section": lab.slug }, [
+        el("h2", { text: lab.title }),
+        lab.due_at ? el("p", { className: "muted", text: "⏰ " + new Date(lab.due_at * 1000).toLocaleString() }) : null,
+        el("div", { className: "matrix-holder" }),
+        el("div", { className: "charts" }, [
+          el("div", { className: "chart-box" }, [el("canvas", { className: "chart-funnel", "data-testid": "funnel-" + lab.slug })]),
+          el("div", { className: "chart-box" }, [el("canvas", { className: "chart-medians", "data-testid": "medians-" + lab.slug })]),
+        ]),
+        el("div", { className: "stats-holder" }),
+      ]);
+      document.getElementById("labs-root").appendChild(box);
+    }
+    box.querySelector(".matrix-holder").replaceChildren(matrix(lab, i));
+    box.querySelector(".stats-holder").replaceChildren(statsTable(lab));
+    drawCharts(lab, box);
+  }
+
+  function renderQuiz() {
+    var root = document.getElementById("quiz-root");
+    (data.quiz.steps || []).forEach(function (q, n) {
+      var body = el("tbody");
+      q.choices.forEach(function (c) {
+        body.appendChild(el("tr", {}, [el("td", { text: c.id + (c.correct ? " ✓" : "") }), el("td", { text: c.text }), el("td", { text: String(c.count) })]));
+      });
+      var canvas = el("canvas", { "data-testid": "quiz-chart-" + q.step });
+      root.appendChild(el("div", { className: "quiz-box", "data-testid": "quiz-" + q.lab + "-" + q.step }, [
+        el("h3", { text: q.title }), el("p", { text: q.question }),
+        el("p", { className: "muted", text: L.answers + ": " + q.answered + " · " + L.correct + ": " + q.correct }),
+        q.choices.length ? el("div", { className: "chart-box chart-small" }, [canvas]) : null,
+        el("table", { className: "numbers" }, [el("thead", {}, [el("tr", {}, [el("th", { text: L.choice }), el("th", { text: "" }), el("th", { text: L.answers })])]), body]),
+      ]));
+      if (window.Chart && q.choices.length) {
+        new window.Chart(canvas, {
+          type: "bar",
+          data: { labels: q.choices.map(function (c) { return c.id; }), datasets: [{ label: L.answers, data: q.choices.map(function (c) { return c.count; }),
+            backgroundColor: q.choices.map(function (c) { return c.correct ? COLORS.passed : COLORS.not_started; }) }] },
+          options: { animation: false, responsive: true, maintainAspectRatio: false, indexAxis: "y", scales: { x: { beginAtZero: true, ticks: { precision: 0 } } } },
+        });
+      }
+    });
+  }
+
+  function renderAll() { data.labs.forEach(function (_, i) { renderLab(i); }); }
+
+  function applyRow(event) {
+    var i = data.labs.findIndex(function (l) { return l.slug === event.lab; });
+    if (i < 0) return;
+    var row = data.progress.find(function (r) { return r.user === event.user; });
+    if (!row) {
+      // A trainee who joined after the page loaded: blank rows for the other labs.
+      row = { user: event.user, username: event.username, name: event.name, labs: data.labs.map(function (l) {
+        return { lab: l.slug, session: null, recordings: [], steps: l.steps.map(function (s) {
+          return { step: s.key, state: "not_started", attempts: 0, hints: 0, solution: false, seconds: 0, start: null, passed_at: null };
+        }) };
+      }) };
+      data.progress.push(row);
+    }
+    row.labs[i] = event.row;
+    data.stats[event.lab] = event.stats;
+    renderLab(i);
+  }
+
+  function setLive(live) {
+    var badge = document.querySelector("[data-testid=live-badge]");
+    badge.dataset.live = String(live);
+    badge.textContent = live ? "● " + L.live : L.offline;
+  }
+
+  /** After a reconnect: take the whole state again, events may have been missed. */
+  function resync() {
+    fetch(data.api + "progress", { credentials: "same-origin", headers: { Accept: "application/json" } })
+      .then(function (r) { return r.ok ? r.json() : null; })
+      .then(function (fresh) {
+        if (!fresh) return;
+        data.progress = fresh.progress;
+        data.stats = fresh.stats;
+        renderAll();
+      });
+  }
+
+  function connect(again) {
+    var url = new URL(data.ws, window.location.href);
+    url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+    var ws = new WebSocket(url.toString());
+    ws.onmessage = function (m) {
+      var event = JSON.parse(m.data);
+      if (event.type === "hello") {
+        backoff = 500;
+        setLive(true);
+        if (again) resync();
+      } else if (event.type === "row") {
+        applyRow(event);
+      }
+    };
+    ws.onclose = function (e) {
+      setLive(false);
+      if (FINAL_CLOSE_CODES.indexOf(e.code) !== -1) return;
+      window.setTimeout(function () { connect(true); }, backoff);
+      backoff = Math.min(backoff * 2, 5000);
+    };
+    window.__cohortSocket = ws;
+  }
+
+  renderAll();
+  renderQuiz();
+  connect(false);
+  // Time spent keeps running and "working" turns "stuck" without any event.
+  window.setInterval(function () {
+    data.labs.forEach(function (lab, i) {
+      var box = document.querySelector('[data-lab-section="' + lab.slug + '"]');
+      if (box) box.querySelector(".matrix-holder").replaceChildren(matrix(lab, i));
+    });
+  }, 15000);
+})();
