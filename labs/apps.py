@@ -7,3 +7,7 @@ from django.apps import AppConfig
 class LabsConfig(AppConfig):
     name = "labs"
     verbose_name = "Labs"
+
+    def ready(self) -> None:
+        # Celery autodiscovers only labs.tasks; the learning feature's tasks live here.
+        import labs.learning  # noqa: F401

@@ -49,8 +49,29 @@ def step_view(step: Step, lang: str) -> dict:
     return {
         "id": step.key, "title": pick(step.title, lang), "html": render_markdown(pick(step.text, lang)),
         "kind": "quiz" if quiz else "task", "has_check": bool(step.data.get("check")),
-        "hints": len(step.data.get("hints") or []),
+        "hints": len(step.data.get("hints") or []), "has_solution": bool(step.data.get("solution")),
+        "auto_check": bool(step.data.get("auto_check")), "quiz": quiz_public(quiz, lang),
     }
+
+
+def quiz_public(quiz: dict | None, lang: str) -> dict | None:
+    """A quiz as the trainee sees it before answering: no correct flags, pattern or explanation."""
+    if not quiz:
+        return None
+    return {
+        "kind": quiz["kind"], "question": pick(quiz.get("question"), lang),
+        "question_html": render_inline(pick(quiz.get("question"), lang)),
+        "choices": [{"id": c["id"], "text": pick(c.get("text"), lang), "html": render_inline(pick(c.get("text"), lang))}
+                    for c in quiz.get("choices") or ()],
+    }
+
+
+def render_inline(text: str) -> str:
+    """Short lab text (a question, a choice, a hint) as sanitised HTML without the outer <p>."""
+    html = render_markdown(text).strip()
+    if html.startswith("<p>") and html.endswith("</p>") and html.count("<p>") == 1:
+        html = html[3:-4]
+    return html
 
 
 def lab_detail(*, slug: str, lang: str) -> dict:

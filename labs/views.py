@@ -19,13 +19,13 @@ def catalogue(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def lab_page(request: HttpRequest, slug: str) -> HttpResponse:
+    from labs.views_learning import render_lab
+
     try:
-        lab = selectors.lab_detail(slug=slug, lang=request.LANGUAGE_CODE)
+        lab = selectors.lab_get(slug=slug)
     except NotFound as exc:
         return render(request, "labs/error.html", {"title": "404", "message": exc.message}, status=404)
-    live = selectors.live_session_for_lab(user=request.user, lab=selectors.lab_get(slug=slug))
-    page_data = {"lab": slug, "session": selectors.session_view(live) if live else None, "api": "/api/"}
-    return render(request, "labs/lab_detail.html", {"lab": lab, "page_data": page_data})
+    return render_lab(request, lab)  # the trainee's progress restored (labs.learning)
 
 
 @login_required

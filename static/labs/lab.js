@@ -136,6 +136,12 @@
       terminal.focus();
     }
     render();
+    emit("lab:state", { state: state, session: session });
+  }
+
+  /** Tell learning.js (and anyone listening) what happened on the page. */
+  function emit(name, detail) {
+    document.dispatchEvent(new CustomEvent(name, { detail: detail }));
   }
 
   // ---- Terminal ---------------------------------------------------------------
@@ -146,6 +152,7 @@
 
   terminal.onState(function (state, message) { setState(state, message); });
   terminal.onCheck(function (result) { showResult(result.step, result.passed, result.message, true); });
+  terminal.onEvent(function (message) { emit("lab:event", message); });
   terminal.onError(function (message) { showMessage(message); });
   terminal.onConnection(function (status, detail) {
     if (status === "open") {
@@ -174,8 +181,9 @@
   });
 
   function openSession(data) {
-    session = { id: String(data.id), state: data.state || "starting", ws: data.ws };
+    session = { id: String(data.id), state: data.state || "starting", ws: data.ws, expires_at: data.expires_at || null };
     render();
+    emit("lab:session", { session: session });
     if (isActive()) terminal.connect(session.id, session.ws);
   }
 
@@ -265,6 +273,7 @@
       step.classList.add("is-passed");
       progressDone.textContent = String(Object.keys(passed).length);
       openNextStep(step);
+      emit("lab:passed", { step: String(stepId), automatic: Boolean(automatic) });
     } else if (!ok && !passed[stepId]) {
       step.classList.remove("is-passed");
     }
@@ -312,6 +321,7 @@
         function (response) {
           var body = response.body || {};
           showResult(stepId, Boolean(body.passed), body.message || "", false);
+          if (!body.passed) emit("lab:check-failed", { step: stepId });
         },
         function (error) {
           box.className = "step-result is-failed";
@@ -326,6 +336,21 @@
       });
     });
   });
+
+  // ---- Shared with learning.js ---------------------------------------------------
+
+  window.labPage = {
+    api: api,
+    t: t,
+    session: function () { return session; },
+    setSession: function (data) { if (session && data && String(data.id) === session.id) session.expires_at = data.expires_at; },
+    showResult: showResult,
+    showMessage: showMessage,
+    stepElement: stepElement,
+    steps: steps,
+    passed: passed,
+    render: render,
+  };
 
   // ---- Start up -------------------------------------------------------------------
 

@@ -73,7 +73,7 @@
     this.retryTimer = null;
     this.generation = 0;     // bumps per socket: late callbacks of old ones are ignored
 
-    this._listeners = { state: [], check: [], error: [], connection: [] };
+    this._listeners = { state: [], check: [], error: [], connection: [], event: [] };
     this._bindTerminal();
     this._bindResize();
   }
@@ -92,6 +92,19 @@
   LabTerminal.prototype.onError = function (cb) { this._listeners.error.push(cb); };
   /** cb(status, detail): connecting | open | reconnecting | closed ({code, reason}). */
   LabTerminal.prototype.onConnection = function (cb) { this._listeners.connection.push(cb); };
+  /** cb(message) on every other control message (warning, expiry, …): the page decides. */
+  LabTerminal.prototype.onEvent = function (cb) { this._listeners.event.push(cb); };
+
+  /**
+   * Type text into the shell as if the trainee had: UTF-8 bytes, each line ended
+   * with Enter ("\r", what the key sends). False when the terminal is not live.
+   */
+  LabTerminal.prototype.send = function (text) {
+    if (this.replaying || !this.live || !this._isOpen()) return false;
+    var lines = String(text).replace(/\r\n?/g, "\n").replace(/\n+$/, "").split("\n");
+    this.ws.send(encoder.encode(lines.join("\r") + "\r"));
+    return true;
+  };
 
   LabTerminal.prototype._bindTerminal = function () {
     var self = this;
@@ -252,13 +265,14 @@
         this._setState(msg.state, msg.message || "");
         break;
       case "check":
-        this._emit("check", { step: msg.step, passed: Boolean(msg.passed), message: msg.message || "" });
+        this._emit("check", { step: msg.step, passed: Boolean(msg.passed), message: msg.message || "", by: msg.by || "" });
         break;
       case "error":
         this._emit("error", msg.message || "");
         break;
       default:
-        break; // unknown messages are ignored: newer servers may add some
+        this._emit("event", msg); // warning, expiry, …; unknown ones are ignored by the page
+        break;
     }
   };
 

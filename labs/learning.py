@@ -1,0 +1,316 @@
+"""The learning experience: hints, solutions, quiz answers, progress, auto-check.
+
+Services (writes) and selectors (reads) of one feature, kept together because they
+share one idea of "where a trainee stands": a step is *started* when it first becomes
+the trainee's current step (the first step not passed yet) or when they first act on
+it, and *passed* by its check, an automatic check, a right quiz answer (steps with
+only a quiz) or being read (steps with neither). Time spent on a step is wall-clock
+time from started to passed (or to now while it is open), breaks included.
+"""
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from celery import shared_task
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.utils import timezone
+
+from labs.exceptions import BadRequest, Conflict, NotFound
+from labs.models import Lab, QuizAnswer, Session, Step, StepProgress
+from labs.selectors import pick, render_inline
+
+log = logging.getLogger(__name__)
+
+# Failed checks after which the page shows the solution without being asked.
+SOLUTION_AFTER_FAILURES = 3
+# Seconds between two automatic checks of one session (settings.LAB_AUTO_CHECK_SECONDS).
+AUTO_CHECK_SECONDS = 10
+INSTRUCTORS_GROUP = "instructors"
+
+
+# ---- Who may see what ------------------------------------------------------------
+
+def can_preview(user: AbstractBaseUser) -> bool:
+    """Staff and members of the "instructors" group see unpublished labs."""
+    return bool(user.is_authenticated and (
+        user.is_staff or user.is_superuser or user.groups.filter(name=INSTRUCTORS_GROUP).exists()))
+
+
+def lab_for(*, user: AbstractBaseUser, slug: str) -> Lab:
+    """A lab this user may learn from: published, or any lab for previewers; else NotFound."""
+    lab = Lab.objects.filter(slug=slug).first()
+    if lab is None or not (lab.published or can_preview(user)):
+        raise NotFound(f"no lab named {slug!r}")
+    return lab
+
+
+def step_of(*, lab: Lab, key: str) -> Step:
+    """A current (not retired) step of the lab, or NotFound."""
+    step = lab.steps.filter(key=key, retired=False).first()
+    if step is None:
+        raise NotFound(f"lab {lab.slug!r} has no step {key!r}")
+    return step
+
+
+def passes_by(step: Step) -> str:
+    """How a step is passed: "check", "quiz" (only a quiz) or "read" (neither)."""
+    if step.data.get("check"):
+        return "check"
+    return "quiz" if step.data.get("quiz") else "read"
+
+
+# ---- Services ------------------------------------------------------------------------
+
+def step_start(*, user: AbstractBaseUser, step: Step) -> StepProgress:
+    """The trainee's progress row of a step, created (= started now) on first need."""
+    progress, _ = StepProgress.objects.get_or_create(user=user, step=step)
+    return progress
+
+
+def hint_reveal(*, user: AbstractBaseUser, step: Step, lang: str) -> dict:
+    """Reveal the trainee's next hint of a step; {"index", "text", "remaining"}."""
+    hints = step.data.get("hints") or []
+    with transaction.atomic():
+        progress = StepProgress.objects.select_for_update().filter(pk=step_start(user=user, step=step).pk).get()
+        if progress.hints_used >= len(hints):
+            raise Conflict("这一步没有更多提示了。This step has no more hints." if hints else
+                           "这一步没有提示。This step has no hints.")
+        index = progress.hints_used
+        progress.hints_used += 1
+        progress.save(update_fields=["hints_used"])
+    text = pick(hints[index], lang)
+    return {"index": index, "text": text, "html": render_inline(text), "remaining": len(hints) - index - 1}
+
+
+def solution_reveal(*, user: AbstractBaseUser, step: Step) -> dict:
+    """Show a step's solution (a shell script) and note that the trainee saw it."""
+    solution = step.data.get("solution")
+    if not solution:
+        raise NotFound("这一步没有参考答案。This step has no solution.")
+    StepProgress.objects.filter(pk=step_start(user=user, step=step).pk).update(solution_used=True)
+    return {"solution": solution}
+
+
+def quiz_answer(*, user: AbstractBaseUser, step: Step, answer: object, lang: str) -> dict:
+    """Grade and record a quiz answer; a right one passes a step that has only a quiz."""
+    from labs.labfile.spec import Quiz, QuizChoice, Text
+
+    data = step.data.get("quiz")
+    if not data:
+        raise BadRequest(f"step {step.key!r} has no quiz")
+    choices = tuple(QuizChoice(id=c["id"], text=Text(**c["text"]), correct=c["correct"]) for c in data.get("choices") or ())
+    quiz = Quiz(kind=data["kind"], question=Text(**data["question"]), choices=choices, pattern=data.get("pattern"),
+                explanation=Text(**data.get("explanation") or {}))
+    answer = _answer_shape(quiz, answer)
+    correct = quiz.is_correct(answer)
+    step_start(user=user, step=step)
+    QuizAnswer.objects.create(user=user, step=step, answer=answer, correct=correct)
+    if correct and passes_by(step) == "quiz":
+        progress_mark_passed(user=user, step=step, by="quiz")
+    explanation = quiz.explanation.get(lang)
+    return {"correct": correct, "explanation": explanation, "explanation_html": render_inline(explanation)}
+
+
+def _answer_shape(quiz, answer: object) -> str | list[str]:
+    """The answer as the quiz kind expects it, or BadRequest."""
+    ids = {c.id for c in quiz.choices}
+    if quiz.kind == "text":
+        if not isinstance(answer, str) or len(answer) > 1000:
+            raise BadRequest("answer: expected a text of at most 1000 characters")
+        return answer
+    if quiz.kind == "single":
+        if not isinstance(answer, str) or answer not in ids:
+            raise BadRequest(f"answer: expected one of {sorted(ids)}")
+        return answer
+    if not isinstance(answer, list) or not all(isinstance(a, str) and a in ids for a in answer):
+        raise BadRequest(f"answer: expected a list of choices from {sorted(ids)}")
+    return sorted(set(answer))
+
+
+def step_mark_read(*, user: AbstractBaseUser, step: Step) -> StepProgress:
+    """Pass a step that has neither a check nor a quiz: the trainee read it."""
+    if passes_by(step) != "read":
+        raise Conflict(f"step {step.key!r} is passed by its {passes_by(step)}, not by reading it")
+    return progress_mark_passed(user=user, step=step, by="read")
+
+
+def progress_mark_passed(*, user: AbstractBaseUser, step: Step, by: str, message: str = "") -> StepProgress:
+    """Mark a step passed (the first time only) and start the trainee's next step."""
+    with transaction.atomic():
+        progress = StepProgress.objects.select_for_update().filter(pk=step_start(user=user, step=step).pk).get()
+        if progress.passed_at is None:
+            progress.passed_at = timezone.now()
+            progress.passed_by = by
+            if message:
+                progress.last_message = message[:2000]
+            progress.save(update_fields=["passed_at", "passed_by", "last_message"])
+    progress_here(user=user, lab=step.lab)
+    return progress
+
+
+def progress_here(*, user: AbstractBaseUser, lab: Lab) -> Step | None:
+    """The trainee is looking at the lab: start their current step; returns it (None when done)."""
+    step = current_step(user=user, lab=lab)
+    if step is not None:
+        step_start(user=user, step=step)
+    return step
+
+
+# ---- Selectors -------------------------------------------------------------------------
+
+def current_step(*, user: AbstractBaseUser, lab: Lab) -> Step | None:
+    """The trainee's current step: the first one not passed yet."""
+    passed = StepProgress.objects.filter(user=user, step__lab=lab, passed_at__isnull=False).values("step_id")
+    return lab.steps.filter(retired=False).exclude(id__in=passed).order_by("position").first()
+
+
+def _iso(at: datetime | None) -> str | None:
+    return at.isoformat() if at else None
+
+
+def _seconds(start: datetime | None, end: datetime | None) -> int | None:
+    return max(0, int((end - start).total_seconds())) if start and end else None
+
+
+def step_progress_view(step: Step, progress: StepProgress | None, *, now: datetime) -> dict:
+    """One step's progress as the API gives it."""
+    p = progress
+    return {
+        "step": step.key, "position": step.position,
+        "started_at": _iso(p and p.started_at), "passed": bool(p and p.passed_at),
+        "passed_at": _iso(p and p.passed_at), "passed_by": (p.passed_by if p else "") or None,
+        "attempts": p.attempts if p else 0, "hints_used": p.hints_used if p else 0,
+        "hints": len(step.data.get("hints") or []), "solution_used": bool(p and p.solution_used),
+        "seconds": _seconds(p and p.started_at, (p and p.passed_at) or (p and now)),
+    }
+
+
+def lab_progress(*, user: AbstractBaseUser, lab: Lab) -> dict:
+    """The trainee's progress on a lab: per step, and started / completed for the lab."""
+    now = timezone.now()
+    steps = list(lab.steps.filter(retired=False).order_by("position"))
+    rows = {p.step_id: p for p in StepProgress.objects.filter(user=user, step__in=steps)}
+    views = [step_progress_view(s, rows.get(s.id), now=now) for s in steps]
+    started = min((p.started_at for p in rows.values()), default=None)
+    done = bool(steps) and all(v["passed"] for v in views)
+    completed = max(rows[s.id].passed_at for s in steps) if done else None
+    current = next((v["step"] for v in views if not v["passed"]), None)
+    return {
+        "lab": lab.slug, "steps_total": len(steps), "steps_passed": sum(v["passed"] for v in views),
+        "current": current, "started_at": _iso(started), "completed": done, "completed_at": _iso(completed),
+        "seconds": _seconds(started, completed or (started and now)), "steps": views,
+    }
+
+
+def progress_all(*, user: AbstractBaseUser) -> list[dict]:
+    """The trainee's progress on every lab they have started, in catalogue order."""
+    labs = Lab.objects.filter(steps__progress__user=user).distinct()
+    return [lab_progress(user=user, lab=lab) for lab in labs]
+
+
+def step_state(*, user: AbstractBaseUser, steps: list[Step], lang: str) -> dict[str, dict]:
+    """What the lab page restores per step: passed, revealed hints, solution, last quiz answer."""
+    rows = {p.step_id: p for p in StepProgress.objects.filter(user=user, step__in=steps)}
+    answers: dict[int, QuizAnswer] = {}
+    for a in QuizAnswer.objects.filter(user=user, step__in=steps).order_by("at"):
+        answers[a.step_id] = a
+    state = {}
+    for step in steps:
+        p = rows.get(step.id)
+        hints = step.data.get("hints") or []
+        answer = answers.get(step.id)
+        quiz = step.data.get("quiz") or {}
+        state[step.key] = {
+            "passed": bool(p and p.passed_at), "passed_by": p.passed_by if p else "",
+            "attempts": p.attempts if p else 0,
+            "hints_shown": [render_inline(pick(h, lang)) for h in hints[:p.hints_used]] if p else [],
+            "solution": step.data.get("solution") if p and p.solution_used else None,
+            "answer": None if answer is None else {
+                "answer": answer.answer, "correct": answer.correct,
+                "explanation_html": render_inline(pick(quiz.get("explanation"), lang))},
+        }
+    return state
+
+
+def lab_page(*, user: AbstractBaseUser, lab: Lab, lang: str) -> dict:
+    """The lab page's data: the lab, its steps with the trainee's state, their progress."""
+    from labs.selectors import lab_summary, step_view
+
+    progress_here(user=user, lab=lab)
+    steps = list(lab.steps.filter(retired=False).order_by("position"))
+    state = step_state(user=user, steps=steps, lang=lang)
+    data = lab_summary(lab, lang)
+    data["published"] = lab.published
+    data["steps"] = [{**step_view(s, lang), **state[s.key], "passes_by": passes_by(s)} for s in steps]
+    data["progress"] = lab_progress(user=user, lab=lab)
+    return data
+
+
+# ---- Auto-check --------------------------------------------------------------------------
+
+def _lease_key(sid: str) -> str:
+    return f"lab:autocheck:{sid}"
+
+
+def _autocheck_step(session: Session | None) -> Step | None:
+    """The step to check automatically now: the current step of a ready session, if auto-check."""
+    if session is None or session.state != Session.State.READY:
+        return None
+    step = current_step(user=session.user, lab=session.lab)
+    return step if step is not None and step.data.get("auto_check") and step.data.get("check") else None
+
+
+def _send_autocheck(session: Session, interval: float) -> None:
+    from labsite.celery import app
+
+    app.send_task("labs.learning.auto_check", args=[session.id], kwargs={"interval": interval},
+                  queue=f"host.{session.host}", countdown=interval, expires=interval * 3 + 30)
+
+
+def autocheck_kick(*, session: Session) -> bool:
+    """Start polling a session's current auto-check step, unless a poll is already on; True if started."""
+    from labs.redis import sync_redis
+
+    if _autocheck_step(session) is None:
+        return False
+    interval = float(getattr(settings, "LAB_AUTO_CHECK_SECONDS", AUTO_CHECK_SECONDS))
+    # One poll chain per session: the lease outlives a missed beat, then a kick restarts it.
+    if not sync_redis().set(_lease_key(session.id), interval, nx=True, ex=int(interval * 3) + 5):
+        return False
+    _send_autocheck(session, interval)
+    return True
+
+
+def autocheck_run(*, sid: str, interval: float) -> str:
+    """One poll, on the session's host: check its current auto-check step, pass it, poll again."""
+    from labs.redis import sync_redis
+    from labs.services import session_broadcast
+    from labs.tasks import sandbox_check
+
+    session = Session.objects.select_related("lab", "user").filter(id=sid).first()
+    step = _autocheck_step(session)
+    if step is None:
+        sync_redis().delete(_lease_key(sid))
+        return "idle"
+    result = sandbox_check(sid, step.id)
+    outcome = "waiting"
+    if result["passed"]:
+        progress_mark_passed(user=session.user, step=step, by="auto-check", message=result["message"])
+        session_broadcast(sid=sid, event={"type": "check", "step": step.key, "passed": True,
+                                          "message": result["message"], "by": "auto-check"})
+        outcome = "passed"
+        if _autocheck_step(session) is None:
+            sync_redis().delete(_lease_key(sid))
+            return outcome
+    sync_redis().set(_lease_key(sid), interval, ex=int(interval * 3) + 5)
+    _send_autocheck(session, interval)
+    return outcome
+
+
+@shared_task(name="labs.learning.auto_check", soft_time_limit=60, time_limit=90)
+def auto_check(sid: str, interval: float = AUTO_CHECK_SECONDS) -> str:
+    """Poll a session's current auto-check step (self-rescheduling while it is unpassed)."""
+    return autocheck_run(sid=sid, interval=interval)
