@@ -1,0 +1,106 @@
+/* A system-call prober for the escape tests, run inside a sandbox as root.
+ *
+ * No libc (-nostdlib): the binary is a few KiB, so a test copies it in as base64
+ * through `runc exec`. Each command makes one raw system call and prints its result:
+ * a non-negative return value, or -errno (so "-1" is EPERM, "-3" ESRCH).
+ *
+ *   probe io_uring          io_uring_setup(1, &params)
+ *   probe finit_module      finit_module(open("/bin/busybox"), "", 0)
+ *   probe bpf               bpf(BPF_PROG_LOAD, ...) with an empty attr
+ *   probe keyctl            keyctl(KEYCTL_GET_KEYRING_ID, KEY_SPEC_USER_KEYRING, 0)
+ *   probe userfaultfd       userfaultfd(0)
+ *   probe perf              perf_event_open(&attr, 0, -1, -1, 0)
+ *   probe kill PID          kill(PID, 0)
+ *   probe ptrace PID        ptrace(PTRACE_ATTACH, PID)
+ *   probe unshare_user      unshare(CLONE_NEWUSER)
+ *   probe clone3            clone3(NULL, 0)
+ *   probe inotify N         hold up to N inotify instances; print how many it got
+ */
+#define SYS_open 2
+#define SYS_write 1
+#define SYS_pause 34
+#define SYS_kill 62
+#define SYS_ptrace 101
+#define SYS_exit_group 231
+#define SYS_inotify_init1 294
+#define SYS_perf_event_open 298
+#define SYS_finit_module 313
+#define SYS_bpf 321
+#define SYS_userfaultfd 323
+#define SYS_keyctl 250
+#define SYS_io_uring_setup 425
+#define SYS_unshare 272
+#define SYS_clone3 435
+
+static long sys6(long n, long a, long b, long c, long d, long e, long f) {
+    long ret;
+    register long r10 __asm__("r10") = d;
+    register long r8 __asm__("r8") = e;
+    register long r9 __asm__("r9") = f;
+    __asm__ volatile("syscall" : "=a"(ret) : "a"(n), "D"(a), "S"(b), "d"(c), "r"(r10), "r"(r8), "r"(r9)
+                     : "rcx", "r11", "memory");
+    return ret;
+}
+
+static int eq(const char *a, const char *b) {
+    while (*a && *a == *b) a++, b++;
+    return *a == *b;
+}
+
+static long num(const char *s) {
+    long v = 0;
+    while (*s >= '0' && *s <= '9') v = v * 10 + (*s++ - '0');
+    return v;
+}
+
+static void say(long v) {
+    char buf[24];
+    int i = sizeof buf - 1, neg = v < 0;
+    unsigned long u = neg ? -v : v;
+    buf[i] = '\n';
+    do buf[--i] = '0' + u % 10; while (u /= 10);
+    if (neg) buf[--i] = '-';
+    sys6(SYS_write, 1, (long)(buf + i), sizeof buf - i, 0, 0, 0);
+}
+
+static long zeros[64]; /* io_uring_params, bpf_attr, perf_event_attr: all zero is enough */
+
+static long run(int argc, char **argv) {
+    const char *cmd = argc > 1 ? argv[1] : "";
+    long arg = argc > 2 ? num(argv[2]) : 0;
+    if (eq(cmd, "io_uring")) return sys6(SYS_io_uring_setup, 1, (long)zeros, 0, 0, 0, 0);
+    if (eq(cmd, "finit_module")) {
+        long fd = sys6(SYS_open, (long)"/bin/busybox", 0, 0, 0, 0, 0);
+        return sys6(SYS_finit_module, fd, (long)"", 0, 0, 0, 0);
+    }
+    if (eq(cmd, "bpf")) return sys6(SYS_bpf, 5, (long)zeros, 128, 0, 0, 0);
+    if (eq(cmd, "keyctl")) return sys6(SYS_keyctl, 0, -4, 0, 0, 0, 0);
+    if (eq(cmd, "userfaultfd")) return sys6(SYS_userfaultfd, 0, 0, 0, 0, 0, 0);
+    if (eq(cmd, "perf")) {
+        zeros[0] = 128L << 32; /* type 0 (hardware), size 128 */
+        return sys6(SYS_perf_event_open, (long)zeros, 0, -1, -1, 0, 0);
+    }
+    if (eq(cmd, "unshare_user")) return sys6(SYS_unshare, 0x10000000, 0, 0, 0, 0, 0);
+    if (eq(cmd, "clone3")) return sys6(SYS_clone3, 0, 0, 0, 0, 0, 0);
+    if (eq(cmd, "kill")) return sys6(SYS_kill, arg, 0, 0, 0, 0, 0);
+    if (eq(cmd, "ptrace")) return sys6(SYS_ptrace, 16, arg, 0, 0, 0, 0);
+    if (eq(cmd, "inotify")) {
+        long got = 0;
+        while (got < arg && sys6(SYS_inotify_init1, 0, 0, 0, 0, 0, 0) >= 0) got++;
+        say(got);
+        sys6(SYS_pause, 0, 0, 0, 0, 0, 0);
+        return got;
+    }
+    return -22;
+}
+
+long cmain(long *sp) {
+    long r = run((int)sp[0], (char **)(sp + 1));
+    say(r);
+    sys6(SYS_exit_group, 0, 0, 0, 0, 0, 0);
+    return 0;
+}
+
+__attribute__((naked, noreturn)) void _start(void) {
+    __asm__("mov %rsp, %rdi\n\tand $-16, %rsp\n\tcall cmain\n\thlt");
+}
