@@ -57,7 +57,7 @@ def run_build_step(*, command: str, lowerdirs: list[Path], workdir: Path, config
         if progress:
             progress(f"run: {command}")
         try:
-            proc = subprocess.run(["runc", "--root", str(RUNC_ROOT), "run", "--bundle", str(box), sid],
+            proc = subprocess.run(["runc", "--root", str(RUNC_ROOT), "run", "--no-new-keyring", "--bundle", str(box), sid],
                                   stdin=subprocess.DEVNULL, capture_output=True, timeout=BUILD_TIMEOUT)
         except subprocess.TimeoutExpired as exc:
             raise BuildStepFailed(f"`{command}` ran past {BUILD_TIMEOUT} s", "") from exc

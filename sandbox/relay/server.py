@@ -108,6 +108,10 @@ class Relay:
             await self.redis.aclose()
             await self.redis_in.aclose()
             self.cfg.relay_socket.unlink(missing_ok=True)
+            try:
+                self.run_dir.rmdir()  # console sockets are gone with their sandboxes
+            except OSError:
+                pass
 
     def stop(self) -> None:
         """Ask serve() to return."""
@@ -148,7 +152,10 @@ class Relay:
         try:
             recv = asyncio.create_task(receive_master(self.loop, listener))
             code, err = await self.reaper.run([
-                self.cfg.runc, "--root", str(self.cfg.runc_root), "run", "--detach",
+                # --no-new-keyring: a fresh session keyring per sandbox is charged to the
+                # sandbox uid and freed only by the kernel's key GC minutes later, so a
+                # busy host hits the per-user key quota (200); keyctl is seccomp-denied anyway.
+                self.cfg.runc, "--root", str(self.cfg.runc_root), "run", "--detach", "--no-new-keyring",
                 "--console-socket", str(sock_path), "--pid-file", str(pid_file),
                 "--bundle", str(bundle), sid,
             ])

@@ -72,3 +72,33 @@ def test_many_start_stop_cycles_leave_nothing_behind(worker):
     assert leftovers(cfg, sids) == {"containers": [], "mounts": [], "cgroups": [], "session_dirs": []}
     assert zombies_under(worker.proc.pid) == []
     assert pty_fds(relay) == ptys_before  # no PTY master leaked
+
+
+def keys_of(uid: int) -> int:
+    """Keys the kernel charges to a uid (its quota is kernel.keys.maxkeys, 200 by default)."""
+    for line in Path("/proc/key-users").read_text().splitlines():
+        owner, rest = line.split(":", 1)
+        if int(owner) == uid:
+            return int(rest.split()[0])
+    return 0
+
+
+def test_sandboxes_do_not_use_up_the_sandbox_uids_key_quota(worker):
+    """With a session keyring per container, 200 live sandboxes would exhaust the key
+    quota of the sandbox uid and every further start would fail (EDQUOT)."""
+    from django.conf import settings
+
+    from sandbox.config import host_config
+    from sandbox.runtime import Limits
+    from sandbox.service import SandboxRequest, sandbox_start, sandbox_stop
+
+    cfg = host_config()
+    before = keys_of(settings.LAB_SANDBOX_UID)
+    sids = [secrets.token_hex(8) for _ in range(5)]
+    try:
+        for sid in sids:
+            sandbox_start(cfg, SandboxRequest(sid=sid, image="lab/base:latest", hostname="keys", limits=Limits()))
+        assert keys_of(settings.LAB_SANDBOX_UID) <= before
+    finally:
+        for sid in sids:
+            sandbox_stop(cfg, sid)

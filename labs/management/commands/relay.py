@@ -5,7 +5,6 @@ import asyncio
 import logging
 import signal
 
-from asgiref.sync import sync_to_async
 from django.core.management.base import BaseCommand
 
 from labs.tasks import host_reconcile
@@ -31,6 +30,10 @@ class Command(BaseCommand):
 
         asyncio.run(self._serve(Relay(cfg, on_exit=on_exit)))
         host_reconcile(host=cfg.host, keep=set())
+        try:
+            cfg.runc_root.rmdir()  # empty now: leave nothing of this host in /run
+        except OSError:
+            pass
 
     async def _serve(self, relay: Relay) -> None:
         loop = asyncio.get_running_loop()
