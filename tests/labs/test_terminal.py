@@ -95,3 +95,74 @@ def test_a_finished_session_has_an_asciicast_recording_with_output_and_resizes(w
     assert "录制-42" in output and "33 101" in output
     assert all(a[0] <= b[0] for a, b in zip(events, events[1:]))  # times only go forward
     assert client.get(f"/sessions/{session['id']}/replay/").status_code == 200
+
+
+def test_full_screen_vi_works_and_redraws_after_a_resize(worker, web, smoke_lab, make_user, client):
+    from sandbox.config import host_config
+    from sandbox.service import sandbox_exec
+
+    client.force_login(make_user())
+    session = start_session(client)
+    with ws_connect(web, client, session["ws"]) as ws:
+        term = Terminal(ws)
+        term.send("echo $TERM\r")
+        term.expect("xterm-256color")
+        term.send("vi /root/poem.txt\r")
+        term.expect("\x1b[")  # vi draws with escape sequences
+        before = len(term.out)
+        ws.send(json.dumps({"type": "resize", "cols": 60, "rows": 15}))
+        # SIGWINCH: vi redraws its screen (busybox vi ends a redraw on the status line)
+        wait_for(lambda: term.poll() or len(term.out) > before + 20, what="a redraw after the resize")
+        term.send("i容器 layers")
+        term.expect("容器 layers")
+        mark = len(term.out)
+        term.send("\x1b")  # alone, or vi reads ESC + ":" as one escape sequence
+        wait_for(lambda: term.poll() or b"- /root/poem.txt [Modified]" in term.out[mark:], what="vi back in command mode")
+        term.send(":wq\r")
+        term.send("echo saved-$((1+1))\r")
+        term.expect("saved-2")
+    assert sandbox_exec(host_config(), session["id"], "cat /root/poem.txt", timeout=5).output == "容器 layers\n"
+
+
+def test_a_reader_that_does_not_acknowledge_stops_output_and_ctrl_c_still_works(worker, web, smoke_lab, make_user, client):
+    import time
+
+    from sandbox.relay.server import FRAME_BYTES, WINDOW_BYTES
+
+    client.force_login(make_user())
+    session = start_session(client)
+    with ws_connect(web, client, session["ws"]) as ws:
+        term = Terminal(ws)
+        term.send("yes flow-control-line\r")
+        term.expect("flow-control-line\r\nflow")
+        # never acknowledging: the relay stops reading the PTY after its window
+        settle = time.monotonic() + 3
+        while time.monotonic() < settle:
+            term.poll()
+        received = len(term.out)
+        assert received <= WINDOW_BYTES + 2 * FRAME_BYTES + 4096
+        for _ in range(20):
+            term.poll()
+        assert len(term.out) - received <= FRAME_BYTES  # it stays stopped: `yes` is blocked in write
+        # acknowledging what we have lets it flow again
+        ws.send(json.dumps({"type": "ack", "id": [m["id"] for m in term.control if m["type"] == "pos"][-1]}))
+        wait_for(lambda: term.poll() or len(term.out) > received + FRAME_BYTES, what="output to flow after the ack")
+        # Ctrl-C reaches the shell through the same path and `yes` stops
+        term.send("\x03")
+        acked_through = None
+        deadline = time.monotonic() + 15
+        while b"^C" not in term.out[received:] and time.monotonic() < deadline:
+            term.poll()
+            pos = [m["id"] for m in term.control if m["type"] == "pos"]
+            if pos and pos[-1] != acked_through:
+                acked_through = pos[-1]
+                ws.send(json.dumps({"type": "ack", "id": acked_through}))
+        term.send("echo stopped-$((7*6))\r")
+        deadline = time.monotonic() + 15
+        while b"stopped-42" not in term.out and time.monotonic() < deadline:
+            term.poll()
+            pos = [m["id"] for m in term.control if m["type"] == "pos"]
+            if pos and pos[-1] != acked_through:
+                acked_through = pos[-1]
+                ws.send(json.dumps({"type": "ack", "id": acked_through}))
+        assert b"stopped-42" in term.out
