@@ -1,0 +1,157 @@
+"""The cohort dashboard in a real browser (Debian's chromium via Playwright) against the
+real ASGI server, Celery worker and runc sandboxes: it changes live, without a reload,
+as a trainee starts a sandbox and checks; the instructor watches and stops it.
+
+Everything that touches the ORM happens before Playwright starts (its sync API marks the
+main thread as inside an event loop); the trainee acts over HTTP and WebSocket."""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from tests.conftest import IS_ROOT
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+pytestmark = [
+    pytest.mark.browser, pytest.mark.root, pytest.mark.sandbox,
+    pytest.mark.skipif(not IS_ROOT, reason="sandboxes need root"),
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium (/usr/bin/chromium) is not installed"),
+    pytest.mark.django_db(transaction=True),
+]
+
+
+@pytest.fixture
+def chromium() -> Iterator:
+    """A fresh headless chromium for one test."""
+    pytest.importorskip("playwright.sync_api", reason="playwright (python) is not installed")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def signed_in_context(browser, web: str, client, lang: str = "zh-hans"):
+    """A browser context carrying a Django test client's session, plus a CSRF cookie."""
+    context = browser.new_context(viewport={"width": 1400, "height": 900}, locale="zh-CN")
+    context.set_default_timeout(20_000)
+    csrf = secrets.token_hex(16)  # an unmasked 32-character secret: Django accepts it as the token
+    context.add_cookies([
+        {"name": "sessionid", "value": client.cookies["sessionid"].value, "url": web},
+        {"name": "csrftoken", "value": csrf, "url": web},
+        {"name": "django_language", "value": lang, "url": web},
+    ])
+    context.csrf = csrf
+    return context
+
+
+def api(context, web: str, method: str, path: str, data: dict | None = None) -> dict:
+    resp = context.request.fetch(f"{web}{path}", method=method, data=json.dumps(data) if data is not None else None,
+                                 headers={"X-CSRFToken": context.csrf, "Content-Type": "application/json",
+                                          "Referer": web + "/"})
+    assert resp.ok, f"{method} {path}: {resp.status} {resp.text()}"
+    return resp.json() if resp.text() else {}
+
+
+def cell(page, user_id: int, step: str):
+    return page.get_by_test_id(f"cell-{user_id}-smoke-{step}")
+
+
+def wait_state(page, user_id: int, step: str, state: str) -> None:
+    page.wait_for_function(
+        "([id, s]) => { const c = document.querySelector(`[data-testid='${id}']`); return c && c.dataset.state === s; }",
+        arg=[f"cell-{user_id}-smoke-{step}", state])
+
+
+def test_the_dashboard_updates_live_as_a_trainee_works_and_the_instructor_watches_and_stops(
+        worker, web, klass, chromium, tmp_path):
+    from websockets.sync.client import connect
+
+    from sandbox.config import host_config
+    from sandbox.service import sandbox_exec
+
+    cid, uid = klass.cohort.id, klass.trainee.id
+    teacher = signed_in_context(chromium, web, klass.teacher_client)
+    trainee = signed_in_context(chromium, web, klass.trainee_client)
+    page = teacher.new_page()
+    page.goto(f"{web}/cohorts/{cid}/")
+    page.wait_for_selector("[data-testid=live-badge][data-live=true]")
+    assert cell(page, uid, "make-file").get_attribute("data-state") == "not_started"
+    page.evaluate("window.__sameDocument = 42")  # gone if the page reloads
+
+    # The trainee starts a sandbox: the dashboard shows it, with a Watch button.
+    session = api(trainee, web, "POST", "/api/sessions/", {"lab": "smoke"})
+    page.get_by_test_id(f"watch-{uid}-smoke").wait_for()
+    # A failed check: the cell turns "working" with one attempt.
+    assert api(trainee, web, "POST", f"/api/sessions/{session['id']}/check", {"step": "make-file"})["passed"] is False
+    wait_state(page, uid, "make-file", "working")
+    assert cell(page, uid, "make-file").inner_text().startswith("1×")
+    # Then the task and a passing check: "passed", and the numbers follow.
+    sandbox_exec(host_config(), session["id"], "touch /root/done", timeout=5)
+    assert api(trainee, web, "POST", f"/api/sessions/{session['id']}/check", {"step": "make-file"})["passed"] is True
+    wait_state(page, uid, "make-file", "passed")
+    stats = page.get_by_test_id("stats-smoke-make-file").inner_text().split("\t")
+    assert stats[:3] == ["make-file", "1 / 1", "1"] and stats[-1] == "2"
+    assert page.evaluate("window.__sameDocument") == 42
+    funnel = page.evaluate("() => Chart.getChart(document.querySelector('[data-testid=funnel-smoke]')).data.datasets"
+                           ".map(d => d.data)")
+    assert funnel == [[1, 0], [1, 0]]
+    shots = Path(os.environ.get("COHORTS_SCREENSHOTS", tmp_path))
+    shots.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(shots / "cohort-dashboard.png"), full_page=True)
+
+    # Watching: what the trainee types appears on the instructor's read-only terminal.
+    with page.expect_navigation():
+        page.get_by_test_id(f"watch-{uid}-smoke").click()
+    page.wait_for_function("() => window.__watchTerminal && window.__watchTerminal.live === true")
+    ws_url = web.replace("http", "ws") + session["ws"]
+    with connect(ws_url, additional_headers={"Cookie": f"sessionid={klass.trainee_client.cookies['sessionid'].value}"},
+                 origin=web, open_timeout=10) as ws:
+        ws.send(b"echo watched-$((6*7))\r")
+        page.wait_for_function(
+            "() => { const b = window.__watchTerm.buffer.active; for (let i = 0; i < b.length; i++) {"
+            " const l = b.getLine(i); if (l && l.translateToString(true).includes('watched-42')) return true; } return false; }")
+    page.screenshot(path=str(shots / "cohort-watch.png"))
+
+    # Back on the dashboard: stop the trainee's sandbox; a replay link appears.
+    page.goto(f"{web}/cohorts/{cid}/")
+    page.wait_for_selector("[data-testid=live-badge][data-live=true]")
+    page.get_by_test_id(f"stop-{uid}-smoke").click()
+    page.get_by_test_id(f"replay-{session['id']}").wait_for()
+    assert page.get_by_test_id(f"watch-{uid}-smoke").count() == 0
+    page.get_by_test_id(f"replay-{session['id']}").click()
+    page.wait_for_url(f"{web}/sessions/{session['id']}/replay/")
+    teacher.close()
+    trainee.close()
+
+
+@pytest.fixture
+def other_teacher(transactional_db):
+    from tests.cohorts.conftest import make_instructor, signed_in
+
+    return signed_in(make_instructor("other-teacher"))
+
+
+def test_another_instructor_gets_403_and_a_trainee_sees_only_their_own_row(web, klass, other_teacher, chromium):
+    other, cid = other_teacher, klass.cohort.id
+    ctx = signed_in_context(chromium, web, other)
+    page = ctx.new_page()
+    assert page.goto(f"{web}/cohorts/{cid}/").status == 403
+    ctx.close()
+    ctx = signed_in_context(chromium, web, klass.trainee_client)
+    page = ctx.new_page()
+    assert page.goto(f"{web}/cohorts/{cid}/").status == 200
+    assert page.get_by_test_id("my-progress-smoke").is_visible()
+    assert page.get_by_test_id("dashboard").count() == 0
+    ctx.close()
