@@ -35,9 +35,12 @@ def sandbox_cgroup(*, host: str, sid: str, root: Path = CGROUP_ROOT) -> dict | N
     if not memory.is_dir():
         return None
     cpu_ns = _read_int(root / "cpuacct" / "container-lab" / host / sid / "cpuacct.usage")
+    used, limit = _read_int(memory / "memory.usage_in_bytes"), _read_int(memory / "memory.limit_in_bytes")
     return {
-        "memory_bytes": _read_int(memory / "memory.usage_in_bytes"),
-        "memory_limit": _read_int(memory / "memory.limit_in_bytes"),
+        "memory_bytes": used, "memory_limit": limit,
+        "memory_mib": round(used / 2**20, 1) if used is not None else None,
+        # cgroup v1 says "no limit" with a huge number
+        "memory_limit_mib": round(limit / 2**20) if limit is not None and limit < 2**50 else None,
         "cpu_seconds": round(cpu_ns / 1e9, 2) if cpu_ns is not None else None,
         "pids": _read_int(root / "pids" / "container-lab" / host / sid / "pids.current"),
     }

@@ -155,3 +155,33 @@ def test_another_instructor_gets_403_and_a_trainee_sees_only_their_own_row(web, 
     assert page.get_by_test_id("my-progress-smoke").is_visible()
     assert page.get_by_test_id("dashboard").count() == 0
     ctx.close()
+
+
+@pytest.fixture
+def admin_client(transactional_db):
+    from django.contrib.auth import get_user_model
+
+    from tests.cohorts.conftest import signed_in
+
+    return signed_in(get_user_model().objects.create_user("ops", password="x", is_staff=True))
+
+
+def test_admins_see_each_hosts_live_sandboxes_with_memory_and_pids(worker, web, klass, admin_client, chromium, tmp_path):
+    trainee = signed_in_context(chromium, web, klass.trainee_client)
+    session = api(trainee, web, "POST", "/api/sessions/", {"lab": "smoke"})
+    from tests.conftest import wait_for
+
+    wait_for(lambda: api(trainee, web, "GET", f"/api/sessions/{session['id']}/")["state"] == "ready", what="ready")
+    admin = signed_in_context(chromium, web, admin_client)
+    page = admin.new_page()
+    page.goto(f"{web}/ops/sandboxes/")
+    row = page.get_by_test_id(f"sandbox-{session['id']}")
+    assert "ready" in row.inner_text() and "ada" in row.inner_text()
+    assert float(page.get_by_test_id(f"memory-{session['id']}").inner_text()) > 0
+    assert int(page.get_by_test_id(f"pids-{session['id']}").inner_text()) >= 1
+    shots = Path(os.environ.get("COHORTS_SCREENSHOTS", tmp_path))
+    shots.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(shots / "sandboxes.png"), full_page=True)
+    api(trainee, web, "DELETE", f"/api/sessions/{session['id']}/")
+    admin.close()
+    trainee.close()

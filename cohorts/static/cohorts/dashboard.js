@@ -282,4 +282,6 @@
       if (box) box.querySelector(".matrix-holder").replaceChildren(matrix(lab, i));
     });
   }, 15000);
+  // Hints taken between checks send no event: take the whole state now and then.
+  window.setInterval(resync, 60000);
 })();
