@@ -257,3 +257,31 @@ def test_the_management_command_makes_a_user_an_instructor(make_user):
     assert is_instructor(user)
     with pytest.raises(CommandError, match="nobody"):
         call_command("cohorts", "instructor", "nobody")
+
+
+def test_a_co_instructor_runs_the_cohort_but_a_trainee_of_it_does_not(klass, make_user):
+    from cohorts.models import Membership
+    from cohorts.selectors import instructor_can_watch, teaches
+
+    helper = make_user("helper")
+    Membership.objects.create(cohort=klass.cohort, user=helper, role=Membership.Role.INSTRUCTOR)
+    assert teaches(user=helper, cohort=klass.cohort)
+    assert signed_in(helper).get(f"/api/cohorts/{klass.cohort.id}/progress").json()["stats"]
+    lab_id = klass.cohort.assignments.get().lab_id
+    assert instructor_can_watch(instructor=helper, trainee_id=klass.trainee.id, lab_id=lab_id)
+    assert not instructor_can_watch(instructor=klass.trainee, trainee_id=klass.trainee.id, lab_id=lab_id)
+    assert not teaches(user=klass.trainee, cohort=klass.cohort)
+
+
+def test_cgroup_numbers_come_from_the_sandboxs_v1_directories_or_are_remote(tmp_path):
+    from cohorts.sandboxes import sandbox_cgroup
+
+    for controller, name, value in [("memory", "memory.usage_in_bytes", "3145728"), ("memory", "memory.limit_in_bytes", "134217728"),
+                                    ("cpuacct", "cpuacct.usage", "2500000000"), ("pids", "pids.current", "4")]:
+        d = tmp_path / controller / "container-lab" / "h1" / "abc"
+        d.mkdir(parents=True, exist_ok=True)
+        (d / name).write_text(value + "\n")
+    assert sandbox_cgroup(host="h1", sid="abc", root=tmp_path) == {
+        "memory_bytes": 3145728, "memory_limit": 134217728, "memory_mib": 3.0, "memory_limit_mib": 128,
+        "cpu_seconds": 2.5, "pids": 4}
+    assert sandbox_cgroup(host="elsewhere", sid="abc", root=tmp_path) is None
