@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from labs.exceptions import BadRequest, Conflict, NotFound
 from labs.models import Lab, QuizAnswer, Session, Step, StepProgress
-from labs.selectors import pick, render_inline
+from labs.selectors import pick, pick_quiz, render_inline
 
 log = logging.getLogger(__name__)
 
@@ -230,7 +230,7 @@ def step_state(*, user: AbstractBaseUser, steps: list[Step], lang: str) -> dict[
             "solution": step.data.get("solution") if p and p.solution_used else None,
             "answer": None if answer is None else {
                 "answer": answer.answer, "correct": answer.correct,
-                "explanation_html": render_inline(pick(quiz.get("explanation"), lang))},
+                "explanation_html": render_inline(pick_quiz(quiz.get("explanation"), lang))},
         }
     return state
 

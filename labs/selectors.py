@@ -22,6 +22,11 @@ def pick(text: dict | str | None, lang: str) -> str:
     return text.get(lang) or text.get("zh-hans") or text.get("en") or ""
 
 
+def pick_quiz(text: dict | None, lang: str) -> str:
+    """pick() for quiz texts, stored as asdict(Text): {"zh_hans", "en"}."""
+    return pick({"zh-hans": text.get("zh_hans", ""), "en": text.get("en", "")} if text else None, lang)
+
+
 def lab_get(*, slug: str) -> Lab:
     """A published lab by slug, or NotFound."""
     try:
@@ -59,10 +64,10 @@ def quiz_public(quiz: dict | None, lang: str) -> dict | None:
     if not quiz:
         return None
     return {
-        "kind": quiz["kind"], "question": pick(quiz.get("question"), lang),
-        "question_html": render_inline(pick(quiz.get("question"), lang)),
-        "choices": [{"id": c["id"], "text": pick(c.get("text"), lang), "html": render_inline(pick(c.get("text"), lang))}
-                    for c in quiz.get("choices") or ()],
+        "kind": quiz["kind"], "question": pick_quiz(quiz.get("question"), lang),
+        "question_html": render_inline(pick_quiz(quiz.get("question"), lang)),
+        "choices": [{"id": c["id"], "text": pick_quiz(c.get("text"), lang),
+                     "html": render_inline(pick_quiz(c.get("text"), lang))} for c in quiz.get("choices") or ()],
     }
 
 

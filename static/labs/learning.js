@@ -260,7 +260,10 @@
     bar.setAttribute("aria-valuenow", String(done));
     if (progress && progress.completed) {
       completion.querySelector("[data-time-spent]").textContent = duration(progress.seconds);
-      completion.hidden = false;
+      if (completion.hidden) {
+        completion.hidden = false;
+        completion.scrollIntoView({ block: "nearest", behavior: "smooth" });
+      }
     }
   }
 
@@ -330,6 +333,7 @@
     if (msg.type === "warning" && (msg.reason === "idle" || msg.reason === "lifetime")) {
       showBanner(fill(t("warning." + msg.reason), { time: clockTime(msg.ends_at) }), true);
       banner.setAttribute("data-reason", msg.reason);
+      if (msg.reason === "lifetime" && s) { s.expires_at = msg.ends_at; renderSession(); }
     } else if (msg.type === "expiry" && s) {
       s.expires_at = msg.expires_at;
       if (banner.getAttribute("data-reason") === "lifetime") showBanner("");
@@ -342,11 +346,15 @@
     if (!s || busy) return;
     busy = true;
     renderSession();
+    // Shown before asking: the state events (starting, then ready) may beat the answer.
+    showBanner(t("reset.running"));
+    banner.setAttribute("data-reason", "reset");
     page.api("POST", "sessions/" + encodeURIComponent(s.id) + "/reset").then(function () {
       page.showMessage("");
-      showBanner(t("reset.running"));
-      banner.setAttribute("data-reason", "reset");
-    }, function (error) { page.showMessage(error.message); }).then(function () {
+    }, function (error) {
+      showBanner("");
+      page.showMessage(error.message);
+    }).then(function () {
       busy = false;
       renderSession();
     });
