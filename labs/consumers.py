@@ -8,6 +8,7 @@ layer only carries small control events (state changes, check results).
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import logging
 import re
@@ -30,6 +31,12 @@ MAX_FRAME = 256 * 1024
 STREAM_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
 INPUT_MAX = 64 * 1024
 HOST_CHECK_MS = 3000
+ACK_STEP = 256 * 1024
+
+
+def _id(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
 
 
 @database_sync_to_async
@@ -53,6 +60,10 @@ class TerminalConsumer(AsyncWebsocketConsumer):
         self.reader: asyncio.Task | None = None
         self.redis = None
         self.read_only = True
+        # (stream id, bytes sent through it) not yet acknowledged by the page
+        self.sent_log: collections.deque = collections.deque()
+        self.sent_total = 0
+        self.acked_forwarded = 0
         await self.accept()
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
@@ -97,6 +108,8 @@ class TerminalConsumer(AsyncWebsocketConsumer):
         if chunk:
             await self.send(bytes_data=bytes(chunk))
         last = entries[-1][0].decode()
+        self.sent_total += sum(len(f[b"d"]) for _, f in entries)
+        self.sent_log.append((_id(last), self.sent_total))
         await self._send_json({"type": "pos", "id": last})
         return last
 
@@ -141,9 +154,19 @@ class TerminalConsumer(AsyncWebsocketConsumer):
                 if 0 < cols <= 1000 and 0 < rows <= 500:
                     await self.redis.xadd(streams.in_key(self.sid), {"r": f"{cols} {rows}"}, maxlen=4096, approximate=True)
             elif kind == "ack" and STREAM_ID.match(str(msg.get("id", ""))):
-                await self.redis.xadd(streams.in_key(self.sid), {"a": msg["id"]}, maxlen=4096, approximate=True)
+                await self._ack(msg["id"])
         except (ValueError, KeyError, TypeError, AttributeError):
             await self._send_json({"type": "error", "message": "malformed control message"})
+
+    async def _ack(self, entry_id: str) -> None:
+        """Pass the page's acknowledgement on to the relay, once per ACK_STEP bytes:
+        the relay only needs to know the page is within its window, not every frame."""
+        acked = None
+        while self.sent_log and self.sent_log[0][0] <= _id(entry_id):
+            acked = self.sent_log.popleft()[1]
+        if acked is not None and acked - self.acked_forwarded >= ACK_STEP:
+            self.acked_forwarded = acked
+            await self.redis.xadd(streams.in_key(self.sid), {"a": entry_id}, maxlen=4096, approximate=True)
 
     async def session_event(self, message: dict) -> None:
         """A control event from the channel layer (state change, check result)."""

@@ -48,6 +48,8 @@ class Recorder:
 
     def output(self, data: bytes) -> None:
         """Terminal output as the sandbox wrote it."""
+        if self.full:
+            return
         text = self.decoder.decode(data)
         if text:
             self._write([self._now(), "o", text])

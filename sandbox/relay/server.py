@@ -32,8 +32,9 @@ from sandbox.relay.spawn import Reaper, console_listener, receive_master
 log = logging.getLogger(__name__)
 
 FRAME_BYTES = 64 * 1024
+STREAM_BYTES = 2048
 BATCH_SECONDS = 0.004
-WINDOW_BYTES = 1024 * 1024
+WINDOW_BYTES = streams.STREAM_BYTES
 INPUT_CAP = 256 * 1024
 
 
@@ -54,6 +55,8 @@ class Pty:
     flushing: bool = False
     timer: asyncio.TimerHandle | None = None
     last_flush: float = 0.0
+    # Bytes the last flush carried: small (an echo, a prompt) means interactive.
+    last_flush_bytes: int = 0
     in_last: str = "0-0"
     # (entry id, cumulative bytes after it) of retained output, for trim and acks.
     out_log: collections.deque = field(default_factory=collections.deque)
@@ -217,7 +220,13 @@ class Relay:
     def _schedule_flush(self, pty: Pty) -> None:
         if pty.flushing or pty.timer is not None or not pty.buf:
             return
-        delay = 0.0 if len(pty.buf) >= FRAME_BYTES else max(0.0, pty.last_flush + BATCH_SECONDS - self.loop.time())
+        # Interactive output (the last frame was small) leaves at once; a stream waits
+        # up to BATCH_SECONDS after the previous frame, so it leaves in large frames.
+        streaming = pty.last_flush_bytes >= STREAM_BYTES
+        if len(pty.buf) >= FRAME_BYTES or not streaming:
+            delay = 0.0
+        else:
+            delay = max(0.0, pty.last_flush + BATCH_SECONDS - self.loop.time())
         if delay <= 0:
             self.loop.create_task(self._flush(pty))
         else:
@@ -231,6 +240,7 @@ class Relay:
         if pty.flushing:
             return
         pty.flushing = True
+        sent = 0
         try:
             while pty.buf:
                 data = bytes(pty.buf[:FRAME_BYTES])
@@ -244,27 +254,33 @@ class Relay:
                     self.loop.call_later(0.5, self._schedule_flush, pty)
                     return
                 del pty.buf[:len(data)]
+                sent += len(data)
                 if pty.recorder:
                     pty.recorder.output(data)
                 pty.out_total += len(data)
                 pty.out_log.append((entry_id, pty.out_total))
-                await self._trim(pty)
+                self._trim(pty)
+                if len(pty.buf) < FRAME_BYTES:
+                    break  # a partial frame waits for the batch timer (see _schedule_flush)
         except Exception:
             log.exception("output flush failed for %s", pty.sid)
         finally:
             pty.flushing = False
             pty.last_flush = self.loop.time()
+            pty.last_flush_bytes = sent
         self._maybe_resume(pty)
+        self._schedule_flush(pty)
 
-    async def _trim(self, pty: Pty) -> None:
-        """Keep about REPLAY_BYTES of output in the stream."""
+    def _trim(self, pty: Pty) -> None:
+        """Keep about STREAM_BYTES of output in the stream (sent without waiting)."""
         drop_to = None
-        while pty.out_log and pty.out_total - pty.out_log[0][1] > streams.REPLAY_BYTES:
+        while pty.out_log and pty.out_total - pty.out_log[0][1] > streams.STREAM_BYTES:
             drop_to = pty.out_log.popleft()
         if drop_to is not None:
             pty.trimmed_total = drop_to[1]
             # MINID removes entries older than the first one we keep.
-            await self.redis.xtrim(streams.out_key(pty.sid), minid=pty.out_log[0][0] if pty.out_log else drop_to[0])
+            minid = pty.out_log[0][0] if pty.out_log else drop_to[0]
+            self.loop.create_task(self.redis.xtrim(streams.out_key(pty.sid), minid=minid))
 
     def _behind(self, pty: Pty) -> bool:
         return pty.out_total + len(pty.buf) - pty.acked_total > WINDOW_BYTES

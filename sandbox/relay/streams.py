@@ -1,13 +1,18 @@
 """Redis keys of the terminal streams, shared by the relay and the web consumer.
 
-term:<sid>:out  output entries {d: bytes}, trimmed to ~REPLAY_BYTES by the relay, so a
-                reconnecting browser resumes from the last id it saw.
+term:<sid>:out  output entries {d: bytes}, trimmed to ~STREAM_BYTES by the relay, so a
+                reconnecting browser resumes exactly from the last id it saw; a fresh
+                page replays only the last REPLAY_BYTES of it.
 term:<sid>:in   input entries {d: bytes} keystrokes, {r: "cols rows"} resize.
 term:<sid>:ack  the last output id a viewer has rendered (flow control).
 lab:host:<name> a host's heartbeat: capacity and live sandboxes (expires when it dies).
 """
 from __future__ import annotations
 
+# The relay never runs more than the flow-control window (WINDOW_BYTES in server.py,
+# equal to this) ahead of what viewers acknowledged, so nothing unacknowledged is ever
+# trimmed: resuming is exact. A page opened afresh gets at most REPLAY_BYTES.
+STREAM_BYTES = 1024 * 1024
 REPLAY_BYTES = 512 * 1024
 HOST_TTL = 5
 HOSTS_SET = "lab:hosts"
