@@ -113,11 +113,21 @@ class TerminalConsumer(AsyncWebsocketConsumer):
         await self._send_json({"type": "pos", "id": last})
         return last
 
+    async def _tail(self, key: str) -> list:
+        """The newest entries of the stream holding at most REPLAY_BYTES (a fresh page)."""
+        tail, size = [], 0
+        for entry in await self.redis.xrevrange(key, max="+", min="-", count=4096):
+            size += len(entry[1][b"d"])
+            if size > streams.REPLAY_BYTES and tail:
+                break
+            tail.append(entry)
+        return tail[::-1]
+
     async def _pump_output(self, last: str, *, replay: bool) -> None:
         key = streams.out_key(self.sid)
         try:
             if replay:
-                entries = await self.redis.xrange(key, min="-", max="+")
+                entries = await self._tail(key)
                 if entries:
                     last = await self._send_entries(entries)
                 await self._send_json({"type": "live"})

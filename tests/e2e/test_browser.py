@@ -153,8 +153,6 @@ def first_step_passed(builtin_labs, trainee):
     return trainee
 
 
-@pytest.mark.xfail(strict=True, reason="bug: labs.selectors.lab_detail/step_view never set a step's `passed` for the "
-                                       "user, so lab_detail.html renders no data-passed (views.lab_page passes no user)")
 def test_a_step_passed_in_an_earlier_visit_comes_back_marked_passed(web, first_step_passed, page):
     from playwright.sync_api import expect
 

@@ -429,8 +429,6 @@ def test_session_hint_solution_and_answer_routes_act_for_the_sessions_owner_only
 
 
 @sandboxed
-@pytest.mark.xfail(strict=True, reason="bug in sandbox/relay: after a reset the relay feeds the session's whole input "
-                                       "stream (term:<sid>:in) again to the new shell, so old commands run again")
 def test_reset_does_not_replay_old_keystrokes_into_the_fresh_shell(worker, web, first_container, make_user, client):
     from tests.labs.test_sessions import Terminal, ws_connect
 
