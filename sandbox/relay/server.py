@@ -207,17 +207,24 @@ class Relay:
 
     # ---- output ----------------------------------------------------------------
     def _on_readable(self, pty: Pty) -> None:
-        try:
-            data = os.read(pty.fd, FRAME_BYTES)
-        except BlockingIOError:
-            return
-        except OSError:  # EIO: every slave closed, the sandbox's init has exited
-            data = b""
-        if not data:
-            self.loop.remove_reader(pty.fd)
-            self.loop.create_task(self._ended(pty))
-            return
-        pty.buf += data
+        # Drain what the PTY holds (each read returns at most a tty buffer's worth),
+        # up to a frame: fewer trips through the event loop while output streams.
+        got = 0
+        while len(pty.buf) < FRAME_BYTES:
+            try:
+                data = os.read(pty.fd, FRAME_BYTES - len(pty.buf))
+            except BlockingIOError:
+                break
+            except OSError:  # EIO: every slave closed, the sandbox's init has exited
+                data = b""
+            if not data:
+                if got:
+                    break  # deliver what we have; the next call sees the end
+                self.loop.remove_reader(pty.fd)
+                self.loop.create_task(self._ended(pty))
+                return
+            pty.buf += data
+            got += len(data)
         if len(pty.buf) >= FRAME_BYTES or self._behind(pty):
             self._pause(pty)
         self._schedule_flush(pty)
