@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from labs.models import Lab, Session, Step, StepProgress
+from labs.models import Lab, QuizAnswer, Recording, Session, Step, StepProgress
 
 
 class StepInline(admin.TabularInline):
@@ -30,3 +30,16 @@ class SessionAdmin(admin.ModelAdmin):
 class StepProgressAdmin(admin.ModelAdmin):
     list_display = ("user", "step", "attempts", "hints_used", "solution_used", "passed_at", "passed_by")
     list_filter = ("step__lab",)
+
+
+@admin.register(Recording)
+class RecordingAdmin(admin.ModelAdmin):
+    list_display = ("session", "created_at")
+    search_fields = ("session__id", "session__user__username")
+    readonly_fields = ("session", "cast", "created_at")
+
+
+@admin.register(QuizAnswer)
+class QuizAnswerAdmin(admin.ModelAdmin):
+    list_display = ("user", "step", "correct", "at")
+    list_filter = ("correct", "step__lab")

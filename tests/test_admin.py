@@ -1,0 +1,26 @@
+"""The Django admin covers every model of the project's apps, and its pages render."""
+from __future__ import annotations
+
+import pytest
+from django.apps import apps
+from django.contrib import admin
+from django.test import Client
+from django.urls import reverse
+
+PROJECT_APPS = ("labs", "cohorts")
+
+
+def test_every_model_of_the_project_is_in_the_admin():
+    missing = [m.__name__ for app in PROJECT_APPS for m in apps.get_app_config(app).get_models()
+               if not admin.site.is_registered(m)]
+    assert missing == []
+
+
+@pytest.mark.django_db
+def test_every_admin_changelist_renders_for_a_superuser(django_user_model):
+    c = Client()
+    c.force_login(django_user_model.objects.create_superuser("root", "root@example.org", "pw-for-tests-123"))
+    for app in PROJECT_APPS:
+        for model in apps.get_app_config(app).get_models():
+            url = reverse(f"admin:{app}_{model._meta.model_name}_changelist")
+            assert c.get(url).status_code == 200, url
