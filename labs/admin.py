@@ -19,6 +19,13 @@ class LabAdmin(admin.ModelAdmin):
     inlines = [StepInline]
 
 
+@admin.register(Step)
+class StepAdmin(admin.ModelAdmin):
+    list_display = ("lab", "position", "key", "retired")
+    list_filter = ("lab", "retired")
+    search_fields = ("key",)
+
+
 @admin.register(Session)
 class SessionAdmin(admin.ModelAdmin):
     list_display = ("id", "user", "lab", "host", "state", "created_at", "ended_at")
