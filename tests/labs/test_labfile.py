@@ -64,14 +64,16 @@ def builtin_labs() -> list[Path]:
 
 
 def test_there_is_at_least_one_builtin_lab():
-    assert [p.name for p in builtin_labs()] == ["first-container"]
+    assert "first-container" in [p.name for p in builtin_labs()]
 
 
 @pytest.mark.parametrize("lab", builtin_labs(), ids=lambda p: p.name)
 def test_builtin_lab_loads_without_errors(lab):
     spec = load_lab(lab)
     assert spec.slug == lab.name
-    assert all(step.check and step.solution and step.hints for step in spec.steps)
+    # every hands-on step (one with a check) has a solution and hints; reading and
+    # quiz steps have none to give
+    assert all(step.solution and step.hints for step in spec.steps if step.check)
     assert all(step.text.zh_hans and step.text.en for step in spec.steps)
 
 
@@ -473,7 +475,7 @@ def run_validate(*paths: Path) -> subprocess.CompletedProcess:
 
 def test_validate_command_prints_ok_with_the_number_of_labs():
     result = run_validate(BUILTIN)
-    assert (result.returncode, result.stdout.strip()) == (0, "ok: 1 labs"), result.stderr
+    assert (result.returncode, result.stdout.strip()) == (0, f"ok: {len(builtin_labs())} labs"), result.stderr
 
 
 def test_validate_command_prints_each_error_and_exits_1(tmp_path):
