@@ -69,6 +69,11 @@ def run_build_step(*, command: str, lowerdirs: list[Path], workdir: Path, config
     finally:
         unmount(rootfs)
         rootfs.rmdir()
+        for d in (ROOTS, RUNC_ROOT):
+            try:
+                d.rmdir()  # empty once no build runs: leave nothing in /run
+            except OSError:
+                pass
     _drop_mountpoints(upper, lowerdirs)
     return upper
 
