@@ -178,6 +178,8 @@ def lab_import(*, spec, position: int = 0) -> tuple[Lab, bool]:
 
     existing = Lab.objects.filter(slug=spec.slug).first()
     if existing is not None and existing.version == spec.version:
+        if existing.position != position:
+            Lab.objects.filter(pk=existing.pk).update(position=position)
         return existing, False
     with transaction.atomic():
         lab, _ = Lab.objects.update_or_create(slug=spec.slug, defaults={

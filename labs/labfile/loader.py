@@ -106,3 +106,23 @@ def validate_labs(paths: Iterable[Path], *, image_resolver: ImageResolver | None
 def _slug_line(file: Path) -> int:
     lines = file.read_text(encoding="utf-8").splitlines()
     return next((n for n, line in enumerate(lines, start=1) if line.startswith("slug:")), 1)
+
+
+def course_order(specs: list[LabSpec]) -> list[LabSpec]:
+    """Labs in teaching order: every lab after its prerequisites; among those ready,
+    beginner before intermediate before advanced, then as discovered."""
+    from labs.labfile.spec import LEVELS
+
+    placed: list[LabSpec] = []
+    done: set[str] = set()
+    pending = list(specs)
+    known = {s.slug for s in specs}
+    while pending:
+        ready = [s for s in pending if all(p in done or p not in known for p in s.prerequisites)]
+        if not ready:  # a cycle (validate reports it elsewhere): keep the rest as found
+            ready = pending
+        nxt = min(ready, key=lambda s: (LEVELS.index(s.level) if s.level in LEVELS else len(LEVELS), pending.index(s)))
+        placed.append(nxt)
+        done.add(nxt.slug)
+        pending.remove(nxt)
+    return placed

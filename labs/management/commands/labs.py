@@ -6,7 +6,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from labs.labfile import ImageResolver, validate_labs
+from labs.labfile import ImageResolver, course_order, validate_labs
 
 
 def store_image_resolver() -> ImageResolver | None:
@@ -53,7 +53,7 @@ class Command(BaseCommand):
             self.stderr.write(str(error), style_func=lambda text: text)
         if errors:
             raise CommandError(f"{len(errors)} error(s): nothing imported", returncode=1)
-        for position, spec in enumerate(specs):
+        for position, spec in enumerate(course_order(specs)):
             lab, changed = lab_import(spec=spec, position=position)
             self.stdout.write(f"{'imported' if changed else 'unchanged'}: {lab.slug} ({len(spec.steps)} steps, {spec.version[:12]})")
 
