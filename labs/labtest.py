@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -60,11 +60,6 @@ def private_relay(cfg: HostConfig) -> Iterator[HostConfig]:
         proc.wait(30)
 
 
-def _limits(spec: LabSpec) -> Limits:
-    lim = spec.limits
-    return Limits(memory_mb=lim.memory_mb, pids=lim.pids, cpu=lim.cpu, disk_mb=lim.disk_mb, network=lim.network)
-
-
 def test_lab(spec: LabSpec, cfg: HostConfig, *, say: Callable[[StepOutcome], None] = lambda o: None) -> list[StepOutcome]:
     """Run one lab's steps in a fresh sandbox; one outcome per step."""
     outcomes: list[StepOutcome] = []
@@ -77,7 +72,7 @@ def test_lab(spec: LabSpec, cfg: HostConfig, *, say: Callable[[StepOutcome], Non
     sid = secrets.token_hex(8)
     t0 = time.monotonic()
     try:
-        sandbox_start(cfg, SandboxRequest(sid=sid, image=spec.image, hostname=f"lab-{sid[:8]}", limits=_limits(spec)))
+        sandbox_start(cfg, SandboxRequest(sid=sid, image=spec.image, hostname=f"lab-{sid[:8]}", limits=Limits.from_lab(asdict(spec.limits))))
     except Exception as exc:
         record("(start)", False, f"sandbox did not start: {exc}", t0)
         return outcomes

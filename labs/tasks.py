@@ -20,11 +20,6 @@ log = logging.getLogger(__name__)
 S = Session.State
 
 
-def _limits(lab_limits: dict) -> Limits:
-    fields = {k: lab_limits[k] for k in ("memory_mb", "pids", "cpu", "disk_mb", "network") if k in lab_limits}
-    return Limits(**fields)
-
-
 @shared_task(name="labs.tasks.sandbox_start", soft_time_limit=60, time_limit=90)
 def sandbox_start(sid: str) -> None:
     """Provision the sandbox of a starting session."""
@@ -32,7 +27,7 @@ def sandbox_start(sid: str) -> None:
     if session is None or session.state != S.STARTING:
         return  # stopped meanwhile, or a redelivered task
     cfg = host_config()
-    req = SandboxRequest(sid=sid, image=session.lab.image, hostname=f"lab-{sid[:8]}", limits=_limits(session.lab.limits))
+    req = SandboxRequest(sid=sid, image=session.lab.image, hostname=f"lab-{sid[:8]}", limits=Limits.from_lab(session.lab.limits))
     try:
         engine_start(cfg, req)
     except Exception as exc:

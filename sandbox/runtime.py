@@ -57,6 +57,11 @@ class Limits:
     network: bool = False
     ptys: int = 32
 
+    @classmethod
+    def from_lab(cls, limits: dict) -> Limits:
+        """The runtime part of a lab's `limits:` (lifetime and idle are the web's)."""
+        return cls(**{k: limits[k] for k in ("memory_mb", "pids", "cpu", "disk_mb", "network") if k in limits})
+
 
 def sandbox_spec(
     *, sid: str, rootfs: Path, views: Path, hostname: str, uid: int, id_count: int,
