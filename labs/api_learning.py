@@ -84,5 +84,5 @@ def lab_progress(request: HttpRequest, slug: str) -> HttpResponse:
         learning.progress_here(user=request.user, lab=lab)
         live = selectors.live_session_for_lab(user=request.user, lab=lab)
         if live is not None:
-            learning.autocheck_kick(session=live)
+            learning.session_follow(session=live)
     return JsonResponse(learning.lab_progress(user=request.user, lab=lab))

@@ -310,6 +310,49 @@ def autocheck_run(*, sid: str, interval: float) -> str:
     return outcome
 
 
+# ---- Step setup ---------------------------------------------------------------------------
+
+def _setup_key(session: Session, step: Step) -> str:
+    # ready_at changes on a reset: a fresh sandbox gets its step setups again.
+    generation = session.ready_at.timestamp() if session.ready_at else 0
+    return f"lab:setup:{session.id}:{generation}:{step.id}"
+
+
+def step_setup_kick(*, session: Session) -> bool:
+    """Run the current step's `setup` script in the sandbox, once per sandbox; True if sent."""
+    from labs.redis import sync_redis
+    from labsite.celery import app
+
+    if session.state != Session.State.READY:
+        return False
+    step = current_step(user=session.user, lab=session.lab)
+    if step is None or not step.data.get("setup"):
+        return False
+    if not sync_redis().set(_setup_key(session, step), 1, nx=True, ex=86400):
+        return False
+    app.send_task("labs.learning.step_setup", args=[session.id, step.id], queue=f"host.{session.host}", expires=120)
+    return True
+
+
+@shared_task(name="labs.learning.step_setup", soft_time_limit=90, time_limit=120)
+def step_setup(sid: str, step_id: int) -> int:
+    """A step's setup script, run inside the sandbox as the step begins; returns its exit code."""
+    from sandbox.config import host_config
+    from sandbox.service import sandbox_exec
+
+    step = Step.objects.get(id=step_id)
+    result = sandbox_exec(host_config(), sid, step.data["setup"], timeout=60)
+    if result.exit_code != 0:
+        log.warning("setup of step %s in session %s exited %s: %s", step.key, sid, result.exit_code, result.output[-500:])
+    return result.exit_code
+
+
+def session_follow(*, session: Session) -> None:
+    """The trainee is at their current step in a live sandbox: prepare it and watch it."""
+    step_setup_kick(session=session)
+    autocheck_kick(session=session)
+
+
 @shared_task(name="labs.learning.auto_check", soft_time_limit=60, time_limit=90)
 def auto_check(sid: str, interval: float = AUTO_CHECK_SECONDS) -> str:
     """Poll a session's current auto-check step (self-rescheduling while it is unpassed)."""

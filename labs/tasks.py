@@ -38,6 +38,11 @@ def sandbox_start(sid: str) -> None:
         sandbox_exec(cfg, sid, session.lab.setup, timeout=60)
     if not session_set_state(sid=sid, state=S.READY, only_from=(S.STARTING,)):
         engine_stop(cfg, sid)  # stopped while it was starting
+        return
+    from labs.learning import session_follow
+
+    session.refresh_from_db()
+    session_follow(session=session)  # the current step's setup, and its auto-check
 
 
 @shared_task(name="labs.tasks.sandbox_check", soft_time_limit=120, time_limit=150)

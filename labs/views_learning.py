@@ -17,7 +17,7 @@ def render_lab(request: HttpRequest, lab: Lab, *, preview: bool = False) -> Http
     data = learning.lab_page(user=request.user, lab=lab, lang=request.LANGUAGE_CODE)
     live = selectors.live_session_for_lab(user=request.user, lab=lab)
     if live is not None:
-        learning.autocheck_kick(session=live)
+        learning.session_follow(session=live)
     page_data = {
         "lab": lab.slug, "session": selectors.session_view(live) if live else None, "api": "/api/",
         "preview": preview, "progress": data["progress"], "solution_after": learning.SOLUTION_AFTER_FAILURES,

@@ -404,7 +404,12 @@ def test_auto_check_is_not_polled_for_steps_without_it_nor_for_sessions_not_read
     settings.LAB_AUTO_CHECK_SECONDS = 1
     client.force_login(make_user())
     session = Session.objects.get(id=_start(client, "learning")["id"])
-    assert autocheck_kick(session=session) is True
+    from labs.redis import sync_redis
+
+    # the sandbox becoming ready started the poll chain; a kick never starts a second
+    from tests.conftest import wait_for
+
+    wait_for(lambda: sync_redis().exists(f"lab:autocheck:{session.id}"), what="the poll chain the start began")
     assert autocheck_kick(session=session) is False  # one poll chain per session
     Session.objects.filter(id=session.id).update(state="stopping")
     session.refresh_from_db()

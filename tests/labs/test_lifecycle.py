@@ -86,3 +86,29 @@ def test_extend_pushes_the_end_back_within_the_labs_limit(worker, smoke_lab, mak
     Session.objects.filter(id=sid).update(expires_at=s.created_at + timedelta(minutes=240))
     refused = client.post(f"/api/sessions/{sid}/extend")
     assert refused.status_code == 409 and "limit" in refused.json()["error"]
+
+
+def test_each_steps_setup_runs_in_the_sandbox_as_the_step_begins_and_again_after_a_reset(worker, make_user, client):
+    from labs.labfile import load_lab
+    from labs.services import lab_import
+    from sandbox.config import host_config
+    from sandbox.service import sandbox_exec
+    from tests.conftest import ROOT
+
+    lab_import(spec=load_lab(ROOT / "tests" / "fixtures" / "labs" / "setup-steps"))
+    client.force_login(make_user())
+    sid = start_session(client, "setup-steps")["id"]
+    cfg = host_config()
+
+    def seed(name: str) -> str:
+        return sandbox_exec(cfg, sid, f"cat /root/{name}.seed 2>/dev/null", timeout=5).output.strip()
+
+    wait_for(lambda: seed("first") == "one", what="the first step's setup")  # run when the sandbox became ready
+    assert seed("second") == ""  # not before its step begins
+    sandbox_exec(cfg, sid, "echo done > /root/first.seed", timeout=5)
+    assert client.post(f"/api/sessions/{sid}/check", {"step": "first"}, content_type="application/json").json()["passed"]
+    client.post("/api/labs/setup-steps/progress")  # the page says: I am at my current step
+    wait_for(lambda: seed("second") == "two", what="the second step's setup")
+    assert client.post(f"/api/sessions/{sid}/reset").status_code == 202
+    wait_for(lambda: state_of(client, sid) == "ready", what="ready after reset")
+    wait_for(lambda: seed("second") == "two", what="the current step's setup in the fresh sandbox")
