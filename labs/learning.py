@@ -70,6 +70,13 @@ def step_start(*, user: AbstractBaseUser, step: Step) -> StepProgress:
     return progress
 
 
+def _dashboards(*, user: AbstractBaseUser, step: Step) -> None:
+    """Cohort dashboards show hints, solutions, answers and passes live."""
+    from cohorts.services import dashboards_notify_safely  # never fails the trainee's action
+
+    dashboards_notify_safely(user_id=user.id, step=step)
+
+
 def hint_reveal(*, user: AbstractBaseUser, step: Step, lang: str) -> dict:
     """Reveal the trainee's next hint of a step; {"index", "text", "remaining"}."""
     hints = step.data.get("hints") or []
@@ -81,6 +88,7 @@ def hint_reveal(*, user: AbstractBaseUser, step: Step, lang: str) -> dict:
         index = progress.hints_used
         progress.hints_used += 1
         progress.save(update_fields=["hints_used"])
+    _dashboards(user=user, step=step)
     text = pick(hints[index], lang)
     return {"index": index, "text": text, "html": render_inline(text), "remaining": len(hints) - index - 1}
 
@@ -91,6 +99,7 @@ def solution_reveal(*, user: AbstractBaseUser, step: Step) -> dict:
     if not solution:
         raise NotFound("这一步没有参考答案。This step has no solution.")
     StepProgress.objects.filter(pk=step_start(user=user, step=step).pk).update(solution_used=True)
+    _dashboards(user=user, step=step)
     return {"solution": solution}
 
 
@@ -110,6 +119,8 @@ def quiz_answer(*, user: AbstractBaseUser, step: Step, answer: object, lang: str
     QuizAnswer.objects.create(user=user, step=step, answer=answer, correct=correct)
     if correct and passes_by(step) == "quiz":
         progress_mark_passed(user=user, step=step, by="quiz")
+    else:
+        _dashboards(user=user, step=step)  # the answer distribution changed
     explanation = quiz.explanation.get(lang)
     return {"correct": correct, "explanation": explanation, "explanation_html": render_inline(explanation)}
 
@@ -148,6 +159,7 @@ def progress_mark_passed(*, user: AbstractBaseUser, step: Step, by: str, message
                 progress.last_message = message[:2000]
             progress.save(update_fields=["passed_at", "passed_by", "last_message"])
     progress_here(user=user, lab=step.lab)
+    _dashboards(user=user, step=step)
     return progress
 
 

@@ -142,3 +142,12 @@ def test_the_sandbox_overview_shows_each_live_sandbox_with_idle_time_and_cgroup_
     assert box["cgroup"]["memory_limit"] == 128 * 1024 * 1024
     page = admin.get("/ops/sandboxes/").content.decode()
     assert f'data-testid="sandbox-{session["id"]}"' in page and f'data-testid="memory-{session["id"]}"' in page
+
+
+def test_the_dashboard_socket_shows_a_revealed_solution_without_a_reload(worker, web, klass):
+    with ws_connect(web, klass.teacher_client, f"/ws/cohorts/{klass.cohort.id}/") as ws:
+        assert events(ws, lambda s: s)[0]["type"] == "hello"
+        resp = klass.trainee_client.post("/api/labs/smoke/steps/make-file/solution")
+        assert resp.status_code == 200
+        rows = events(ws, lambda s: any(e["row"]["steps"][0]["solution"] for e in s))
+        assert rows[-1]["row"]["steps"][0]["solution"] is True and rows[-1]["user"] == klass.trainee.id
