@@ -194,9 +194,3 @@ def runc_list(cfg: HostConfig) -> list[dict]:
     if proc.returncode != 0:
         raise RuntimeFailed(f"runc list: {proc.stderr.strip()}")
     return json.loads(proc.stdout or "null") or []
-
-
-def runc_pids(cfg: HostConfig, sid: str) -> list[int]:
-    """Host pids of the processes in a sandbox."""
-    proc = subprocess.run(_runc(cfg, "ps", "--format", "json", sid), capture_output=True, text=True)
-    return json.loads(proc.stdout or "null") or [] if proc.returncode == 0 else []

@@ -6,7 +6,6 @@ no harm, and each leaves nothing half-made behind when it fails.
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 
 from sandbox.config import HostConfig
@@ -85,8 +84,3 @@ def host_sweep(cfg: HostConfig, *, keep: set[str]) -> list[str]:
         if path.name not in removed:
             removed.append(path.name)
     return removed
-
-
-def host_stats(cfg: HostConfig) -> dict:
-    """This host's load, for scheduling and the admin view."""
-    return {"host": cfg.host, "live": len(runc_list(cfg)), "capacity": cfg.capacity, "pid": os.getpid()}

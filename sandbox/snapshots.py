@@ -143,12 +143,6 @@ def snapshot_create(*, image: ImageLike, layout: Layout, layers_root: Path, disk
         raise
 
 
-def snapshot_reset(*, layout: Layout, image: ImageLike, layers_root: Path, disk_mb: int, uid: int) -> None:
-    """A fresh, empty upper layer for the same session (the container must be gone)."""
-    snapshot_remove(layout=layout)
-    snapshot_create(image=image, layout=layout, layers_root=layers_root, disk_mb=disk_mb, uid=uid)
-
-
 def _gone_is_fine(func, path, exc_info) -> None:
     """A concurrent stop of the same session may remove entries first: that is fine."""
     if not issubclass(exc_info[0], FileNotFoundError):

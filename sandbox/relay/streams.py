@@ -3,8 +3,8 @@
 term:<sid>:out  output entries {d: bytes}, trimmed to ~STREAM_BYTES by the relay, so a
                 reconnecting browser resumes exactly from the last id it saw; a fresh
                 page replays only the last REPLAY_BYTES of it.
-term:<sid>:in   input entries {d: bytes} keystrokes, {r: "cols rows"} resize.
-term:<sid>:ack  the last output id a viewer has rendered (flow control).
+term:<sid>:in   input entries {d: bytes} keystrokes, {r: "cols rows"} resize,
+                {a: id} a viewer's acknowledgement (flow control).
 lab:host:<name> a host's heartbeat: capacity and live sandboxes (expires when it dies).
 """
 from __future__ import annotations
@@ -26,11 +26,6 @@ def out_key(sid: str) -> str:
 def in_key(sid: str) -> str:
     """Input stream of a session."""
     return f"term:{sid}:in"
-
-
-def ack_key(sid: str) -> str:
-    """Last output id a viewer acknowledged."""
-    return f"term:{sid}:ack"
 
 
 def host_key(host: str) -> str:
