@@ -70,6 +70,7 @@ class TerminalConsumer(AsyncWebsocketConsumer):
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
         session, exists, self.read_only = await _viewer(user, self.sid)
+        self.host = session.host if session is not None else ""
         if session is None:
             await self.close(code=CLOSE_FORBIDDEN if exists else CLOSE_NOT_FOUND)
             return
@@ -135,9 +136,9 @@ class TerminalConsumer(AsyncWebsocketConsumer):
                 resp = await self.redis.xread({key: last}, block=HOST_CHECK_MS, count=256)
                 for _, entries in resp or []:
                     last = await self._send_entries(entries)
-                if not resp:
-                    # Quiet terminal: make sure its host is still alive (the state
-                    # change, if any, reaches this page through the channel layer).
+                if not resp and not await self.redis.exists(streams.host_key(self.host)):
+                    # Quiet terminal whose host stopped beating: mark the session
+                    # failed or lost (the change reaches the page through the channel layer).
                     await database_sync_to_async(session_verify_host)(sid=self.sid)
         except asyncio.CancelledError:
             raise
