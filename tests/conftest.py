@@ -156,10 +156,11 @@ def web(django_db_setup) -> Iterator[str]:
 @pytest.fixture
 def builtin_labs(transactional_db):
     """The built-in labs, imported into this test's database."""
-    from labs.labfile import discover_labs, load_lab
+    from labs.labfile import course_order, discover_labs, load_lab
     from labs.services import lab_import
 
-    return [lab_import(spec=load_lab(p), position=i)[0] for i, p in enumerate(discover_labs(ROOT / "labs" / "builtin"))]
+    specs = course_order([load_lab(p) for p in discover_labs(ROOT / "labs" / "builtin")])
+    return [lab_import(spec=spec, position=i)[0] for i, spec in enumerate(specs)]
 
 
 @pytest.fixture
