@@ -13,42 +13,14 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from sandbox.relay.spawn import die_with_parent  # stdlib only: safe before Django
+from tests.support import free_port, start_redis, wait_for  # noqa: F401  (bench modules import them from here)
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "bench-password-123"
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(cond: Callable[[], object], *, timeout: float = 30, what: str = "condition", interval: float = 0.02):
-    """Poll cond() until truthy; raise with `what` after the deadline."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(interval)
-    raise TimeoutError(f"timed out after {timeout:g} s waiting for {what}")
-
-
-def _redis_up(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.2) as c:
-            c.sendall(b"PING\r\n")
-            return c.recv(16).startswith(b"+PONG")
-    except OSError:
-        return False
 
 
 @dataclass
@@ -70,12 +42,7 @@ class Env:
         data = Path(tempfile.mkdtemp(prefix="labbench-", dir="/tmp"))
         os.chmod(data, 0o711)  # sandbox root (an unprivileged host uid) traverses it
         env = cls(data_dir=data, host=f"bench{os.getpid()}")
-        port = free_port()
-        env.redis = subprocess.Popen(
-            ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(data), "--loglevel", "warning"],
-            stdout=subprocess.DEVNULL, preexec_fn=die_with_parent)
-        wait_for(lambda: _redis_up(port), timeout=10, what="redis-server")
+        env.redis, port = start_redis(str(data))
         os.environ.update({
             "LAB_DATA_DIR": str(data), "LAB_HOST_NAME": env.host, "REDIS_URL": f"redis://127.0.0.1:{port}/0",
             "DATABASE_URL": f"sqlite:///{data / 'db.sqlite3'}", "LAB_TEST_KEEP_ENV": "1",

@@ -2,41 +2,23 @@
 and the ASGI server, all on this run's private Redis and SQLite file."""
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Iterator
 
 import pytest
 from django.conf import settings
 
 from sandbox.relay.spawn import die_with_parent
+from tests.support import free_port, wait_for  # noqa: F401  (tests import them from here)
 
 ROOT = Path(__file__).resolve().parent.parent
 IS_ROOT = os.geteuid() == 0
-
-
-def wait_for(cond: Callable[[], object], *, timeout: float = 20, what: str = "condition", interval: float = 0.05):
-    """Poll until cond() is truthy; fail with `what` after the deadline (no bare sleeps)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _subprocess_env() -> dict:

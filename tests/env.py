@@ -8,41 +8,17 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
-import socket
-import subprocess
 import tempfile
-import time
 
-from sandbox.relay.spawn import die_with_parent  # stdlib only: safe before Django
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
+from tests.support import start_redis  # stdlib only: safe before Django
 
 REDIS: dict[str, object] = {}
 
 
 def _start_redis(data_dir: str, port: int | None = None) -> str:
-    port = port or _free_port()
-    proc = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", data_dir, "--loglevel", "warning"],
-        stdout=subprocess.DEVNULL, preexec_fn=die_with_parent,
-    )
+    proc, port = start_redis(data_dir, port)
     REDIS.update(proc=proc, port=port, dir=data_dir)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2) as c:
-                c.sendall(b"PING\r\n")
-                if c.recv(16).startswith(b"+PONG"):
-                    return f"redis://127.0.0.1:{port}/0"
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError("redis-server did not start for the tests")
+    return f"redis://127.0.0.1:{port}/0"
 
 
 def restart_redis() -> None:
