@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -17,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sandbox.relay.spawn import die_with_parent  # stdlib only: safe before Django
-from tests.support import free_port, start_redis, wait_for  # noqa: F401  (bench modules import them from here)
+from tests.support import free_port, port_open, start_redis, wait_for  # noqa: F401  (bench modules import them from here)
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "bench-password-123"
@@ -117,11 +116,7 @@ class Env:
         def up():
             if self.web.poll() is not None:
                 raise RuntimeError(f"web exited: {self._tail('web.log')}")
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                return True
-            except OSError:
-                return False
+            return port_open(port)
 
         wait_for(up, timeout=30, what="uvicorn")
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -15,7 +14,7 @@ import pytest
 from django.conf import settings
 
 from sandbox.relay.spawn import die_with_parent
-from tests.support import free_port, wait_for  # noqa: F401  (tests import them from here)
+from tests.support import free_port, port_open, wait_for  # noqa: F401  (tests import them from here)
 
 ROOT = Path(__file__).resolve().parent.parent
 IS_ROOT = os.geteuid() == 0
@@ -106,11 +105,7 @@ def _start_web(port: int) -> subprocess.Popen:
     def up():
         if proc.poll() is not None:
             raise AssertionError(f"web exited: {log.read_text()[-3000:]}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return True
-        except OSError:
-            return False
+        return port_open(port)
 
     wait_for(up, timeout=30, what="uvicorn")
     return proc

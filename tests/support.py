@@ -29,6 +29,15 @@ def wait_for(cond: Callable[[], object], *, timeout: float = 20, what: str = "co
     raise TimeoutError(f"timed out after {timeout:g} s waiting for {what}")
 
 
+def port_open(port: int) -> bool:
+    """Something accepts TCP connections on 127.0.0.1:port."""
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+        return True
+    except OSError:
+        return False
+
+
 def _redis_answers(port: int) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.2) as c:

@@ -148,21 +148,19 @@ def test_a_reader_that_does_not_acknowledge_stops_output_and_ctrl_c_still_works(
         ws.send(json.dumps({"type": "ack", "id": [m["id"] for m in term.control if m["type"] == "pos"][-1]}))
         wait_for(lambda: term.poll() or len(term.out) > received + FRAME_BYTES, what="output to flow after the ack")
         # Ctrl-C reaches the shell through the same path and `yes` stops
+        acked = [None]
+
+        def read_and_ack(needle: bytes, start: int = 0) -> bool:
+            """Read like the page: acknowledge every pos; True once needle arrived."""
+            term.poll()
+            pos = [m["id"] for m in term.control if m["type"] == "pos"]
+            if pos and pos[-1] != acked[0]:
+                acked[0] = pos[-1]
+                ws.send(json.dumps({"type": "ack", "id": acked[0]}))
+            return needle in term.out[start:]
+
         term.send("\x03")
-        acked_through = None
-        deadline = time.monotonic() + 15
-        while b"^C" not in term.out[received:] and time.monotonic() < deadline:
-            term.poll()
-            pos = [m["id"] for m in term.control if m["type"] == "pos"]
-            if pos and pos[-1] != acked_through:
-                acked_through = pos[-1]
-                ws.send(json.dumps({"type": "ack", "id": acked_through}))
+        wait_for(lambda: read_and_ack(b"^C", received), timeout=15, what="^C echoed")
         term.send("echo stopped-$((7*6))\r")
-        deadline = time.monotonic() + 15
-        while b"stopped-42" not in term.out and time.monotonic() < deadline:
-            term.poll()
-            pos = [m["id"] for m in term.control if m["type"] == "pos"]
-            if pos and pos[-1] != acked_through:
-                acked_through = pos[-1]
-                ws.send(json.dumps({"type": "ack", "id": acked_through}))
+        wait_for(lambda: read_and_ack(b"stopped-42"), timeout=15, what="the prompt after Ctrl-C")
         assert b"stopped-42" in term.out
