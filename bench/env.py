@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sandbox.relay.spawn import die_with_parent  # stdlib only: safe before Django
-from tests.support import free_port, port_open, start_redis, wait_for  # noqa: F401  (bench modules import them from here)
+from tests.support import children_of, free_port, host_argv, port_open, start_redis, wait_for  # noqa: F401  (bench modules import them from here)
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "bench-password-123"
@@ -89,20 +89,38 @@ class Env:
         return (self.data_dir / log).read_text(errors="replace")[-3000:]
 
     def start_worker(self, concurrency: int) -> None:
-        """One real Celery worker for this host; its relay starts with it."""
+        """This host as `./lab up` runs it: the PTY holder with its relay, and a Celery worker."""
         import redis
 
-        self.worker = self._spawn(
-            [sys.executable, "-m", "celery", "-A", "labsite", "worker", "-l", "warning", "-c", str(concurrency),
-             "-n", f"{self.host}@%h", "--without-mingle", "--without-gossip"], "worker.log")
+        self.concurrency = concurrency
+        self.holder = self._spawn(host_argv(sys.executable, str(ROOT / "manage.py"), str(self.data_dir), self.host), "host.log")
         r = redis.Redis.from_url(os.environ["REDIS_URL"])
+
+        def up():
+            if self.holder.poll() is not None:
+                raise RuntimeError(f"the host's holder exited: {self._tail('host.log')}")
+            return r.get(f"lab:host:{self.host}")
+
+        wait_for(up, timeout=60, what="host heartbeat")
+        r.close()
+        self.start_celery()
+
+    def start_celery(self) -> None:
+        """A Celery worker for this host; returns once it has announced itself."""
+        import redis
+
+        r = redis.Redis.from_url(os.environ["REDIS_URL"])
+        r.delete(f"lab:worker:{self.host}")
+        self.worker = self._spawn(
+            [sys.executable, "-m", "celery", "-A", "labsite", "worker", "-l", "warning", "-c", str(self.concurrency),
+             "-n", f"{self.host}@%h", "--without-mingle", "--without-gossip"], "worker.log")
 
         def up():
             if self.worker.poll() is not None:
                 raise RuntimeError(f"worker exited: {self._tail('worker.log')}")
-            return r.get(f"lab:host:{self.host}")
+            return r.get(f"lab:worker:{self.host}")
 
-        wait_for(up, timeout=60, what="worker heartbeat")
+        wait_for(up, timeout=60, what="worker ready")
         r.close()
 
     def start_web(self) -> None:
@@ -121,17 +139,13 @@ class Env:
         wait_for(up, timeout=30, what="uvicorn")
 
     def relay_pid(self) -> int | None:
-        """The relay process the worker started (`manage.py relay`)."""
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
+        """The relay process the holder runs (`manage.py relay`)."""
+        for pid in children_of(self.holder.pid):
             try:
-                cmd = (entry / "cmdline").read_bytes().split(b"\0")
-                stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                if b"relay" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    return pid
             except OSError:
                 continue
-            if b"relay" in cmd and any(c.endswith(b"manage.py") for c in cmd) and int(stat[1]) == self.worker.pid:
-                return int(entry.name)
         return None
 
     # ---- teardown --------------------------------------------------------------
@@ -147,9 +161,10 @@ class Env:
             proc.wait()
 
     def stop(self, *, keep: bool = False) -> dict:
-        """Web, then worker (its relay removes every sandbox), then Redis; report leftovers."""
+        """Web, worker, then the host (its relay removes every sandbox), then Redis; report leftovers."""
         self._stop(self.web, 20)
         self._stop(self.worker, 60)
+        self._stop(getattr(self, "holder", None), 120)
         left = self.leftover_mounts()
         runc_root = Path("/run/container-lab") / self.host
         containers = sorted(p.name for p in runc_root.iterdir()) if runc_root.is_dir() else []

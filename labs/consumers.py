@@ -19,7 +19,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 
 from labs.models import Session
 from labs.redis import async_redis
-from labs.services import session_group, session_verify_host
+from labs.services import session_group, session_verify_host, session_verify_start
 from sandbox.relay import streams
 
 log = logging.getLogger(__name__)
@@ -71,6 +71,7 @@ class TerminalConsumer(AsyncWebsocketConsumer):
             return
         session, exists, self.read_only = await _viewer(user, self.sid)
         self.host = session.host if session is not None else ""
+        self.state = session.state if session is not None else ""
         if session is None:
             await self.close(code=CLOSE_FORBIDDEN if exists else CLOSE_NOT_FOUND)
             return
@@ -140,6 +141,9 @@ class TerminalConsumer(AsyncWebsocketConsumer):
                     # Quiet terminal whose host stopped beating: mark the session
                     # failed or lost (the change reaches the page through the channel layer).
                     await database_sync_to_async(session_verify_host)(sid=self.sid)
+                elif not resp and self.state == Session.State.STARTING:
+                    # A start no worker takes (its worker is down) ends, said so, in bounded time.
+                    await database_sync_to_async(session_verify_start)(sid=self.sid)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # Redis went away: the browser reconnects and resumes
@@ -181,4 +185,6 @@ class TerminalConsumer(AsyncWebsocketConsumer):
 
     async def session_event(self, message: dict) -> None:
         """A control event from the channel layer (state change, check result)."""
+        if message["event"].get("type") == "state":
+            self.state = message["event"].get("state", self.state)
         await self._send_json(message["event"])

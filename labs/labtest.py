@@ -7,6 +7,7 @@ one trainees get (same image, limits, runc profile), run by a private relay.
 from __future__ import annotations
 
 import os
+import signal
 import secrets
 import subprocess
 import sys
@@ -56,7 +57,7 @@ def private_relay(cfg: HostConfig) -> Iterator[HostConfig]:
                 time.sleep(0.05)
         yield test_cfg
     finally:
-        proc.terminate()
+        proc.send_signal(signal.SIGUSR1)  # drain: its sandboxes go with it
         proc.wait(30)
 
 

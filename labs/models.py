@@ -5,6 +5,7 @@ import secrets
 
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 
 def new_session_id() -> str:
@@ -76,6 +77,8 @@ class Session(models.Model):
     state = models.CharField(max_length=16, choices=State.choices, default=State.STARTING)
     message = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # When the state last changed: a start (or reset) is overdue counting from here.
+    state_changed_at = models.DateTimeField(default=timezone.now)
     ready_at = models.DateTimeField(null=True, blank=True)
     ended_at = models.DateTimeField(null=True, blank=True)
     expires_at = models.DateTimeField(null=True, blank=True)

@@ -6,6 +6,7 @@ a short Celery task to the worker host that owns (or will own) the sandbox.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
@@ -48,6 +49,12 @@ def _choose_host() -> str:
     from django.db.models import Count
 
     hosts = selectors.hosts_alive()
+    # Hosts are (re)starting (`./lab up` a moment ago, a relay handing over): wait for
+    # one rather than turn the trainee away at once.
+    deadline = time.monotonic() + settings.LAB_HOST_WAIT
+    while not hosts and time.monotonic() < deadline:
+        time.sleep(0.25)
+        hosts = selectors.hosts_alive()
     if not hosts:
         raise ServiceUnavailable("沙箱服务不可用：没有在线的工作节点。The sandbox service is unavailable: no worker host is online.")
     live = dict(Session.objects.filter(state__in=Session.LIVE_STATES, host__in=[h["host"] for h in hosts])
@@ -90,7 +97,7 @@ def _send(session: Session, task: str, **options: object):
 def session_set_state(*, sid: str, state: str, message: str = "", only_from: tuple[str, ...] | None = None) -> bool:
     """Move a session to a state (optionally only from some states) and tell its viewers."""
     now = timezone.now()
-    fields: dict = {"state": state, "message": message}
+    fields: dict = {"state": state, "message": message, "state_changed_at": now}
     if state == Session.State.READY:
         fields["ready_at"] = now
     if state in (Session.State.STOPPED, Session.State.FAILED, Session.State.LOST):
@@ -311,12 +318,29 @@ def sessions_reap(*, now=None) -> dict[str, int]:
         elif end - now <= WARN_BEFORE:
             session_broadcast(sid=session.id, event={"type": "warning", "reason": reason, "ends_at": end.isoformat()})
             counts["warned"] += 1
-    stale = Session.objects.filter(state=Session.State.STARTING, created_at__lt=now - timedelta(seconds=settings.LAB_START_TIMEOUT))
+    stale = Session.objects.filter(state=Session.State.STARTING,
+                                   state_changed_at__lt=now - timedelta(seconds=settings.LAB_START_TIMEOUT))
     for sid in stale.values_list("id", flat=True):
-        if session_set_state(sid=sid, state=Session.State.FAILED, only_from=(Session.State.STARTING,),
-                             message="沙箱服务没有响应。The sandbox service did not respond; start again."):
-            counts["stale"] += 1
+        counts["stale"] += session_verify_start(sid=sid, now=now) is not None
     return counts
+
+
+def session_verify_start(*, sid: str, now=None) -> str | None:
+    """A start (or reset) no host finished within LAB_START_TIMEOUT ends as failed, with
+    a message the trainee can act on; its host is asked to clean up whatever it made.
+    Returns the new state, or None when the start is not overdue."""
+    now = now or timezone.now()
+    limit = settings.LAB_START_TIMEOUT
+    session = Session.objects.filter(id=sid, state=Session.State.STARTING,
+                                     state_changed_at__lt=now - timedelta(seconds=limit)).first()
+    if session is None:
+        return None
+    message = (f"沙箱没有在 {limit} 秒内启动：工作节点没有响应。请再点一次“开始”。"
+               f"The sandbox did not start within {limit} s: no worker host took it. Press Start to try again.")
+    if not session_set_state(sid=sid, state=Session.State.FAILED, message=message, only_from=(Session.State.STARTING,)):
+        return None
+    _send(session, "labs.tasks.sandbox_stop", expires=3600)  # whatever it made, once its host is back
+    return Session.State.FAILED
 
 
 def recording_save(*, sid: str) -> None:

@@ -13,7 +13,7 @@ from labs.models import Session, Step
 from labs.services import recording_save, session_set_state
 from sandbox.config import host_config
 from sandbox.exceptions import CheckTimeout, SandboxError
-from sandbox.runtime import Limits
+from sandbox.runtime import Limits, runc_list
 from sandbox.service import SandboxRequest, host_sweep, sandbox_exec, sandbox_start as engine_start, sandbox_stop as engine_stop
 
 log = logging.getLogger(__name__)
@@ -78,14 +78,31 @@ def sandbox_exited(sid: str) -> None:
                       only_from=(S.STARTING, S.READY, S.STOPPING))
 
 
-def host_reconcile(*, host: str, keep: set[str]) -> list[str]:
-    """Make this host's disk, runc and database agree: what is not kept is removed or lost."""
-    removed = host_sweep(host_config(), keep=keep)
+def host_resume(*, host: str, held: set[str]) -> set[str]:
+    """Of the sandboxes whose terminals the host's holder kept, those a new relay should
+    carry on: still running, and their session still live."""
+    running = {c["id"] for c in runc_list(host_config()) if c.get("status") == "running"}
+    live = set(Session.objects.filter(host=host, id__in=held & running, state__in=(S.READY, S.STOPPING))
+               .values_list("id", flat=True))
+    return held & running & live
+
+
+def host_reconcile(*, host: str, keep: set[str], shutdown: bool = False) -> list[str]:
+    """Make this host's disk, runc and database agree: what is not kept is removed, its
+    session lost. Sessions still starting are left to their start task (or the start
+    timeout), unless the host is shutting down, when every session ends."""
+    starting = set() if shutdown else set(Session.objects.filter(host=host, state=S.STARTING).values_list("id", flat=True))
+    removed = host_sweep(host_config(), keep=keep | starting)
     for sid in removed:
         recording_save(sid=sid)
-    lost = Session.objects.filter(host=host, state__in=Session.LIVE_STATES).exclude(id__in=keep)
-    for sid in list(lost.values_list("id", flat=True)):
-        session_set_state(sid=sid, state=S.LOST, message="沙箱已丢失（工作节点重启）。The sandbox was lost: its worker host restarted.")
+    if shutdown:
+        ended = Session.objects.filter(host=host, state__in=Session.LIVE_STATES).exclude(id__in=keep)
+        state, message = S.LOST, "沙箱已丢失：工作节点已关闭。The sandbox was lost: its worker host was shut down."
+    else:
+        ended = Session.objects.filter(host=host, state__in=(S.READY, S.STOPPING)).exclude(id__in=keep)
+        state, message = S.LOST, "沙箱已丢失（工作节点重启）。The sandbox was lost: its worker host restarted."
+    for sid in list(ended.values_list("id", flat=True)):
+        session_set_state(sid=sid, state=state, message=message)
     return removed
 
 

@@ -1,20 +1,24 @@
 """The Celery app. Every worker is a sandbox host: it consumes its own queue
-(host.<LAB_HOST_NAME>) and runs the host's terminal relay beside it."""
+(host.<LAB_HOST_NAME>). The host's terminal relay is a process of its own, under the
+host's PTY holder (docs/architecture.md): a worker that dies or restarts takes no
+sandbox and no terminal with it."""
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
 
-from celery import Celery, bootsteps
-from celery.signals import celeryd_after_setup
+from celery import Celery
+from celery.signals import celeryd_after_setup, worker_ready, worker_shutdown
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "labsite.settings.dev")
 
 app = Celery("labsite")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks(["labs"])
+
+
+def worker_key(host: str) -> str:
+    """Set while a Celery worker of this host is up (`./lab up` waits for it)."""
+    return f"lab:worker:{host}"
 
 
 @celeryd_after_setup.connect
@@ -25,27 +29,24 @@ def _consume_host_queue(sender: str, instance, **kwargs) -> None:
     instance.app.amqp.queues.select_add(f"host.{settings.LAB_HOST_NAME}")
 
 
-class RelayStep(bootsteps.StartStopStep):
-    """Start this host's relay with the worker; it dies with the worker, even on SIGKILL."""
+@worker_ready.connect
+def _announce(**kwargs) -> None:
+    from django.conf import settings
 
-    def __init__(self, parent, **kwargs) -> None:
-        super().__init__(parent, **kwargs)
-        self.proc: subprocess.Popen | None = None
+    from labs.redis import sync_redis
 
-    def start(self, parent) -> None:
-        from sandbox.relay.spawn import die_with_parent
-
-        manage = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "manage.py")
-        self.proc = subprocess.Popen([sys.executable, manage, "relay"], preexec_fn=die_with_parent)
-
-    def stop(self, parent) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+    sync_redis().set(worker_key(settings.LAB_HOST_NAME), os.getpid())
 
 
-if os.environ.get("LAB_WORKER_RELAY", "1") == "1":
-    app.steps["worker"].add(RelayStep)
+@worker_shutdown.connect
+def _withdraw(**kwargs) -> None:
+    from django.conf import settings
+
+    from labs.redis import sync_redis
+
+    try:
+        r = sync_redis()
+        if r.get(worker_key(settings.LAB_HOST_NAME)) == str(os.getpid()).encode():
+            r.delete(worker_key(settings.LAB_HOST_NAME))
+    except Exception:  # Redis may be the thing that is gone
+        pass

@@ -38,6 +38,11 @@ class HostConfig:
         return self.host_dir / "relay.sock"
 
     @property
+    def holder_socket(self) -> Path:
+        """The PTY holder's socket (root only): it keeps terminals alive across relay restarts."""
+        return self.host_dir / "holder.sock"
+
+    @property
     def runc_root(self) -> Path:
         """runc's state directory for this host, so `runc list` shows only its sandboxes."""
         return Path("/run/container-lab") / self.host

@@ -13,6 +13,9 @@ class RuntimeFailed(SandboxError):
 class RelayUnavailable(SandboxError):
     """The host's terminal relay is not running or did not answer."""
 
+    # True when nothing listens on the relay's socket (it may be restarting).
+    not_listening = False
+
 
 class CheckTimeout(SandboxError):
     """A check script ran past its time limit."""

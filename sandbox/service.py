@@ -15,6 +15,7 @@ from sandbox.runtime import ExecResult, Limits, runc_delete, runc_exec, runc_lis
 from sandbox.snapshots import Layout, leftover_sessions, snapshot_create, snapshot_remove
 
 log = logging.getLogger(__name__)
+RELAY_WAIT = 20.0
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,8 @@ def sandbox_start(cfg: HostConfig, req: SandboxRequest) -> int:
             uid=cfg.uid_base, id_count=cfg.id_count, cgroup_parent=cfg.cgroup_parent, limits=req.limits,
         )
         write_spec(layout.config, spec)
-        return relay_call(cfg, "run", sid=req.sid, bundle=str(layout.root), cols=req.cols, rows=req.rows)["pid"]
+        # A relay being restarted by its holder is back within seconds: wait for it.
+        return relay_call(cfg, "run", wait=RELAY_WAIT, sid=req.sid, bundle=str(layout.root), cols=req.cols, rows=req.rows)["pid"]
     except BaseException:
         sandbox_stop(cfg, req.sid)
         raise

@@ -14,7 +14,7 @@ import pytest
 from django.conf import settings
 
 from sandbox.relay.spawn import die_with_parent
-from tests.support import free_port, port_open, wait_for  # noqa: F401  (tests import them from here)
+from tests.support import children_of, free_port, host_argv, port_open, wait_for  # noqa: F401  (tests import them from here)
 
 ROOT = Path(__file__).resolve().parent.parent
 IS_ROOT = os.geteuid() == 0
@@ -41,46 +41,88 @@ def base_image():
 
 @dataclass
 class Worker:
-    proc: subprocess.Popen
+    """One sandbox host as production runs it: the PTY holder supervising the relay,
+    and the Celery worker, as separate processes."""
+
+    proc: subprocess.Popen  # the Celery worker
+    holder: subprocess.Popen  # the PTY holder; the relay is its child
     host: str
     log: Path
+    env: dict
+
+    @property
+    def relay_pid(self) -> int | None:
+        """The relay the holder runs now (None while it is being restarted)."""
+        kids = children_of(self.holder.pid)
+        return next((pid for pid in kids if b"relay" in Path(f"/proc/{pid}/cmdline").read_bytes()), None)
 
     def restart(self) -> None:
         """Start the same host again (after stop or kill)."""
         self.stop()
-        self.proc = start_worker(self.host).proc
+        fresh = start_worker(self.host, self.env)
+        self.proc, self.holder = fresh.proc, fresh.holder
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(40)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        """SIGKILL: the whole host dies at once. SIGTERM: worker, then host (its sandboxes stop)."""
+        for proc in (self.proc, self.holder):
+            if proc.poll() is None:
+                proc.send_signal(sig)
+                try:
+                    proc.wait(60)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+
+    def kill_worker(self) -> None:
+        """SIGKILL the Celery worker alone."""
+        self.proc.kill()
+        self.proc.wait()
+
+    def start_worker_again(self) -> None:
+        """A new Celery worker for the same host (the holder and relay untouched)."""
+        self.proc = _start_celery(self.host, self.env, self.log)
 
 
-def start_worker(host: str, env: dict | None = None) -> Worker:
-    """A real Celery worker (and its relay) for one host name; waits for its heartbeat."""
+def _start_celery(host: str, env: dict, log: Path) -> subprocess.Popen:
     import redis
 
-    env = dict(env or _subprocess_env())
-    env["LAB_HOST_NAME"] = host
-    log = Path(settings.LAB_DATA_DIR) / f"worker-{host}.log"
+    r = redis.Redis.from_url(settings.REDIS_URL)
+    r.delete(f"lab:worker:{host}")
     proc = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "labsite", "worker", "-l", "info", "-c", "2", "-n", f"{host}@%h",
          "--without-mingle", "--without-gossip"],
         cwd=ROOT, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT, preexec_fn=die_with_parent,
     )
-    r = redis.Redis.from_url(settings.REDIS_URL)
 
     def up():
         if proc.poll() is not None:
             raise AssertionError(f"worker exited: {log.read_text()[-3000:]}")
+        return r.get(f"lab:worker:{host}")
+
+    wait_for(up, timeout=60, what=f"worker {host} ready")
+    return proc
+
+
+def start_worker(host: str, env: dict | None = None) -> Worker:
+    """A real sandbox host (holder + relay) and its Celery worker; waits for both."""
+    import redis
+
+    env = dict(env or _subprocess_env())
+    env["LAB_HOST_NAME"] = host
+    log = Path(settings.LAB_DATA_DIR) / f"worker-{host}.log"
+    holder = subprocess.Popen(
+        host_argv(sys.executable, str(ROOT / "manage.py"), str(settings.LAB_DATA_DIR), host),
+        cwd=ROOT, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT, preexec_fn=die_with_parent,
+    )
+    r = redis.Redis.from_url(settings.REDIS_URL)
+
+    def up():
+        if holder.poll() is not None:
+            raise AssertionError(f"holder exited: {log.read_text()[-3000:]}")
         return r.get(f"lab:host:{host}")
 
-    wait_for(up, timeout=60, what=f"worker {host} heartbeat")
-    return Worker(proc, host, log)
+    wait_for(up, timeout=60, what=f"host {host} heartbeat")
+    return Worker(_start_celery(host, env, log), holder, host, log, env)
 
 
 @pytest.fixture(scope="session")

@@ -57,3 +57,17 @@ def start_redis(data_dir: str, port: int | None = None) -> tuple[subprocess.Pope
     )
     wait_for(lambda: _redis_answers(port), timeout=10, what="redis-server")
     return proc, port
+
+
+def host_argv(python: str, manage: str, data_dir: str, host: str) -> list[str]:
+    """This host's PTY holder supervising its relay, as `./lab up` runs them."""
+    holder_socket = f"{data_dir}/hosts/{host}/holder.sock"
+    return [python, "-m", "sandbox.relay.holder", "--socket", holder_socket, "--", python, manage, "relay"]
+
+
+def children_of(pid: int) -> list[int]:
+    """Direct children of a process, from /proc."""
+    try:
+        return [int(c) for c in open(f"/proc/{pid}/task/{pid}/children").read().split()]
+    except OSError:
+        return []

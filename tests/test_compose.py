@@ -46,6 +46,28 @@ def test_every_python_target_the_compose_file_names_imports():
             assert hasattr(importlib.import_module(argv[2]), "celery_app")
 
 
+def test_every_python_module_the_compose_file_runs_imports():
+    modules = [argv[2] for argv in commands() if argv[:2] == ["python", "-m"]]
+    assert "sandbox.relay.holder" in modules
+    for module in modules:
+        assert importlib.util.find_spec(module) is not None, module
+
+
+def test_a_sandbox_host_is_holder_relay_and_worker_sharing_one_pid_namespace():
+    services = COMPOSE["services"]
+    assert services["relay"]["command"] == "python manage.py relay"
+    for name in ("relay", "worker"):
+        # Sandbox processes must outlive a restarted relay or worker: they live in the
+        # holder's PID namespace, not in the restarting container's.
+        assert services[name]["pid"] == "service:ptyhold", name
+        assert services[name]["privileged"] is True
+        assert services[name]["volumes"] == services["ptyhold"]["volumes"], name
+        assert services[name]["environment"]["LAB_HOST_NAME"] == services["relay"]["environment"]["LAB_HOST_NAME"]
+    assert services["ptyhold"]["init"] is True
+    socket = services["ptyhold"]["command"].split("--socket ", 1)[1]
+    assert socket.startswith("/var/lib/container-lab/hosts/") and socket.endswith("/holder.sock")
+
+
 def test_every_file_the_compose_commands_name_exists():
     for argv in commands():
         for arg in argv:
@@ -82,9 +104,9 @@ def test_production_settings_refuse_to_start_without_secrets(monkeypatch):
         raise AssertionError("prod settings imported without SECRET_KEY")
 
 
-def test_the_worker_is_the_only_privileged_service():
+def test_only_the_services_that_run_runc_are_privileged():
     privileged = [name for name, svc in COMPOSE["services"].items() if svc.get("privileged")]
-    assert privileged == ["worker"]
+    assert privileged == ["relay", "worker"]  # the holder only keeps file descriptors
 
 
 def test_check_deploy_is_clean_with_production_settings(tmp_path):

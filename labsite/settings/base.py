@@ -153,6 +153,8 @@ LOGGING = {
 }
 # A session still "starting" after this many seconds has failed (its host is gone).
 LAB_START_TIMEOUT = env_int("LAB_START_TIMEOUT", 45)
+# With no worker host online, Start waits this many seconds for one before answering 503.
+LAB_HOST_WAIT = env_int("LAB_HOST_WAIT", 15)
 
 # The cache (login throttling) lives in the same Redis, shared by every web process.
 CACHES = {

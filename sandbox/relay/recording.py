@@ -15,6 +15,21 @@ from pathlib import Path
 DEFAULT_CAP = 2 * 1024 * 1024
 
 
+def _last_time(path: Path) -> float:
+    """The time of the last event in a recording (0 when there is none)."""
+    with open(path, "rb") as f:
+        f.seek(max(0, f.seek(0, os.SEEK_END) - 8192))
+        lines = f.read().splitlines()
+    for line in reversed(lines):
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(event, list) and event and isinstance(event[0], (int, float)):
+            return float(event[0])
+    return 0.0
+
+
 class Recorder:
     """Appends one session's terminal events to a .cast file."""
 
@@ -26,13 +41,18 @@ class Recorder:
         self.decoder = codecs.getincrementaldecoder("utf-8")("replace")
         self.size = 0
         self.full = False
-        # Append: a reset sandbox keeps recording into the same session's file.
+        # Append: a reset sandbox, or a relay that took over a running one, keeps
+        # recording into the same session's file, its clock going on from the last event.
         self.file = open(path, "a", encoding="utf-8")
-        if self.file.tell() == 0:
+        self.size = self.file.tell()
+        self.start -= _last_time(path) if self.size else 0.0
+        if self.size == 0:
             self._write({"version": 2, "width": cols, "height": rows, "timestamp": int(time.time()),
                          "env": {"TERM": "xterm-256color", "SHELL": "/bin/sh"}})
 
     def _write(self, event: object) -> None:
+        if self.file.closed:  # a flush that was under way when the session closed
+            return
         line = json.dumps(event, ensure_ascii=False) + "\n"
         if self.size + len(line) > self.cap:
             if not self.full:

@@ -5,6 +5,11 @@ quiet, or at most every BATCH_SECONDS while it streams, in frames of up to
 FRAME_BYTES: a keystroke's echo leaves immediately, `yes` leaves in large frames.
 A PTY whose viewers are more than WINDOW_BYTES behind (by their acknowledgements)
 is not read, so the sandbox blocks on write instead of memory growing anywhere.
+
+Every PTY master is also given to the host's holder (holder.py), so the relay may die
+or be replaced without a shell noticing: a new relay takes the masters back (`adopt`)
+and goes on from where the streams say the old one was. stop() leaves the sandboxes to
+that successor; stop(drain=True) is the host shutting down and lets go of all of them.
 """
 from __future__ import annotations
 
@@ -26,6 +31,7 @@ import redis.asyncio as aioredis
 from sandbox.config import HostConfig
 from sandbox.exceptions import RuntimeFailed
 from sandbox.relay import streams
+from sandbox.relay.holder import HolderClient
 from sandbox.relay.recording import Recorder, recording_path
 from sandbox.relay.spawn import Reaper, console_listener, receive_master
 
@@ -70,20 +76,26 @@ class Pty:
 class Relay:
     """Holds the PTYs of this host; started once per worker host."""
 
-    def __init__(self, cfg: HostConfig, *, on_exit: Callable[[str], Awaitable[None] | None] | None = None) -> None:
+    def __init__(self, cfg: HostConfig, *, on_exit: Callable[[str], Awaitable[None] | None] | None = None,
+                 holder: HolderClient | None = None) -> None:
         self.cfg = cfg
         self.on_exit = on_exit
+        self.holder = holder
         self.ptys: dict[str, Pty] = {}
         self.run_dir = cfg.runc_root.parent / f"{cfg.host}.relay"
         self._stop = asyncio.Event()
+        self.draining = False
 
     # ---- lifecycle -------------------------------------------------------------
-    async def serve(self, ready: Callable[[], None] | None = None) -> None:
-        """Run until stop(): control socket, input pump, heartbeat."""
+    async def serve(self, ready: Callable[[], None] | None = None, *, adopt: dict[str, int] | None = None) -> None:
+        """Run until stop(): control socket, input pump, heartbeat. `adopt` are PTY
+        masters of sandboxes a previous relay ran (from the holder), by session id."""
         self.loop = asyncio.get_running_loop()
         self.reaper = Reaper(self.loop)
         self.redis = aioredis.from_url(self.cfg.redis_url)
         self.redis_in = aioredis.from_url(self.cfg.redis_url)
+        if adopt:
+            await self._adopt(adopt)
         self.run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         # Traversable (not readable) by sandbox root: session roots live below it.
         self.cfg.host_dir.mkdir(parents=True, exist_ok=True)
@@ -102,12 +114,17 @@ class Relay:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             for sid in list(self.ptys):
-                self.close(sid)
+                self.close(sid, release=self.draining)
             try:
-                await self.redis.srem(streams.HOSTS_SET, self.cfg.host)
-                await self.redis.delete(streams.host_key(self.cfg.host))
+                if self.draining:
+                    await self.redis.srem(streams.HOSTS_SET, self.cfg.host)
+                    await self.redis.delete(streams.host_key(self.cfg.host))
+                else:
+                    # A successor takes over within seconds: keep the host alive meanwhile,
+                    # so no page decides its sandbox was lost.
+                    await self.redis.expire(streams.host_key(self.cfg.host), streams.HOST_HANDOVER_TTL)
             except Exception:  # Redis may be the thing that is gone
-                log.warning("could not deregister host %s", self.cfg.host)
+                log.warning("could not update the heartbeat of host %s", self.cfg.host)
             await self.redis.aclose()
             await self.redis_in.aclose()
             self.cfg.relay_socket.unlink(missing_ok=True)
@@ -116,9 +133,27 @@ class Relay:
             except OSError:
                 pass
 
-    def stop(self) -> None:
-        """Ask serve() to return."""
+    def stop(self, *, drain: bool = False) -> None:
+        """Ask serve() to return: leaving every sandbox to the next relay, or (drain)
+        letting go of them all because the host is shutting down."""
+        self.draining = self.draining or drain
         self._stop.set()
+
+    async def _adopt(self, masters: dict[str, int]) -> None:
+        """Carry on relaying terminals a previous relay of this host started."""
+        beat = await self.redis.get(streams.host_key(self.cfg.host))
+        activity = (json.loads(beat).get("activity") or {}) if beat else {}
+        for sid, fd in masters.items():
+            os.set_blocking(fd, False)
+            pty = Pty(sid=sid, fd=fd, last_activity=activity.get(sid, time.time()),
+                      recorder=Recorder(recording_path(self.cfg.data_dir, sid), cols=80, rows=24))
+            # The first entry of the input stream is always one already delivered
+            # (see start() and _input_pump): carry on after it.
+            first = await self.redis.xrange(streams.in_key(sid), count=1)
+            pty.in_last = first[0][0].decode() if first else "0-0"
+            self.ptys[sid] = pty
+            self.loop.add_reader(fd, self._on_readable, pty)
+        log.info("adopted %d sandboxes of host %s", len(masters), self.cfg.host)
 
     # ---- control socket: one JSON request, one JSON answer ---------------------
     async def _control(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -130,6 +165,9 @@ class Relay:
                 resp = {"ok": True, "pid": pid}
             elif op == "close":
                 self.close(req["sid"])
+                resp = {"ok": True}
+            elif op == "drain":
+                self.stop(drain=True)
                 resp = {"ok": True}
             elif op == "list":
                 resp = {"ok": True, "sessions": {s: {"idle": time.time() - p.last_activity} for s, p in self.ptys.items()}}
@@ -171,19 +209,41 @@ class Relay:
             sock_path.unlink(missing_ok=True)
         self._set_size(fd, cols, rows)
         os.set_blocking(fd, False)
+        self._hold(sid, fd)
         pty = Pty(sid=sid, fd=fd, recorder=Recorder(recording_path(self.cfg.data_dir, sid), cols=cols, rows=rows))
         # Input from before this shell (a reset sandbox, keys sent while starting) is
-        # not for it: read only what arrives from now on.
-        newest = await self.redis.xrevrange(streams.in_key(sid), count=1)
+        # not for it: read only what arrives from now on. The stream then starts with
+        # an entry already dealt with (a marker if it was empty), which is how a
+        # successor relay knows where to carry on.
+        key = streams.in_key(sid)
+        newest = await self.redis.xrevrange(key, count=1)
         if newest:
             pty.in_last = newest[0][0].decode()
+            await self.redis.xtrim(key, minid=pty.in_last)
+        else:
+            pty.in_last = (await self.redis.xadd(key, {"m": b""})).decode()
         self.ptys[sid] = pty
         self.loop.add_reader(fd, self._on_readable, pty)
         await self.redis.xadd(streams.wake_key(self.cfg.host), {"s": sid}, maxlen=16, approximate=True)
         return int(pid_file.read_text()) if pid_file.exists() else 0
 
-    def close(self, sid: str) -> None:
-        """Stop relaying a PTY and close it (the caller deletes the container)."""
+    def _hold(self, sid: str, fd: int) -> None:
+        """Give the holder a copy of the master, so the shell outlives this relay."""
+        if self.holder is None:
+            return
+        try:
+            self.holder.put(sid, fd)
+        except OSError as exc:
+            log.warning("the PTY holder did not take %s (%s): it will not survive a relay restart", sid, exc)
+
+    def close(self, sid: str, *, release: bool = True) -> None:
+        """Stop relaying a PTY and close it (the caller deletes the container); release
+        also has the holder let go of its copy, which ends the shell if it still runs."""
+        if release and self.holder is not None:
+            try:
+                self.holder.drop(sid)
+            except OSError as exc:
+                log.warning("the PTY holder did not drop %s: %s", sid, exc)
         pty = self.ptys.pop(sid, None)
         if pty is None:
             return

@@ -15,6 +15,8 @@ from __future__ import annotations
 STREAM_BYTES = 1024 * 1024
 REPLAY_BYTES = 512 * 1024
 HOST_TTL = 5
+# A relay handing over to its successor keeps its host alive this long.
+HOST_HANDOVER_TTL = 30
 HOSTS_SET = "lab:hosts"
 
 

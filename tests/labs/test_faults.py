@@ -39,7 +39,8 @@ def test_a_lab_whose_image_is_missing_fails_with_a_clear_message(worker, labs_fo
     assert "lab/never-built:latest" in worker.log.read_text()  # and in the worker's log
 
 
-def test_with_every_worker_down_starting_says_unavailable_within_seconds(worker, labs_for_faults, make_user, client):
+def test_with_every_worker_down_starting_says_unavailable_within_seconds(worker, labs_for_faults, make_user, client, settings):
+    settings.LAB_HOST_WAIT = 1  # how long Start waits for a host to come up
     client.force_login(make_user())
     r = redis.Redis.from_url(settings.REDIS_URL)
     worker.stop(signal.SIGKILL)
@@ -59,7 +60,7 @@ def test_a_worker_killed_mid_session_is_reconciled_on_restart_and_the_session_ma
     client.force_login(make_user())
     session = start_session(client)
     cfg = host_config()
-    worker.stop(signal.SIGKILL)  # the relay dies with it (PR_SET_PDEATHSIG)
+    worker.stop(signal.SIGKILL)  # the whole host dies: worker, holder and relay
     worker.restart()
     lost = wait_for(lambda: (d := client.get(f"/api/sessions/{session['id']}/").json())["state"] == "lost" and d,
                     what="session marked lost")

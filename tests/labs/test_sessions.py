@@ -168,7 +168,7 @@ def test_stop_leaves_no_container_mount_session_directory_or_zombie(worker, smok
     assert session["id"] not in {c["id"] for c in runc_list(cfg)}
     assert session["id"] not in Path("/proc/self/mountinfo").read_text()
     assert not (cfg.sessions_dir / session["id"]).exists()
-    assert zombies_under(worker.proc.pid) == []
+    assert zombies_under(worker.holder.pid) == []  # the holder reaps container inits
 
 
 def test_unknown_lab_and_malformed_json_get_clear_json_errors(make_user, client, transactional_db):

@@ -15,13 +15,6 @@ pytestmark = [pytest.mark.root, pytest.mark.sandbox, pytest.mark.skipif(not IS_R
 CYCLES = int(os.environ.get("LAB_TEST_CYCLES", "500"))
 
 
-def relay_pid(worker_pid: int) -> int:
-    for pid, (ppid, _) in process_table().items():
-        if ppid == worker_pid and b"relay" in Path(f"/proc/{pid}/cmdline").read_bytes():
-            return pid
-    raise AssertionError("no relay under the worker")
-
-
 def pty_fds(pid: int) -> int:
     """PTY masters a process holds (what the relay would leak)."""
     n = 0
@@ -57,8 +50,9 @@ def test_many_start_stop_cycles_leave_nothing_behind(worker):
     from sandbox.service import SandboxRequest, sandbox_exec, sandbox_start, sandbox_stop
 
     cfg = host_config()
-    relay = relay_pid(worker.proc.pid)
+    relay = worker.relay_pid
     ptys_before = pty_fds(relay)
+    held_before = pty_fds(worker.holder.pid)
     sids = set()
     for i in range(CYCLES):
         sid = secrets.token_hex(8)
@@ -66,12 +60,14 @@ def test_many_start_stop_cycles_leave_nothing_behind(worker):
         sandbox_start(cfg, SandboxRequest(sid=sid, image="lab/base:latest", hostname="cycle", limits=Limits(memory_mb=64, pids=32, disk_mb=8)))
         if i == 0:
             assert pty_fds(relay) == ptys_before + 1  # the count below can see a PTY
+            assert pty_fds(worker.holder.pid) == held_before + 1  # and the holder keeps a copy
         if i % 50 == 0:  # now and then, prove it is a working sandbox, with a child left running
             assert sandbox_exec(cfg, sid, "sleep 1000 & echo up", timeout=5).output.strip() == "up"
         sandbox_stop(cfg, sid)
     assert leftovers(cfg, sids) == {"containers": [], "mounts": [], "cgroups": [], "session_dirs": []}
-    assert zombies_under(worker.proc.pid) == []
+    assert zombies_under(worker.holder.pid) == []  # the holder reaps container inits
     assert pty_fds(relay) == ptys_before  # no PTY master leaked
+    assert pty_fds(worker.holder.pid) == held_before  # nor kept by the holder
 
 
 def keys_of(uid: int) -> int:

@@ -1,15 +1,24 @@
-"""`manage.py relay`: this host's terminal relay (the Celery worker starts it)."""
+"""`manage.py relay`: this host's terminal relay (PTY masters ⇄ Redis).
+
+Run under the host's PTY holder (`python -m sandbox.relay.holder --socket … -- python
+manage.py relay`, as `./lab up` and docker-compose.yml do), it takes back the terminals
+of every sandbox still running on the host and carries on; run alone (a throwaway host
+for `labs test`), a restart loses the sandboxes. Signals: SIGTERM or SIGINT, stop and
+leave the sandboxes to the next relay; SIGUSR1, drain: stop every sandbox of the host.
+"""
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 
 from django.core.management.base import BaseCommand
 
-from labs.tasks import host_reconcile
+from labs.tasks import host_reconcile, host_resume
 from labsite.celery import app
 from sandbox.config import host_config
+from sandbox.relay.holder import HolderClient
 from sandbox.relay.server import Relay
 
 log = logging.getLogger("labs.relay")
@@ -20,23 +29,31 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options) -> None:
         cfg = host_config()
-        # A new relay holds no terminal: whatever ran here before is lost.
-        removed = host_reconcile(host=cfg.host, keep=set())
+        holder = HolderClient(cfg.holder_socket)
+        held = holder.take() if holder.available() else {}
+        adopt = host_resume(host=cfg.host, held=set(held))
+        for sid in set(held) - adopt:  # its sandbox or its session is gone: let go
+            holder.drop(sid)
+            os.close(held[sid])
+        removed = host_reconcile(host=cfg.host, keep=adopt)
         if removed:
             log.warning("removed %d orphaned sandboxes on %s: %s", len(removed), cfg.host, removed)
 
         def on_exit(sid: str) -> None:
             app.send_task("labs.tasks.sandbox_exited", args=[sid], queue=cfg.queue)
 
-        asyncio.run(self._serve(Relay(cfg, on_exit=on_exit)))
-        host_reconcile(host=cfg.host, keep=set())
-        try:
-            cfg.runc_root.rmdir()  # empty now: leave nothing of this host in /run
-        except OSError:
-            pass
+        relay = Relay(cfg, on_exit=on_exit, holder=holder if holder.available() else None)
+        asyncio.run(self._serve(relay, {sid: held[sid] for sid in adopt}))
+        if relay.draining:
+            host_reconcile(host=cfg.host, keep=set(), shutdown=True)
+            try:
+                cfg.runc_root.rmdir()  # empty now: leave nothing of this host in /run
+            except OSError:
+                pass
 
-    async def _serve(self, relay: Relay) -> None:
+    async def _serve(self, relay: Relay, adopt: dict[str, int]) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, relay.stop)
-        await relay.serve(ready=lambda: log.info("relay of %s ready", relay.cfg.host))
+        loop.add_signal_handler(signal.SIGUSR1, lambda: relay.stop(drain=True))
+        await relay.serve(ready=lambda: log.info("relay of %s ready", relay.cfg.host), adopt=adopt)

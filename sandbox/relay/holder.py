@@ -1,0 +1,287 @@
+"""The PTY holder: keeps every PTY master of a host open while relays come and go.
+
+A sandbox's shell lives as long as some process holds its PTY master; when the last
+copy closes, the kernel hangs the terminal up and the shell dies. The relay holds a
+copy to do its work, and gives a second copy to this small process, which does nothing
+else (systemd's file descriptor store and conmon play the same part): a relay that
+crashes, is killed or is upgraded leaves every shell alive, and its successor takes
+the copies back and carries on.
+
+It also supervises the relay when given a command (`python -m sandbox.relay.holder
+--socket PATH -- RELAY ARGV…`): it runs it, restarts it with back-off when it dies,
+and is the child subreaper that reaps container inits, since those are orphaned by
+`runc run -d` and would otherwise outlive a dead relay as zombies. Signals:
+  SIGTERM, SIGINT  the host shuts down: the relay is asked to drain (SIGUSR1: stop
+                   every sandbox), then the holder closes what it holds and exits.
+  SIGHUP           replace the relay (an upgrade): SIGTERM to it, start it again at once.
+
+Standard library only, and no knowledge of Django, Redis or runc: the less it does,
+the less can make it die. Requests are SOCK_SEQPACKET messages of JSON:
+  {"op": "put", "sid": S}  with one fd (SCM_RIGHTS)    -> {"ok": true}
+  {"op": "drop", "sid": S}                             -> {"ok": true}
+  {"op": "take"}  -> {"ok": true, "sids": [...], "more": bool} with their fds, in chunks
+"""
+from __future__ import annotations
+
+import argparse
+import array
+import ctypes
+import ctypes.util
+import json
+import logging
+import os
+import selectors
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+log = logging.getLogger("sandbox.holder")
+
+PR_SET_CHILD_SUBREAPER = 36
+PR_SET_PDEATHSIG = 1
+# SCM_MAX_FD is 253: fds travel in chunks below it.
+CHUNK = 200
+MSG_BYTES = 64 * 1024
+# Back-off between relay restarts; a relay that stayed up this long starts the count again.
+BACKOFF = (0.0, 0.5, 1.0, 2.0, 5.0, 10.0)
+STABLE_SECONDS = 30.0
+DRAIN_SECONDS = 90.0
+
+
+def _prctl(option: int, value: int) -> None:
+    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    libc.prctl(option, value, 0, 0, 0)
+
+
+class Holder:
+    """The fd store and, optionally, the relay's supervisor."""
+
+    def __init__(self, socket_path: Path, argv: list[str]) -> None:
+        self.socket_path = socket_path
+        self.argv = argv
+        self.fds: dict[str, int] = {}
+        self.child: subprocess.Popen | None = None
+        self.child_started = 0.0
+        self.restarts = 0
+        self.restart_at: float | None = None
+        self.stopping = False
+        self.stop_deadline = 0.0
+        self.sel = selectors.DefaultSelector()
+
+    # ---- the store -------------------------------------------------------------
+    def put(self, sid: str, fd: int) -> None:
+        """Keep fd for sid (replacing an older copy)."""
+        old = self.fds.pop(sid, None)
+        if old is not None:
+            os.close(old)
+        self.fds[sid] = fd
+
+    def drop(self, sid: str) -> None:
+        """Forget sid and close its copy."""
+        fd = self.fds.pop(sid, None)
+        if fd is not None:
+            os.close(fd)
+
+    def _handle(self, conn: socket.socket) -> None:
+        try:
+            msg, anc, _flags, _addr = conn.recvmsg(MSG_BYTES, socket.CMSG_SPACE(4 * 4))
+        except OSError:
+            msg, anc = b"", []
+        fds = array.array("i")
+        for level, kind, data in anc:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                fds.frombytes(data[: len(data) - (len(data) % fds.itemsize)])
+        if not msg:
+            for fd in fds:
+                os.close(fd)
+            self.sel.unregister(conn)
+            conn.close()
+            return
+        try:
+            req = json.loads(msg)
+            op, sid = req.get("op"), str(req.get("sid", ""))
+            if op == "put" and sid and len(fds) == 1:
+                self.put(sid, fds.pop())
+                conn.send(b'{"ok": true}')
+            elif op == "drop" and sid:
+                self.drop(sid)
+                conn.send(b'{"ok": true}')
+            elif op == "take":
+                self._send_all(conn)
+            else:
+                conn.send(json.dumps({"ok": False, "error": f"bad request {op!r}"}).encode())
+        except (ValueError, OSError) as exc:
+            log.warning("holder request failed: %s", exc)
+        finally:
+            for fd in fds:  # anything not kept
+                os.close(fd)
+
+    def _send_all(self, conn: socket.socket) -> None:
+        items = sorted(self.fds.items())
+        chunks = [items[i:i + CHUNK] for i in range(0, len(items), CHUNK)] or [[]]
+        for i, chunk in enumerate(chunks):
+            body = json.dumps({"ok": True, "sids": [s for s, _ in chunk], "more": i < len(chunks) - 1}).encode()
+            anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [fd for _, fd in chunk]))] if chunk else []
+            conn.sendmsg([body], anc)
+
+    # ---- the relay it supervises -----------------------------------------------
+    def _spawn(self) -> None:
+        self.restart_at = None
+        self.child_started = time.monotonic()
+        # The relay dies with the holder (SIGKILL included): a relay without its
+        # holder could not keep its promise that shells survive it.
+        self.child = subprocess.Popen(self.argv, preexec_fn=lambda: _prctl(PR_SET_PDEATHSIG, signal.SIGKILL))
+        log.info("relay started (pid %d)", self.child.pid)
+
+    def _reap(self) -> None:
+        """Collect every exited child: the relay, and container inits orphaned to us."""
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            if self.child is not None and pid == self.child.pid:
+                self.child.returncode = os.waitstatus_to_exitcode(status)
+                self._relay_exited(self.child.returncode)
+
+    def _relay_exited(self, code: int) -> None:
+        self.child = None
+        if self.stopping:
+            return
+        if time.monotonic() - self.child_started > STABLE_SECONDS:
+            self.restarts = 0
+        delay = BACKOFF[min(self.restarts, len(BACKOFF) - 1)]
+        self.restarts += 1
+        log.warning("relay exited with %s; starting it again in %.1f s", code, delay)
+        self.restart_at = time.monotonic() + delay
+
+    # ---- signals ---------------------------------------------------------------
+    def _on_signal(self, signum: int) -> None:
+        if signum == signal.SIGCHLD:
+            self._reap()
+        elif signum == signal.SIGHUP and self.child is not None and not self.stopping:
+            log.info("replacing the relay")
+            self.restarts = 0
+            self.child.send_signal(signal.SIGTERM)
+        elif signum in (signal.SIGTERM, signal.SIGINT) and not self.stopping:
+            self.stopping = True
+            self.stop_deadline = time.monotonic() + DRAIN_SECONDS
+            if self.child is not None:
+                self.child.send_signal(signal.SIGUSR1)  # drain: stop every sandbox
+
+    # ---- main loop -------------------------------------------------------------
+    def serve(self) -> None:
+        """Run until told to stop (and, when supervising, until the relay has drained)."""
+        if self.argv:
+            _prctl(PR_SET_CHILD_SUBREAPER, 1)
+        self.socket_path.parent.mkdir(parents=True, exist_ok=True)
+        self.socket_path.unlink(missing_ok=True)
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        old_umask = os.umask(0o177)  # root only: whoever reaches it can type into every shell
+        try:
+            listener.bind(str(self.socket_path))
+        finally:
+            os.umask(old_umask)
+        listener.listen(64)
+        wake_r, wake_w = socket.socketpair()
+        wake_r.setblocking(False)
+        wake_w.setblocking(False)
+        signal.set_wakeup_fd(wake_w.fileno())
+        for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, lambda *_: None)  # handled from the wake-up fd
+        self.sel.register(listener, selectors.EVENT_READ, "listen")
+        self.sel.register(wake_r, selectors.EVENT_READ, "signal")
+        if self.argv:
+            self._spawn()
+        log.info("holding PTYs on %s", self.socket_path)
+        try:
+            while True:
+                if self.stopping and (self.child is None or time.monotonic() > self.stop_deadline):
+                    break
+                if self.restart_at is not None and time.monotonic() >= self.restart_at:
+                    self._spawn()
+                timeout = 1.0 if self.restart_at is None else max(0.0, self.restart_at - time.monotonic())
+                for key, _ in self.sel.select(timeout):
+                    if key.data == "listen":
+                        conn, _ = listener.accept()
+                        self.sel.register(conn, selectors.EVENT_READ, "conn")
+                    elif key.data == "signal":
+                        for signum in wake_r.recv(256):
+                            self._on_signal(signum)
+                    else:
+                        self._handle(key.fileobj)  # type: ignore[arg-type]
+                self._reap()  # a SIGCHLD may have been coalesced with another signal
+        finally:
+            if self.child is not None and self.child.poll() is None:
+                self.child.kill()
+            for sid in list(self.fds):
+                self.drop(sid)
+            listener.close()
+            self.socket_path.unlink(missing_ok=True)
+
+
+# ---- the client side, used by the relay -----------------------------------------
+class HolderClient:
+    """Blocking calls to a host's holder (a local socket: microseconds)."""
+
+    def __init__(self, socket_path: Path) -> None:
+        self.socket_path = socket_path
+
+    def available(self) -> bool:
+        """Whether a holder listens for this host."""
+        return self.socket_path.exists()
+
+    def _call(self, req: dict, fd: int | None = None) -> dict:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as sock:
+            sock.settimeout(5)
+            sock.connect(str(self.socket_path))
+            anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [fd]))] if fd is not None else []
+            sock.sendmsg([json.dumps(req).encode()], anc)
+            return json.loads(sock.recv(MSG_BYTES))
+
+    def put(self, sid: str, fd: int) -> None:
+        """Give the holder a copy of sid's PTY master."""
+        self._call({"op": "put", "sid": sid}, fd)
+
+    def drop(self, sid: str) -> None:
+        """The sandbox is gone: the holder closes its copy."""
+        self._call({"op": "drop", "sid": sid})
+
+    def take(self) -> dict[str, int]:
+        """Copies of every PTY master the holder keeps, by session id (the holder keeps its own)."""
+        out: dict[str, int] = {}
+        with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as sock:
+            sock.settimeout(10)
+            sock.connect(str(self.socket_path))
+            sock.send(json.dumps({"op": "take"}).encode())
+            while True:
+                msg, anc, _flags, _addr = sock.recvmsg(MSG_BYTES, socket.CMSG_SPACE(CHUNK * 4))
+                fds = array.array("i")
+                for level, kind, data in anc:
+                    if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                        fds.frombytes(data[: len(data) - (len(data) % fds.itemsize)])
+                resp = json.loads(msg)
+                out.update(zip(resp["sids"], fds))
+                if not resp.get("more"):
+                    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m sandbox.relay.holder --socket PATH [-- RELAY ARGV…]`."""
+    parser = argparse.ArgumentParser(prog="python -m sandbox.relay.holder", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--socket", required=True, type=Path, help="the holder's control socket")
+    parser.add_argument("relay", nargs=argparse.REMAINDER, help="-- the relay command to supervise")
+    args = parser.parse_args(argv)
+    relay = args.relay[1:] if args.relay[:1] == ["--"] else args.relay
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s holder %(levelname)s %(message)s", stream=sys.stderr)
+    Holder(args.socket, relay).serve()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

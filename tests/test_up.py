@@ -1,0 +1,96 @@
+"""`./lab up` tells the truth: what the machine lacks, one line each with the fix; a
+part that dies while starting is named with the end of its log, and the run fails."""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from labsite import preflight
+from tests.support import free_port, port_open
+
+ROOT = Path(__file__).resolve().parent.parent
+IS_ROOT = os.geteuid() == 0
+
+
+def test_a_port_in_use_is_named_with_the_setting_that_moves_it():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(1)
+        port = s.getsockname()[1]
+        problem = preflight.check_port(port, "the web server", "LAB_PORT")
+    assert problem is not None
+    assert f"port {port} (the web server) is already in use" in problem and "LAB_PORT" in problem
+    assert preflight.check_port(free_port(), "the web server", "LAB_PORT") is None
+
+
+def test_a_machine_without_the_memory_controller_is_told_how_to_enable_it(tmp_path):
+    assert "cgroup_enable=memory" in preflight.check_memory_cgroup(tmp_path)
+    (tmp_path / "cgroup.controllers").write_text("cpu io memory pids\n")  # cgroup v2 with it
+    assert preflight.check_memory_cgroup(tmp_path) is None
+    v1 = tmp_path / "v1"
+    (v1 / "memory").mkdir(parents=True)
+    (v1 / "memory" / "memory.limit_in_bytes").write_text("max\n")
+    assert preflight.check_memory_cgroup(v1) is None
+
+
+def test_disabled_user_namespaces_are_reported_with_the_sysctl(tmp_path):
+    knob = tmp_path / "max_user_namespaces"
+    knob.write_text("0\n")
+    assert "user.max_user_namespaces" in preflight.check_user_namespaces(knob)
+    knob.write_text("15000\n")
+    assert preflight.check_user_namespaces(knob) is None
+
+
+def test_a_data_directory_of_another_layout_is_refused_and_an_unmarked_one_adopted(tmp_path):
+    assert preflight.check_data_dir(tmp_path) is None  # an old var/ without a stamp is fine
+    preflight.stamp_layout(tmp_path)
+    assert preflight.check_data_dir(tmp_path) is None
+    (tmp_path / "LAYOUT").write_text("0\n")
+    problem = preflight.check_data_dir(tmp_path)
+    assert "another version" in problem and "LAB_DATA_DIR" in problem
+
+
+def test_a_missing_runc_says_how_to_install_it():
+    assert "apt-get install runc" in preflight.check_runc("/nonexistent/runc")
+
+
+def _up(env_extra: dict, tmp_path: Path, timeout: float = 240) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL", "LAB_TEST_KEEP_ENV")}
+    env.update(LAB_DATA_DIR=str(tmp_path / "var"), LAB_HOST_NAME=f"uptest{os.getpid()}",
+               DJANGO_SETTINGS_MODULE="labsite.settings.dev", **env_extra)
+    return subprocess.run([sys.executable, "-m", "labsite.up"], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="./lab up runs as root")
+def test_up_with_its_port_taken_says_so_and_starts_nothing(tmp_path):
+    redis_port = free_port()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(1)
+        web_port = s.getsockname()[1]
+        res = _up({"LAB_PORT": str(web_port), "LAB_REDIS_PORT": str(redis_port)}, tmp_path, timeout=60)
+    assert res.returncode == 1
+    assert f"lab: port {web_port} (the web server) is already in use" in res.stderr
+    assert "ready" not in res.stdout
+    assert not port_open(redis_port)  # nothing was started
+
+
+@pytest.mark.root
+@pytest.mark.skipif(not IS_ROOT, reason="./lab up runs as root")
+def test_a_part_that_dies_while_starting_is_named_with_its_log_and_the_run_fails(tmp_path):
+    redis_port, web_port = free_port(), free_port()
+    # An impossible worker setting: Celery exits at once with a usage error.
+    res = _up({"LAB_PORT": str(web_port), "LAB_REDIS_PORT": str(redis_port), "LAB_WORKER_CONCURRENCY": "none"}, tmp_path)
+    assert res.returncode == 1, res.stdout[-2000:] + res.stderr[-2000:]
+    assert "lab: worker exited" in res.stderr and "while starting" in res.stderr
+    assert "worker.log" in res.stderr and "none" in res.stderr  # the end of its log, with the cause
+    assert "ready:" not in res.stdout
+    # Everything it had started was stopped: Redis, the web server, the host's relay.
+    assert not port_open(redis_port) and not port_open(web_port)
+    assert not (tmp_path / "var" / "hosts" / f"uptest{os.getpid()}" / "relay.sock").exists()
