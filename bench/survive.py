@@ -27,7 +27,10 @@ def _echo_after(conn: LabConn, key: bytes, timeout: float = 60) -> float:
     while key not in buf:
         if time.monotonic() > deadline:
             raise TimeoutError(f"no echo of {key!r} within {timeout:g} s")
-        buf += conn.recv(1) or b""
+        try:
+            buf += conn.recv(0.5) or b""
+        except TimeoutError:  # nothing yet: the relay is still coming back
+            continue
     ms = (time.perf_counter() - t0) * 1000
     conn.send(b"\x7f")
     buf = b""

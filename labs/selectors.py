@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import QuerySet
+from django.utils import timezone
 
 from labs.exceptions import NotFound
 from labs.markdown import render_markdown
@@ -113,6 +115,17 @@ def live_sessions(*, user: AbstractBaseUser) -> QuerySet[Session]:
 def live_session_for_lab(*, user: AbstractBaseUser, lab: Lab) -> Session | None:
     """The user's live session of a lab, if any."""
     return live_sessions(user=user).filter(lab=lab).first()
+
+
+def recent_end_for_lab(*, user: AbstractBaseUser, lab: Lab, within: timedelta = timedelta(hours=1)) -> Session | None:
+    """The user's latest session of a lab if it ended against their will (failed to start,
+    or lost with its host) within the last hour: the page says so instead of "not started"."""
+    latest = Session.objects.filter(user=user, lab=lab).select_related("lab").first()  # newest first
+    if latest is None or latest.state not in (Session.State.FAILED, Session.State.LOST):
+        return None
+    if latest.ended_at is None or latest.ended_at < timezone.now() - within:
+        return None
+    return latest
 
 
 def hosts_alive() -> list[dict]:

@@ -18,8 +18,10 @@ def render_lab(request: HttpRequest, lab: Lab, *, preview: bool = False) -> Http
     live = selectors.live_session_for_lab(user=request.user, lab=lab)
     if live is not None:
         learning.session_follow(session=live)
+    ended = None if live else selectors.recent_end_for_lab(user=request.user, lab=lab)
     page_data = {
         "lab": lab.slug, "session": selectors.session_view(live) if live else None, "api": "/api/",
+        "ended": selectors.session_view(ended) if ended else None,
         "preview": preview, "progress": data["progress"], "solution_after": learning.SOLUTION_AFTER_FAILURES,
     }
     return render(request, "labs/lab_detail.html", {"lab": data, "page_data": page_data, "preview": preview,

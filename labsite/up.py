@@ -62,6 +62,10 @@ class Part:
     proc: subprocess.Popen | None = None
     crashes: list[float] = field(default_factory=list)
     restart_at: float | None = None
+    # Kill what the process leaves behind in its process group when it ends (Celery's
+    # pool children outlive a killed master). Not for the host: its group is the
+    # sandboxes' business, and the next relay reconciles them.
+    sweep_group: bool = True
 
     def start(self, env: dict[str, str]) -> None:
         """Start it, in a session of its own: a terminal's Ctrl-C reaches the supervisor only."""
@@ -72,6 +76,14 @@ class Part:
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
+
+    def sweep(self) -> None:
+        """SIGKILL whatever is left in the ended process's group."""
+        if self.sweep_group and self.proc is not None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL after its grace period."""
@@ -85,6 +97,7 @@ class Part:
             say(f"{self.name} did not stop in {STOP_SECONDS.get(self.name, 30.0):g} s; killing it")
             self.proc.kill()
             self.proc.wait()
+        self.sweep()
 
 
 class Failed(Exception):
@@ -172,7 +185,7 @@ class Lab:
     # ---- running -----------------------------------------------------------------
     def start_parts(self) -> None:
         for name in ("host", "worker", "web"):
-            part = Part(name, self.specs[name], self.logs / f"{name}.log")
+            part = Part(name, self.specs[name], self.logs / f"{name}.log", sweep_group=name != "host")
             part.start(self.env)
             self.parts.append(part)
 
@@ -213,6 +226,7 @@ class Lab:
                 if part.alive() or self.stopping:
                     continue
                 if part.restart_at is None:
+                    part.sweep()
                     code = part.proc.returncode if part.proc else "?"
                     part.crashes = [t for t in part.crashes if now - t < CRASH_WINDOW] + [now]
                     if len(part.crashes) > CRASH_LIMIT:

@@ -94,3 +94,52 @@ def test_a_part_that_dies_while_starting_is_named_with_its_log_and_the_run_fails
     # Everything it had started was stopped: Redis, the web server, the host's relay.
     assert not port_open(redis_port) and not port_open(web_port)
     assert not (tmp_path / "var" / "hosts" / f"uptest{os.getpid()}" / "relay.sock").exists()
+
+
+@pytest.mark.root
+@pytest.mark.skipif(not IS_ROOT, reason="./lab up runs as root")
+def test_up_says_ready_restarts_a_killed_worker_and_stops_everything_on_ctrl_c(tmp_path):
+    import signal
+
+    import redis
+
+    from tests.support import wait_for
+
+    redis_port, web_port = free_port(), free_port()
+    host = f"uptest{os.getpid()}r"
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL", "LAB_TEST_KEEP_ENV")}
+    env.update(LAB_DATA_DIR=str(tmp_path / "var"), LAB_HOST_NAME=host, LAB_PORT=str(web_port),
+               LAB_REDIS_PORT=str(redis_port), LAB_WORKER_CONCURRENCY="1", DJANGO_SETTINGS_MODULE="labsite.settings.dev")
+    out = (tmp_path / "up.out").open("w+")
+    up = subprocess.Popen([sys.executable, "-m", "labsite.up"], cwd=ROOT, env=env, stdout=out,
+                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: "ready: http://127.0.0.1:%d/" % web_port in (tmp_path / "up.out").read_text()
+                 or up.poll() is not None, timeout=240, what="./lab up to say ready", interval=0.5)
+        assert up.poll() is None, (tmp_path / "up.out").read_text()
+        # "ready" was true when said: web answers, relay and worker have announced themselves.
+        assert port_open(web_port)
+        r = redis.Redis(port=redis_port)
+        assert r.exists(f"lab:host:{host}") and r.exists(f"lab:worker:{host}")
+        first = int(r.get(f"lab:worker:{host}"))
+        os.kill(first, signal.SIGKILL)
+        again = wait_for(lambda: (p := r.get(f"lab:worker:{host}")) and int(p) != first and int(p),
+                         timeout=120, what="a new worker")
+        assert again != first
+        assert "worker exited" in (tmp_path / "up.out").read_text()  # said, with its log's path
+    finally:
+        up.send_signal(signal.SIGINT)  # Ctrl-C
+        code = up.wait(240)
+    text = (tmp_path / "up.out").read_text()
+    assert code == 0, text[-3000:]
+    assert not port_open(web_port) and not port_open(redis_port)
+    assert not Path(f"/run/container-lab/{host}").exists()
+    left = [p for p in Path("/proc").iterdir() if p.name.isdigit() and _environ_has(p, f"LAB_HOST_NAME={host}")]
+    assert left == [], left
+
+
+def _environ_has(proc: Path, needle: str) -> bool:
+    try:
+        return needle.encode() in (proc / "environ").read_bytes().split(b"\0")
+    except OSError:
+        return False

@@ -356,6 +356,10 @@
 
   if (pageData.session && pageData.session.id) {
     openSession(pageData.session); // a reload: reconnect to the running sandbox
+  } else if (pageData.ended && pageData.ended.id) {
+    // The last sandbox failed to start or was lost with its host: say so, offer Start again.
+    session = { id: String(pageData.ended.id), state: pageData.ended.state, ws: pageData.ended.ws, expires_at: null };
+    setState(pageData.ended.state, pageData.ended.message);
   } else {
     render();
   }

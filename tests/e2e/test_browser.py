@@ -209,3 +209,27 @@ def test_screenshots_for_the_readme(worker, web, builtin_labs, trainee, page):
     for name in ("lab-first-container.png", "catalogue.png"):
         assert (SCREENSHOTS / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
+
+
+@pytest.fixture
+def lost_session(builtin_labs, trainee):
+    """The trainee's last sandbox of the lab was lost with its host a minute ago."""
+    from django.contrib.auth import get_user_model
+    from django.utils import timezone
+
+    from labs.models import Lab, Session
+
+    return Session.objects.create(
+        user=get_user_model().objects.get(username=trainee[0]), lab=Lab.objects.get(slug="first-container"),
+        host="gone", state=Session.State.LOST, ended_at=timezone.now(),
+        message="沙箱已丢失：工作节点已离线。The sandbox was lost: its worker host went offline.")
+
+
+def test_a_reload_after_the_sandbox_was_lost_says_so_and_offers_start_again(web, lost_session, trainee, page):
+    from playwright.sync_api import expect
+
+    log_in(page, web, trainee, LAB)
+    assert page_data(page)["session"] is None
+    expect(page.get_by_test_id("state-badge")).to_have_attribute("data-state", "lost")
+    expect(page.get_by_test_id("error-message")).to_contain_text("worker host went offline")
+    expect(page.get_by_test_id("start-button")).to_be_enabled()
