@@ -93,7 +93,8 @@ class Env:
         import redis
 
         self.concurrency = concurrency
-        self.holder = self._spawn(host_argv(sys.executable, str(ROOT / "manage.py"), str(self.data_dir), self.host), "host.log")
+        self.holder = self._spawn(host_argv(sys.executable, str(ROOT / "manage.py"), str(self.data_dir), self.host,
+                                            os.environ["REDIS_URL"]), "host.log")
         r = redis.Redis.from_url(os.environ["REDIS_URL"])
 
         def up():

@@ -128,6 +128,11 @@ def recent_end_for_lab(*, user: AbstractBaseUser, lab: Lab, within: timedelta = 
     return latest
 
 
+def host_holds(*, host: str) -> bool:
+    """Whether the host's PTY holder beats: its sandboxes live, even while its relay restarts."""
+    return bool(sync_redis().exists(streams.holder_key(host)))
+
+
 def hosts_alive() -> list[dict]:
     """Worker hosts whose relay beat in the last few seconds."""
     r = sync_redis()

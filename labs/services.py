@@ -222,6 +222,8 @@ def session_verify_host(*, sid: str) -> str | None:
         return None
     if session.host in {h["host"] for h in selectors.hosts_alive()}:
         return None
+    if session.state != Session.State.STARTING and selectors.host_holds(host=session.host):
+        return None  # its relay is being restarted; the sandbox itself is alive
     if session.state == Session.State.STARTING:
         state, message = Session.State.FAILED, "沙箱服务不可用：工作节点已离线。The sandbox service is unavailable: its worker host went offline."
     else:

@@ -52,6 +52,14 @@ def tail(path: Path, lines: int = 25) -> str:
     return "\n".join("    " + line for line in text) or "    (empty log)"
 
 
+def _stop_with_parent() -> None:
+    """SIGTERM this child when `./lab up` dies, even by SIGKILL: no part outlives it
+    (the host's holder then drains its sandboxes as on Ctrl-C)."""
+    import ctypes
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
+
+
 @dataclass
 class Part:
     """One supervised process."""
@@ -72,7 +80,8 @@ class Part:
         self.restart_at = None
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(self.argv, cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
-                                         stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+                                         stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                                         preexec_fn=_stop_with_parent)
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -119,7 +128,8 @@ class Lab:
         manage = str(ROOT / "manage.py")
         holder_socket = self.data_dir / "hosts" / self.host / "holder.sock"
         self.specs = {
-            "host": [py, "-m", "sandbox.relay.holder", "--socket", str(holder_socket), "--", py, manage, "relay"],
+            "host": [py, "-m", "sandbox.relay.holder", "--socket", str(holder_socket),
+                     "--beat-key", f"lab:hold:{self.host}", "--", py, manage, "relay"],
             "worker": [py, "-m", "celery", "-A", "labsite", "worker", "-B", "-l", "warning",
                        "-c", env.get("LAB_WORKER_CONCURRENCY", "4"), "-n", f"{self.host}@%h",
                        "-s", str(self.data_dir / "celerybeat-schedule")],
@@ -184,6 +194,9 @@ class Lab:
 
     # ---- running -----------------------------------------------------------------
     def start_parts(self) -> None:
+        host = self.specs["host"]
+        at = host.index("--")
+        host[at:at] = ["--redis", self.env["REDIS_URL"]]  # known once Redis runs
         for name in ("host", "worker", "web"):
             part = Part(name, self.specs[name], self.logs / f"{name}.log", sweep_group=name != "host")
             part.start(self.env)

@@ -111,7 +111,7 @@ def start_worker(host: str, env: dict | None = None) -> Worker:
     env["LAB_HOST_NAME"] = host
     log = Path(settings.LAB_DATA_DIR) / f"worker-{host}.log"
     holder = subprocess.Popen(
-        host_argv(sys.executable, str(ROOT / "manage.py"), str(settings.LAB_DATA_DIR), host),
+        host_argv(sys.executable, str(ROOT / "manage.py"), str(settings.LAB_DATA_DIR), host, settings.REDIS_URL),
         cwd=ROOT, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT, preexec_fn=die_with_parent,
     )
     r = redis.Redis.from_url(settings.REDIS_URL)

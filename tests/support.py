@@ -59,10 +59,11 @@ def start_redis(data_dir: str, port: int | None = None) -> tuple[subprocess.Pope
     return proc, port
 
 
-def host_argv(python: str, manage: str, data_dir: str, host: str) -> list[str]:
-    """This host's PTY holder supervising its relay, as `./lab up` runs them."""
+def host_argv(python: str, manage: str, data_dir: str, host: str, redis_url: str) -> list[str]:
+    """This host's PTY holder (beating in Redis) supervising its relay, as `./lab up` runs them."""
     holder_socket = f"{data_dir}/hosts/{host}/holder.sock"
-    return [python, "-m", "sandbox.relay.holder", "--socket", holder_socket, "--", python, manage, "relay"]
+    return [python, "-m", "sandbox.relay.holder", "--socket", holder_socket, "--redis", redis_url,
+            "--beat-key", f"lab:hold:{host}", "--", python, manage, "relay"]
 
 
 def children_of(pid: int) -> list[int]:

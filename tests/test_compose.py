@@ -64,8 +64,11 @@ def test_a_sandbox_host_is_holder_relay_and_worker_sharing_one_pid_namespace():
         assert services[name]["volumes"] == services["ptyhold"]["volumes"], name
         assert services[name]["environment"]["LAB_HOST_NAME"] == services["relay"]["environment"]["LAB_HOST_NAME"]
     assert services["ptyhold"]["init"] is True
-    socket = services["ptyhold"]["command"].split("--socket ", 1)[1]
+    argv = services["ptyhold"]["command"].split()
+    socket = argv[argv.index("--socket") + 1]
     assert socket.startswith("/var/lib/container-lab/hosts/") and socket.endswith("/holder.sock")
+    assert argv[argv.index("--redis") + 1] == services["web"]["environment"]["REDIS_URL"]
+    assert argv[argv.index("--beat-key") + 1] == "lab:hold:${LAB_HOST_NAME:-worker1}"
 
 
 def test_every_file_the_compose_commands_name_exists():

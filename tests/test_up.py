@@ -143,3 +143,32 @@ def _environ_has(proc: Path, needle: str) -> bool:
         return needle.encode() in (proc / "environ").read_bytes().split(b"\0")
     except OSError:
         return False
+
+
+@pytest.mark.root
+@pytest.mark.skipif(not IS_ROOT, reason="./lab up runs as root")
+def test_nothing_outlives_a_killed_lab_up(tmp_path):
+    import signal
+
+    from tests.support import wait_for
+
+    redis_port, web_port = free_port(), free_port()
+    host = f"uptest{os.getpid()}k"
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL", "LAB_TEST_KEEP_ENV")}
+    env.update(LAB_DATA_DIR=str(tmp_path / "var"), LAB_HOST_NAME=host, LAB_PORT=str(web_port),
+               LAB_REDIS_PORT=str(redis_port), LAB_WORKER_CONCURRENCY="1", DJANGO_SETTINGS_MODULE="labsite.settings.dev")
+    out = tmp_path / "up.out"
+    up = subprocess.Popen([sys.executable, "-m", "labsite.up"], cwd=ROOT, env=env, stdout=out.open("w"),
+                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: "ready:" in out.read_text() or up.poll() is not None, timeout=240,
+                 what="./lab up to say ready", interval=0.5)
+        assert up.poll() is None, out.read_text()[-3000:]
+    finally:
+        up.kill()  # no Ctrl-C, no clean-up code of its own: its parts must still go
+        up.wait()
+    # Each part is told (PR_SET_PDEATHSIG) and stops as on Ctrl-C; the host drains.
+    wait_for(lambda: not [p for p in Path("/proc").iterdir() if p.name.isdigit()
+                          and _environ_has(p, f"LAB_HOST_NAME={host}")], timeout=120, what="every part to stop")
+    assert not port_open(web_port) and not port_open(redis_port)
+    assert not Path(f"/run/container-lab/{host}").exists()

@@ -15,8 +15,13 @@ and is the child subreaper that reaps container inits, since those are orphaned 
                    every sandbox), then the holder closes what it holds and exits.
   SIGHUP           replace the relay (an upgrade): SIGTERM to it, start it again at once.
 
-Standard library only, and no knowledge of Django, Redis or runc: the less it does,
-the less can make it die. Requests are SOCK_SEQPACKET messages of JSON:
+With `--redis URL --beat-key KEY` it also keeps KEY alive in Redis (TTL 5 s) while it
+runs: the host's sandboxes are alive exactly as long as the holder is, so a page whose
+relay is being restarted shows "reconnecting", not "lost".
+
+Standard library only, and no knowledge of Django or runc; Redis is spoken over a plain
+socket, three commands of it. The less it does, the less can make it die. Requests are
+SOCK_SEQPACKET messages of JSON:
   {"op": "put", "sid": S}  with one fd (SCM_RIGHTS)    -> {"ok": true}
   {"op": "drop", "sid": S}                             -> {"ok": true}
   {"op": "take"}  -> {"ok": true, "sids": [...], "more": bool} with their fds, in chunks
@@ -37,6 +42,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import unquote, urlparse
 
 log = logging.getLogger("sandbox.holder")
 
@@ -49,6 +55,8 @@ MSG_BYTES = 64 * 1024
 BACKOFF = (0.0, 0.5, 1.0, 2.0, 5.0, 10.0)
 STABLE_SECONDS = 30.0
 DRAIN_SECONDS = 90.0
+BEAT_SECONDS = 1.5
+BEAT_TTL = 5
 
 
 def _prctl(option: int, value: int) -> None:
@@ -56,12 +64,73 @@ def _prctl(option: int, value: int) -> None:
     libc.prctl(option, value, 0, 0, 0)
 
 
+class Beat:
+    """SET key 1 EX ttl, every BEAT_SECONDS, over a plain socket (RESP)."""
+
+    def __init__(self, url: str, key: str) -> None:
+        parsed = urlparse(url)
+        if parsed.scheme != "redis":
+            raise ValueError(f"the holder speaks plain redis:// only, not {parsed.scheme}://")
+        self.addr = (parsed.hostname or "127.0.0.1", parsed.port or 6379)
+        self.password = unquote(parsed.password) if parsed.password else None
+        self.db = int((parsed.path or "/0").strip("/") or 0)
+        self.key = key
+        self.next_at = 0.0
+        self.failing = False
+
+    @staticmethod
+    def _cmd(*words: str) -> bytes:
+        return f"*{len(words)}\r\n".encode() + b"".join(
+            f"${len(w.encode())}\r\n".encode() + w.encode() + b"\r\n" for w in words)
+
+    def due(self) -> float:
+        """Seconds until the next beat."""
+        return max(0.0, self.next_at - time.monotonic())
+
+    def beat(self) -> None:
+        """One beat; a failure is logged once and tried again next time."""
+        self.next_at = time.monotonic() + BEAT_SECONDS
+        self._send(self._cmd("SET", self.key, str(os.getpid()), "EX", str(BEAT_TTL)), b"+OK")
+
+    def stop(self) -> None:
+        """The holder is going: so is the host."""
+        self._send(self._cmd("DEL", self.key), b":")
+
+    def _send(self, command: bytes, ok: bytes) -> None:
+        cmds = []
+        if self.password:
+            cmds.append(self._cmd("AUTH", self.password))
+        if self.db:
+            cmds.append(self._cmd("SELECT", str(self.db)))
+        cmds.append(command)
+        try:
+            with socket.create_connection(self.addr, timeout=1.0) as s:
+                s.sendall(b"".join(cmds))
+                reply = b""
+                while reply.count(b"\r\n") < len(cmds):
+                    chunk = s.recv(4096)
+                    if not chunk:
+                        break
+                    reply += chunk
+            lines = reply.split(b"\r\n")
+            if len(lines) < len(cmds) or not lines[len(cmds) - 1].startswith(ok) or b"-" in [ln[:1] for ln in lines]:
+                raise OSError(reply.decode(errors="replace").strip() or "no answer")
+            if self.failing:
+                log.info("heartbeat to Redis works again")
+            self.failing = False
+        except OSError as exc:
+            if not self.failing:
+                log.warning("heartbeat to Redis failed: %s", exc)
+            self.failing = True
+
+
 class Holder:
     """The fd store and, optionally, the relay's supervisor."""
 
-    def __init__(self, socket_path: Path, argv: list[str]) -> None:
+    def __init__(self, socket_path: Path, argv: list[str], beat: Beat | None = None) -> None:
         self.socket_path = socket_path
         self.argv = argv
+        self.beat = beat
         self.fds: dict[str, int] = {}
         self.child: subprocess.Popen | None = None
         self.child_started = 0.0
@@ -205,7 +274,11 @@ class Holder:
                     break
                 if self.restart_at is not None and time.monotonic() >= self.restart_at:
                     self._spawn()
+                if self.beat is not None and self.beat.due() == 0.0:
+                    self.beat.beat()
                 timeout = 1.0 if self.restart_at is None else max(0.0, self.restart_at - time.monotonic())
+                if self.beat is not None:
+                    timeout = min(timeout, self.beat.due())
                 for key, _ in self.sel.select(timeout):
                     if key.data == "listen":
                         conn, _ = listener.accept()
@@ -221,6 +294,8 @@ class Holder:
                 self.child.kill()
             for sid in list(self.fds):
                 self.drop(sid)
+            if self.beat is not None:
+                self.beat.stop()
             listener.close()
             self.socket_path.unlink(missing_ok=True)
 
@@ -231,10 +306,6 @@ class HolderClient:
 
     def __init__(self, socket_path: Path) -> None:
         self.socket_path = socket_path
-
-    def available(self) -> bool:
-        """Whether a holder listens for this host."""
-        return self.socket_path.exists()
 
     def _call(self, req: dict, fd: int | None = None) -> dict:
         with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as sock:
@@ -272,14 +343,17 @@ class HolderClient:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m sandbox.relay.holder --socket PATH [-- RELAY ARGV…]`."""
+    """`python -m sandbox.relay.holder --socket PATH [--redis URL --beat-key KEY] [-- RELAY ARGV…]`."""
     parser = argparse.ArgumentParser(prog="python -m sandbox.relay.holder", description=__doc__.split("\n\n")[0])
     parser.add_argument("--socket", required=True, type=Path, help="the holder's control socket")
+    parser.add_argument("--redis", help="redis:// URL to keep a heartbeat key in")
+    parser.add_argument("--beat-key", help="the heartbeat key (with --redis)")
     parser.add_argument("relay", nargs=argparse.REMAINDER, help="-- the relay command to supervise")
     args = parser.parse_args(argv)
     relay = args.relay[1:] if args.relay[:1] == ["--"] else args.relay
     logging.basicConfig(level=logging.INFO, format="%(asctime)s holder %(levelname)s %(message)s", stream=sys.stderr)
-    Holder(args.socket, relay).serve()
+    beat = Beat(args.redis, args.beat_key) if args.redis and args.beat_key else None
+    Holder(args.socket, relay, beat).serve()
     return 0
 
 

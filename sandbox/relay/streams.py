@@ -6,6 +6,7 @@ term:<sid>:out  output entries {d: bytes}, trimmed to ~STREAM_BYTES by the relay
 term:<sid>:in   input entries {d: bytes} keystrokes, {r: "cols rows"} resize,
                 {a: id} a viewer's acknowledgement (flow control).
 lab:host:<name> a host's heartbeat: capacity and live sandboxes (expires when it dies).
+lab:hold:<name> its PTY holder's heartbeat: the sandboxes are alive while this is set.
 """
 from __future__ import annotations
 
@@ -33,6 +34,11 @@ def in_key(sid: str) -> str:
 def host_key(host: str) -> str:
     """Heartbeat key of a worker host."""
     return f"lab:host:{host}"
+
+
+def holder_key(host: str) -> str:
+    """Set while the host's PTY holder runs: its sandboxes are alive, whatever the relay does."""
+    return f"lab:hold:{host}"
 
 
 def wake_key(host: str) -> str:

@@ -165,3 +165,19 @@ def test_a_start_no_worker_takes_fails_in_bounded_time_with_a_message(worker, sm
         worker.start_worker_again()
     fresh = start_session(client)  # Start again works at once
     assert fresh["id"] != sid
+
+
+def test_a_page_waits_for_a_restarting_relay_while_the_holder_still_beats(smoke, make_user):
+    """A host whose relay heartbeat is gone but whose holder beats has live sandboxes:
+    no page may call them lost. Only when the holder is gone too is the session lost."""
+    from labs.models import Session
+    from labs.redis import sync_redis
+    from labs.services import session_verify_host
+
+    session = Session.objects.create(user=make_user(), lab=smoke, host="restarting", state=Session.State.READY)
+    r = sync_redis()
+    r.set("lab:hold:restarting", 1, ex=5)
+    assert session_verify_host(sid=session.id) is None
+    assert Session.objects.get(id=session.id).state == "ready"
+    r.delete("lab:hold:restarting")
+    assert session_verify_host(sid=session.id) == "lost"

@@ -29,11 +29,16 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options) -> None:
         cfg = host_config()
-        holder = HolderClient(cfg.holder_socket)
-        held = holder.take() if holder.available() else {}
+        holder: HolderClient | None = HolderClient(cfg.holder_socket)
+        try:
+            held = holder.take()
+        except OSError as exc:  # no holder (a relay run alone), or a stale socket
+            log.warning("no PTY holder for %s (%s): sandboxes will not survive this relay", cfg.host, exc)
+            holder, held = None, {}
         adopt = host_resume(host=cfg.host, held=set(held))
         for sid in set(held) - adopt:  # its sandbox or its session is gone: let go
-            holder.drop(sid)
+            if holder is not None:
+                holder.drop(sid)
             os.close(held[sid])
         removed = host_reconcile(host=cfg.host, keep=adopt)
         if removed:
@@ -42,7 +47,7 @@ class Command(BaseCommand):
         def on_exit(sid: str) -> None:
             app.send_task("labs.tasks.sandbox_exited", args=[sid], queue=cfg.queue)
 
-        relay = Relay(cfg, on_exit=on_exit, holder=holder if holder.available() else None)
+        relay = Relay(cfg, on_exit=on_exit, holder=holder)
         asyncio.run(self._serve(relay, {sid: held[sid] for sid in adopt}))
         if relay.draining:
             host_reconcile(host=cfg.host, keep=set(), shutdown=True)
