@@ -1,10 +1,11 @@
 """Top-level routes: admin, accounts, i18n, the labs app."""
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 
-from labs.views import LoginView
+from sso.views import LoginView
 
 urlpatterns = [
     path("admin/", admin.site.urls),
@@ -15,3 +16,6 @@ urlpatterns = [
     path("", include("labs.urls_learning")),
     path("", include("labs.urls")),
 ]
+
+if settings.SSO_OIDC_ENABLED:
+    urlpatterns.insert(0, path("oidc/", include("mozilla_django_oidc.urls")))
