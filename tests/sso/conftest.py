@@ -7,7 +7,9 @@ from typing import Iterator
 
 import pytest
 
+from tests.sso.idp import Provider, start_provider
 from tests.sso.slapd import GROUPS, INSTRUCTORS_DN, PEOPLE, ROOT_DN, ROOT_PW, SLAPD, STAFF_DN, Slapd, start_slapd
+from tests.support import free_port
 
 
 @pytest.fixture(scope="session")
@@ -55,3 +57,44 @@ def cache_clear():
 
     cache.clear()
     yield
+
+
+# The browser test's lab web process listens here; the provider must know its callback.
+OIDC_WEB_PORT = free_port()
+
+
+@pytest.fixture(scope="session")
+def oidc_provider() -> Iterator[Provider]:
+    """A real OpenID Connect provider (django-oauth-toolkit) for the whole run."""
+    pytest.importorskip("oauth2_provider", reason="django-oauth-toolkit (requirements-dev.txt) is not installed")
+    with tempfile.TemporaryDirectory(prefix="idp-") as tmp:
+        redirects = f"http://testserver/oidc/callback/ http://127.0.0.1:{OIDC_WEB_PORT}/oidc/callback/"
+        provider = start_provider(Path(tmp), redirects)
+        try:
+            yield provider
+        finally:
+            provider.stop()
+
+
+def oidc_settings(provider: Provider) -> dict:
+    """What labsite/settings/base.py makes of the OIDC_* environment for this provider."""
+    env = provider.lab_env()
+    return dict(
+        AUTHENTICATION_BACKENDS=["django.contrib.auth.backends.ModelBackend", "sso.oidc.ProviderBackend"],
+        ROOT_URLCONF="tests.sso.urls_oidc", SSO_OIDC_ENABLED=True, SSO_OIDC_NAME=env["OIDC_PROVIDER_NAME"],
+        OIDC_RP_CLIENT_ID=env["OIDC_RP_CLIENT_ID"], OIDC_RP_CLIENT_SECRET=env["OIDC_RP_CLIENT_SECRET"],
+        OIDC_OP_ISSUER=env["OIDC_OP_ISSUER"], OIDC_OP_AUTHORIZATION_ENDPOINT=env["OIDC_OP_AUTHORIZATION_ENDPOINT"],
+        OIDC_OP_TOKEN_ENDPOINT=env["OIDC_OP_TOKEN_ENDPOINT"], OIDC_OP_USER_ENDPOINT=env["OIDC_OP_USER_ENDPOINT"],
+        OIDC_OP_JWKS_ENDPOINT=env["OIDC_OP_JWKS_ENDPOINT"], OIDC_RP_SIGN_ALGO="RS256",
+        OIDC_RP_SCOPES="openid email profile", OIDC_USE_PKCE=True, OIDC_TIMEOUT=10,
+        OIDC_CALLBACK_CLASS="sso.views.CallbackView", SSO_OIDC_GROUPS_CLAIM="groups",
+        SSO_OIDC_INSTRUCTOR_GROUPS=["instructors"], SSO_OIDC_STAFF_GROUPS=["lab-admins"],
+    )
+
+
+@pytest.fixture
+def oidc_on(oidc_provider, settings, transactional_db, cache_clear) -> Provider:
+    """Django configured for the private provider, as the OIDC_* environment would."""
+    for name, value in oidc_settings(oidc_provider).items():
+        setattr(settings, name, value)
+    return oidc_provider
