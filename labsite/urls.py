@@ -5,6 +5,7 @@ from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 
+from monitoring.views import metrics
 from sso.views import LoginView
 
 urlpatterns = [
@@ -12,6 +13,7 @@ urlpatterns = [
     path("accounts/login/", LoginView.as_view(), name="login"),
     path("accounts/", include("django.contrib.auth.urls")),
     path("i18n/", include("django.conf.urls.i18n")),
+    path("metrics", metrics, name="metrics"),
     path("", include("cohorts.urls")),
     path("", include("labs.urls_learning")),
     path("", include("labs.urls")),

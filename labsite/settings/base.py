@@ -41,6 +41,7 @@ INSTALLED_APPS = [
     "labs",
     "cohorts",
     "sso",
+    "monitoring",
 ]
 
 MIDDLEWARE = [
@@ -223,3 +224,7 @@ if SSO_OIDC_ENABLED:
     OIDC_TIMEOUT = env_int("OIDC_TIMEOUT", 10)
     OIDC_CALLBACK_CLASS = "sso.views.CallbackView"
     LOGIN_REDIRECT_URL_FAILURE = LOGIN_URL
+
+# Prometheus metrics at /metrics (docs/operations.md "Metrics"): off (404) unless set;
+# scrapers send "Authorization: Bearer <METRICS_TOKEN>".
+METRICS_TOKEN = env("METRICS_TOKEN", "") or ""
