@@ -11,6 +11,7 @@ import time
 
 from celery.signals import task_failure, task_postrun, task_prerun
 
+from labsite.logs import log_context_reset, log_context_set
 from monitoring import counters
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,26 @@ def _host() -> str:
     from django.conf import settings
 
     return settings.LAB_HOST_NAME
+
+
+def on_prerun_log_context(task_id: str, task, args=(), kwargs=None, **extra) -> None:
+    """Every log line of a task names the task, and for a sandbox task its session,
+    trainee, lab and step (docs/operations.md "Logs")."""
+    log_context_reset()
+    fields: dict = {"task": task.name}
+    sid = args[0] if args and isinstance(args[0], str) and task.name.startswith("labs.tasks.sandbox_") else None
+    if sid:
+        from labs.models import Session
+
+        row = Session.objects.filter(id=sid).values_list("user_id", "lab__slug").first()
+        fields.update(session_id=sid, user_id=row[0] if row else None, lab=row[1] if row else None)
+        fields["step"] = (kwargs or {}).get("step_id")
+    log_context_set(**fields)
+
+
+def on_postrun_log_context(**kwargs) -> None:
+    """The next task starts from an empty context."""
+    log_context_reset()
 
 
 def on_prerun(task_id: str, task, **kwargs) -> None:
@@ -110,6 +131,8 @@ def connect() -> None:
     task_prerun.connect(on_prerun, dispatch_uid="monitoring.prerun", weak=False)
     task_postrun.connect(on_postrun, dispatch_uid="monitoring.postrun", weak=False)
     task_failure.connect(on_failure, dispatch_uid="monitoring.failure", weak=False)
+    task_prerun.connect(on_prerun_log_context, dispatch_uid="monitoring.log_context", weak=False)
+    task_postrun.connect(on_postrun_log_context, dispatch_uid="monitoring.log_context_end", weak=False)
 
 
 

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import dj_database_url
 
+from labsite.logs import logging_config
+
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
 
@@ -45,6 +47,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "labsite.logs.RequestLogMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "labsite.middleware.SecurityHeadersMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -145,14 +148,6 @@ LAB_USER_SESSION_LIMIT = env_int("LAB_USER_SESSION_LIMIT", 3)
 LAB_SANDBOX_UID = env_int("LAB_SANDBOX_UID", 100000)
 LAB_RUNC = env("LAB_RUNC", "runc") or "runc"
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},
-    "loggers": {"django.channels.server": {"level": "WARNING"}},
-}
 # A session still "starting" after this many seconds has failed (its host is gone).
 LAB_START_TIMEOUT = env_int("LAB_START_TIMEOUT", 45)
 
@@ -228,3 +223,20 @@ if SSO_OIDC_ENABLED:
 # Prometheus metrics at /metrics (docs/operations.md "Metrics"): off (404) unless set;
 # scrapers send "Authorization: Bearer <METRICS_TOKEN>".
 METRICS_TOKEN = env("METRICS_TOKEN", "") or ""
+
+# Logs (docs/operations.md "Logs"): "plain" lines here, one JSON object per line in
+# production (prod.py's default); secrets from the settings are masked in every line.
+LOG_FORMAT = env("LOG_FORMAT", "") or ""
+LOG_LEVEL = env("LOG_LEVEL", "INFO") or "INFO"
+
+
+def log_secrets() -> list[str]:
+    """Values no log line may show (masked by the formatter)."""
+    found = [SECRET_KEY, METRICS_TOKEN, globals().get("AUTH_LDAP_BIND_PASSWORD", ""),
+             globals().get("OIDC_RP_CLIENT_SECRET", ""), DATABASES["default"].get("PASSWORD") or ""]
+    return [s for s in found if s]
+
+
+LOGGING = logging_config(fmt=LOG_FORMAT or "plain", level=LOG_LEVEL, host=LAB_HOST_NAME, secrets=log_secrets())
+# Celery keeps the LOGGING above instead of installing its own format.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
