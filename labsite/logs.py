@@ -86,6 +86,10 @@ class LabJsonFormatter(JsonFormatter):
         super().__init__("%(levelname)s %(name)s %(message)s", *args, **kwargs)
         self._masking = _Masking(secrets)
 
+    def process_log_record(self, log_data: dict) -> dict:
+        log_data.pop("color_message", None)  # uvicorn's copy of the message with terminal colours
+        return log_data
+
     def format(self, record: logging.LogRecord) -> str:
         return self._masking.mask(super().format(record))
 
@@ -104,7 +108,9 @@ class LabPlainFormatter(logging.Formatter):
 
 
 def logging_config(*, fmt: str, level: str, host: str, secrets: list[str]) -> dict:
-    """The LOGGING setting: JSON lines (fmt="json") or plain lines, to stderr."""
+    """The LOGGING setting: JSON lines (fmt="json") or plain lines, to stderr. Python
+    warnings (a library's deprecation, Celery's root warning) become log events too."""
+    logging.captureWarnings(True)
     formatter = LabJsonFormatter if fmt == "json" else LabPlainFormatter
     return {
         "version": 1,
