@@ -1,5 +1,6 @@
 """A private PostgreSQL server for the tests: initdb in a temp dir as the `postgres` user,
-a free port on 127.0.0.1, a `lab` role and database; it dies with its parent."""
+a free port on 127.0.0.1, a `lab` role and database; it dies with its parent. Like the
+compose file's postgres image (POSTGRES_USER), `lab` is the server's superuser."""
 from __future__ import annotations
 
 import os
@@ -34,6 +35,14 @@ class Postgres:
     port: int
     password: str
 
+    socket_dir: Path | None = None
+
+    def tool(self, name: str, *args: str, **kw) -> subprocess.CompletedProcess:
+        """Run a PostgreSQL client tool (pg_dump, pg_restore, dropdb, createdb) as `lab`."""
+        env = dict(os.environ, PGPASSWORD=self.password)
+        return subprocess.run([name, "-h", "127.0.0.1", "-p", str(self.port), "-U", "lab", *args],
+                              env=env, capture_output=True, check=True, **kw)
+
     @property
     def url(self) -> str:
         return f"postgres://lab:{self.password}@127.0.0.1:{self.port}/lab"
@@ -66,6 +75,6 @@ def start_postgres(tmp: Path, password: str) -> Postgres:
         return subprocess.run([*psql, "-c", "select 1"], capture_output=True).returncode == 0
 
     wait_for(ready, timeout=30, what="postgres")
-    subprocess.run([*psql, "-c", f"create role lab login password '{password}'", "-c", "create database lab owner lab"],
+    subprocess.run([*psql, "-c", f"create role lab login superuser password '{password}'", "-c", "create database lab owner lab"],
                    check=True, capture_output=True)
-    return Postgres(proc, port, password)
+    return Postgres(proc, port, password, sock)

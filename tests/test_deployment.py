@@ -38,6 +38,7 @@ from tests.support import free_port, port_open, start_redis, wait_for
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 SITE = "lab.example.org"
+METRICS_TOKEN = secrets.token_urlsafe(24)
 PROXY = {"Host": SITE, "X-Forwarded-Proto": "https"}  # what the TLS-terminating proxy adds
 
 pytestmark = [
@@ -64,10 +65,37 @@ class Deployment:
     url: str
     redis_port: int
     host: str
+    pg: Postgres
     dirs: dict[str, Path]
     logs: dict[str, Path]
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
     env: dict[str, dict] = field(default_factory=dict)
+    commands: dict[str, str] = field(default_factory=dict)
+
+    def start(self, name: str) -> None:
+        """`docker compose start NAME`: the service's command; waits until it serves."""
+        self.procs[name] = _spawn(self.commands[name], self.env[name], self.logs[name])
+        if name == "web":
+            port = int(self.url.rsplit(":", 1)[1])
+            wait_for(lambda: _alive(self) and port_open(port), timeout=180, what="web: migrate, import, uvicorn")
+        elif name == "worker":
+            import redis as redis_lib
+
+            r = redis_lib.Redis(port=self.redis_port)
+            wait_for(lambda: _alive(self) and r.get(f"lab:host:{self.host}"), timeout=240,
+                     what="worker: image build, relay heartbeat")
+
+    def stop(self, name: str) -> None:
+        """`docker compose stop NAME`: SIGTERM to the service (and its children), then wait."""
+        proc = self.procs.pop(name, None)
+        if proc is None or proc.poll() is not None:
+            return
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
 
     def manage(self, *args: str, service: str = "web") -> str:
         """`docker compose exec web python manage.py …`."""
@@ -101,6 +129,7 @@ def deployment() -> Iterator[Deployment]:
     redis_proc, redis_port = start_redis(str(tmp))
     host = f"prod{os.getpid()}"
     dotenv = {"SECRET_KEY": secrets.token_urlsafe(50), "ALLOWED_HOSTS": SITE, "POSTGRES_PASSWORD": pg.password,
+              "METRICS_TOKEN": METRICS_TOKEN,
               "CSRF_TRUSTED_ORIGINS": f"https://{SITE}", "LAB_HOST_NAME": host}
     web_port = free_port()
     services = {name: svc for name, svc in COMPOSE["services"].items() if "image" not in svc}
@@ -111,35 +140,22 @@ def deployment() -> Iterator[Deployment]:
         dirs[name] = tmp / (f"volume-{volume}" if volume else f"own-{name}")
         dirs[name].mkdir(exist_ok=True)
         os.chmod(dirs[name], 0o711)
-    dep = Deployment(url=f"http://127.0.0.1:{web_port}", redis_port=redis_port, host=host, dirs=dirs,
+    dep = Deployment(url=f"http://127.0.0.1:{web_port}", redis_port=redis_port, host=host, pg=pg, dirs=dirs,
                      logs={name: tmp / f"{name}.log" for name in services})
+    for name, svc in services.items():
+        dep.env[name] = _service_env(svc, dotenv, pg, redis_port, dirs[name])
+        dep.commands[name] = _command(svc, tmp, web_port)
     try:
-        # Compose starts them together; the web migrates on start, so the others wait for its tables
-        # exactly as they would in production (each retries its database connection).
-        for name, svc in services.items():
-            env = _service_env(svc, dotenv, pg, redis_port, dirs[name])
-            dep.env[name] = env
-            if name == "web":
-                dep.procs[name] = _spawn(_command(svc, tmp, web_port), env, dep.logs[name])
-        wait_for(lambda: _alive(dep) and port_open(web_port), timeout=180, what="web: migrate, import labs, uvicorn")
-        for name, svc in services.items():
+        # The web migrates on start; the other services need its tables (in production they
+        # retry their database connection until then).
+        dep.start("web")
+        for name in sorted(services, key=lambda n: n != "worker"):
             if name != "web":
-                dep.procs[name] = _spawn(_command(svc, tmp, web_port), dep.env[name], dep.logs[name])
-        import redis as redis_lib
-
-        r = redis_lib.Redis(port=redis_port)
-        wait_for(lambda: _alive(dep) and r.get(f"lab:host:{host}"), timeout=240, what="worker: image build, relay heartbeat")
+                dep.start(name)
         yield dep
     finally:
         for name in sorted(dep.procs, key=lambda n: n != "web"):  # web first, then the worker stops its sandboxes
-            proc = dep.procs[name]
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-                try:
-                    proc.wait(60)
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait()
+            dep.stop(name)
         redis_proc.terminate()
         redis_proc.wait(10)
         pg.stop()
@@ -191,45 +207,41 @@ class Browser:
         return r
 
 
-def test_production_services_start_from_the_compose_file_and_a_trainee_gets_a_working_sandbox(deployment):
-    from websockets.sync.client import connect
-
-    dep = deployment
-    # Behind the proxy only: plain HTTP is sent to HTTPS, HTTPS pages carry HSTS.
-    plain = requests.get(dep.url + "/accounts/login/", headers={"Host": SITE}, allow_redirects=False, timeout=30)
-    assert plain.status_code == 301 and plain.headers["Location"] == f"https://{SITE}/accounts/login/"
-    assert requests.get(dep.url + "/", headers={"Host": "evil.example.net", "X-Forwarded-Proto": "https"},
-                        timeout=30).status_code == 400
-    password = "trainee-pw-" + secrets.token_hex(6)
-    dep.manage("shell", "-c", "from django.contrib.auth.models import User; "
-               f"User.objects.create_user('ada', 'ada@example.org', '{password}')")
+def sign_in(dep: Deployment, name: str, password: str) -> Browser:
+    """The login form, as a person behind the proxy fills it."""
     browser = Browser(dep.url)
     login = browser.request("GET", "/accounts/login/")
-    assert login.status_code == 200 and "max-age=31536000" in login.headers["Strict-Transport-Security"]
-    assert "Secure" in login.headers["Set-Cookie"]
+    assert login.status_code == 200
     token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', login.text).group(1)
-    signed = browser.request("POST", "/accounts/login/", data={"csrfmiddlewaretoken": token, "username": "ada",
+    signed = browser.request("POST", "/accounts/login/", data={"csrfmiddlewaretoken": token, "username": name,
                                                                "password": password, "next": "/"})
     assert signed.status_code == 302 and "sessionid" in browser.cookies, signed.text[:500]
+    return browser
 
+
+def start_sandbox(browser: Browser) -> tuple[str, str]:
+    """(session id, lab slug) of a ready sandbox of the first lab in the catalogue."""
     labs = browser.request("GET", "/api/labs/").json()
     slug = labs[0]["slug"] if isinstance(labs, list) else labs["labs"][0]["slug"]
     started = browser.request("POST", "/api/sessions/", json={"lab": slug})
     assert started.status_code in (200, 201), started.text
     sid = started.json()["id"]
-    ready = wait_for(lambda: (d := browser.request("GET", f"/api/sessions/{sid}/").json())["state"] == "ready" and d
-                     or (d["state"] in ("failed", "lost") and pytest.fail(d["message"])),
-                     timeout=60, what="the sandbox")
-    assert ready["state"] == "ready"
+    wait_for(lambda: (d := browser.request("GET", f"/api/sessions/{sid}/").json())["state"] == "ready" and d
+             or (d["state"] in ("failed", "lost") and pytest.fail(d["message"])), timeout=60, what="the sandbox")
+    return sid, slug
 
-    marker = f"kx{secrets.token_hex(4)}"  # typed by the trainee: must reach the shell, never a log
-    ws_url = dep.url.replace("http", "ws") + f"/ws/terminal/{sid}/"
+
+def run_in_terminal(browser: Browser, sid: str, command: str, expect: str) -> None:
+    """Type a command into the sandbox's terminal over the WebSocket; wait for its output."""
+    from websockets.sync.client import connect
+
+    ws_url = browser.url.replace("http", "ws") + f"/ws/terminal/{sid}/"
     with connect(ws_url, additional_headers={"Cookie": f"sessionid={browser.cookies['sessionid']}", **PROXY},
                  origin=f"https://{SITE}", open_timeout=15) as ws:
-        ws.send(f"echo {marker}-$((6*7))\r".encode())
+        ws.send(f"{command}\r".encode())
         out = b""
         deadline = time.monotonic() + 20
-        while f"{marker}-42".encode() not in out:
+        while expect.encode() not in out:
             assert time.monotonic() < deadline, out[-500:]
             try:
                 msg = ws.recv(timeout=1)
@@ -238,10 +250,53 @@ def test_production_services_start_from_the_compose_file_and_a_trainee_gets_a_wo
             if isinstance(msg, bytes):
                 out += msg
 
-    stop = browser.request("DELETE", f"/api/sessions/{sid}/")
-    assert stop.status_code in (200, 202, 204)
+
+def stop_sandbox(browser: Browser, sid: str) -> None:
+    assert browser.request("DELETE", f"/api/sessions/{sid}/").status_code in (200, 202, 204)
     wait_for(lambda: browser.request("GET", f"/api/sessions/{sid}/").json()["state"] == "stopped", timeout=60,
              what="stopped")
+
+
+def add_trainee(dep: Deployment, name: str) -> str:
+    """`docker compose exec web python manage.py shell -c …`: a trainee account; its password."""
+    password = f"{name}-pw-" + secrets.token_hex(6)
+    dep.manage("shell", "-c", "from django.contrib.auth.models import User; "
+               f"User.objects.create_user('{name}', '{name}@example.org', '{password}')")
+    return password
+
+
+def scrape(dep: Deployment) -> dict:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    r = requests.get(dep.url + "/metrics", headers={**PROXY, "Authorization": f"Bearer {METRICS_TOKEN}"}, timeout=30)
+    assert r.status_code == 200, r.text[:300]
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for f in text_string_to_metric_families(r.text) for s in f.samples}
+
+
+def test_production_services_start_from_the_compose_file_and_a_trainee_gets_a_working_sandbox(deployment):
+    dep = deployment
+    # Behind the proxy only: plain HTTP is sent to HTTPS, HTTPS pages carry HSTS, unknown hosts are refused.
+    plain = requests.get(dep.url + "/accounts/login/", headers={"Host": SITE}, allow_redirects=False, timeout=30)
+    assert plain.status_code == 301 and plain.headers["Location"] == f"https://{SITE}/accounts/login/"
+    assert requests.get(dep.url + "/", headers={"Host": "evil.example.net", "X-Forwarded-Proto": "https"},
+                        timeout=30).status_code == 400
+    login = requests.get(dep.url + "/accounts/login/", headers=PROXY, timeout=30)
+    assert "max-age=31536000" in login.headers["Strict-Transport-Security"] and "Secure" in login.headers["Set-Cookie"]
+    assert requests.get(dep.url + "/metrics", headers=PROXY, timeout=30).status_code == 401
+
+    password = add_trainee(dep, "ada")
+    browser = sign_in(dep, "ada", password)
+    sid, slug = start_sandbox(browser)
+    marker = f"kx{secrets.token_hex(4)}"  # typed by the trainee: must reach the shell, never a log
+    run_in_terminal(browser, sid, f"echo {marker}-$((6*7))", f"{marker}-42")
+    # Metrics from the worker's pool children, read by the web through Redis.
+    metrics = scrape(dep)
+    assert metrics[("lab_sandbox_starts_total", (("host", dep.host),))] >= 1
+    assert metrics[("lab_host_up", (("host", dep.host),))] == 1.0
+    assert metrics[("lab_active_trainees", (("lab", slug),))] == 1.0
+
+    stop_sandbox(browser, sid)
 
     # The web is another "host": it reached the sandbox only through Celery and Redis, and
     # nothing of the sandbox is in its own data directory.
@@ -268,3 +323,39 @@ def test_production_services_start_from_the_compose_file_and_a_trainee_gets_a_wo
     assert any(e.get("session_id") == sid and e.get("user_id") and e.get("lab") == slug for e in events["worker"])
     assert any(e.get("session_id") == sid and e.get("request_id") for e in events["web"])
     assert any(e["service"] == "relay" for e in events["worker"]), "the relay (the worker's child) logs JSON too"
+
+
+def test_upgrade_path_and_backup_restore_as_docs_operations_describe(deployment, tmp_path):
+    dep = deployment
+    password = add_trainee(dep, "grace")
+    browser = sign_in(dep, "grace", password)
+    sid, _ = start_sandbox(browser)
+    run_in_terminal(browser, sid, "echo before-$((40+2))", "before-42")
+
+    # Upgrade: migrate with the new code, then restart the web; live sandboxes are untouched.
+    dep.stop("web")
+    assert "No migrations to apply" in dep.manage("migrate", "--noinput")
+    dep.manage("migrate", "--check")
+    dep.start("web")
+    run_in_terminal(browser, sid, "echo after-$((40+3))", "after-43")  # same sandbox, same sign-in
+    stop_sandbox(browser, sid)  # its recording moves into the database
+    cast = browser.request("GET", f"/api/sessions/{sid}/recording")
+    assert cast.status_code == 200 and "after-43" in cast.text
+
+    # Backup: the database holds accounts, progress and the recordings of ended sessions.
+    dump = tmp_path / "lab.dump"
+    dep.pg.tool("pg_dump", "-Fc", "-d", "lab", "-f", str(dump))
+    # Disaster: the database is gone. Restore with the services stopped, then start them.
+    for name in ("web", "beat", "worker"):
+        dep.stop(name)
+    dep.pg.tool("dropdb", "lab")
+    dep.pg.tool("createdb", "-O", "lab", "lab")
+    dep.pg.tool("pg_restore", "--no-owner", "-d", "lab", str(dump))
+    for name in ("web", "worker", "beat"):
+        dep.start(name)
+    restored = browser.request("GET", f"/api/sessions/{sid}/recording")  # the same browser session survived too
+    assert restored.status_code == 200 and restored.text == cast.text
+    again = sign_in(dep, "grace", password)
+    new_sid, _ = start_sandbox(again)  # and the restored deployment runs sandboxes
+    run_in_terminal(again, new_sid, "echo restored-$((6*7))", "restored-42")
+    stop_sandbox(again, new_sid)
