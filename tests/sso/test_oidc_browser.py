@@ -18,7 +18,7 @@ from tests.sso.conftest import OIDC_WEB_PORT
 from tests.sso.idp import PASSWORDS
 from tests.support import port_open, wait_for
 
-pytestmark = needs_chromium
+pytestmark = [needs_chromium, pytest.mark.browser]
 
 
 @pytest.fixture
