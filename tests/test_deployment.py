@@ -72,18 +72,20 @@ class Deployment:
     env: dict[str, dict] = field(default_factory=dict)
     commands: dict[str, str] = field(default_factory=dict)
 
-    def start(self, name: str) -> None:
-        """`docker compose start NAME`: the service's command; waits until it serves."""
-        self.procs[name] = _spawn(self.commands[name], self.env[name], self.logs[name])
-        if name == "web":
+    def start(self, *names: str) -> None:
+        """`docker compose start NAME…`: each service's command; waits until the web serves
+        and, once a sandbox host's services run, until its relay's heartbeat is in Redis."""
+        for name in names:
+            self.procs[name] = _spawn(self.commands[name], self.env[name], self.logs[name])
+        if "web" in names:
             port = int(self.url.rsplit(":", 1)[1])
             wait_for(lambda: _alive(self) and port_open(port), timeout=180, what="web: migrate, import, uvicorn")
-        elif name == "worker":
+        if set(names) - {"web", "beat"}:
             import redis as redis_lib
 
             r = redis_lib.Redis(port=self.redis_port)
             wait_for(lambda: _alive(self) and r.get(f"lab:host:{self.host}"), timeout=240,
-                     what="worker: image build, relay heartbeat")
+                     what="sandbox host: image build, relay heartbeat")
 
     def stop(self, name: str) -> None:
         """`docker compose stop NAME`: SIGTERM to the service (and its children), then wait."""
@@ -149,9 +151,7 @@ def deployment() -> Iterator[Deployment]:
         # The web migrates on start; the other services need its tables (in production they
         # retry their database connection until then).
         dep.start("web")
-        for name in sorted(services, key=lambda n: n != "worker"):
-            if name != "web":
-                dep.start(name)
+        dep.start(*[name for name in services if name != "web"])
         yield dep
     finally:
         for name in sorted(dep.procs, key=lambda n: n != "web"):  # web first, then the worker stops its sandboxes
@@ -346,13 +346,13 @@ def test_upgrade_path_and_backup_restore_as_docs_operations_describe(deployment,
     dump = tmp_path / "lab.dump"
     dep.pg.tool("pg_dump", "-Fc", "-d", "lab", "-f", str(dump))
     # Disaster: the database is gone. Restore with the services stopped, then start them.
-    for name in ("web", "beat", "worker"):
+    for name in list(dep.procs):
         dep.stop(name)
     dep.pg.tool("dropdb", "lab")
     dep.pg.tool("createdb", "-O", "lab", "lab")
     dep.pg.tool("pg_restore", "--no-owner", "-d", "lab", str(dump))
-    for name in ("web", "worker", "beat"):
-        dep.start(name)
+    dep.start("web")
+    dep.start(*[name for name in dep.commands if name != "web"])
     restored = browser.request("GET", f"/api/sessions/{sid}/recording")  # the same browser session survived too
     assert restored.status_code == 200 and restored.text == cast.text
     again = sign_in(dep, "grace", password)

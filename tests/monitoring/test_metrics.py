@@ -130,3 +130,28 @@ def test_the_reapers_actions_are_counted(transactional_db, client, settings):
         before, "lab_reaper_actions_total", action="stale") + 1
     assert value(after, "lab_sandbox_start_failures_total", host="", reason="no_host") == value(
         before, "lab_sandbox_start_failures_total", host="", reason="no_host") + 1
+
+
+@pytest.mark.root
+@pytest.mark.sandbox
+@pytest.mark.skipif(not IS_ROOT, reason="sandboxes need root")
+def test_a_terminal_nobody_reads_shows_as_paused_with_its_backlog(worker, smoke_lab, make_user, client, settings):
+    """`yes` with no viewer acknowledging: the relay stops reading at its window, and the
+    heartbeat (so /metrics) says so."""
+    from labs.redis import sync_redis
+    from sandbox.relay import streams
+    from sandbox.relay.server import WINDOW_BYTES
+
+    settings.METRICS_TOKEN = TOKEN
+    host = settings.LAB_HOST_NAME
+    client.force_login(make_user())
+    sid = client.post("/api/sessions/", {"lab": "smoke"}, content_type="application/json").json()["id"]
+    wait_for(lambda: client.get(f"/api/sessions/{sid}/").json()["state"] == "ready", timeout=30, what="ready")
+    assert value(scrape(client), "lab_relay_paused_terminals", host=host) == 0.0
+    sync_redis().xadd(streams.in_key(sid), {"d": b"yes\r"})  # typed as the terminal's WebSocket would
+    paused = wait_for(lambda: (s := scrape(client)) and value(s, "lab_relay_paused_terminals", host=host) == 1.0 and s,
+                      timeout=30, what="the relay to pause the terminal")
+    assert value(paused, "lab_relay_backlog_bytes", host=host) >= WINDOW_BYTES
+    assert client.delete(f"/api/sessions/{sid}/").status_code in (200, 202, 204)
+    wait_for(lambda: value(scrape(client), "lab_relay_paused_terminals", host=host) == 0.0, timeout=30,
+             what="the stopped terminal to leave the count")
