@@ -12,6 +12,7 @@ class SsoConfig(AppConfig):
     def ready(self) -> None:
         from django_auth_ldap.backend import ldap_error
 
+        from sso import checks  # noqa: F401  (registers the settings check)
         from sso.ldap import DirectoryBackend, directory_unreachable
 
         # django-auth-ldap only logs a server error and then answers "wrong password";

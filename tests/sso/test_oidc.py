@@ -153,3 +153,18 @@ def test_tokens_verify_only_when_signed_by_the_provider_unexpired_and_for_us(oid
         backend.verify_token(_token(pem, kid, iss=oidc_on.issuer, aud="another-client"), nonce="n1")
     with pytest.raises(SuspiciousOperation):
         backend.verify_token(good, nonce="replayed")
+
+
+def test_a_half_configured_sso_is_reported_by_manage_py_check(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from tests.sso.idp import ROOT
+
+    env = dict(os.environ, DJANGO_SETTINGS_MODULE="labsite.settings.dev", LAB_DATA_DIR=str(tmp_path),
+               OIDC_RP_CLIENT_ID="lab", LDAP_SERVER_URI="ldap://127.0.0.1:1")
+    proc = subprocess.run([sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert proc.returncode != 0
+    assert "sso.E001" in proc.stderr and "OIDC_OP_ISSUER must be set" in proc.stderr
+    assert "sso.E002" in proc.stderr
