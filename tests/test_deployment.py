@@ -159,6 +159,10 @@ def deployment() -> Iterator[Deployment]:
         redis_proc.terminate()
         redis_proc.wait(10)
         pg.stop()
+        try:
+            (Path("/run/container-lab") / host).rmdir()  # runc's state root of this host: empty by now
+        except OSError:
+            pass
         from sandbox.mounts import mounts_under
 
         if os.environ.get("LAB_KEEP_PROD_LOGS"):
