@@ -124,3 +124,41 @@ def test_check_deploy_is_clean_with_production_settings(tmp_path):
                           cwd=ROOT, env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "no issues" in proc.stdout
+
+
+def _apt_list(name: str) -> list[str]:
+    return re.sub(r"#.*", "", (ROOT / name).read_text()).split()
+
+
+def test_the_dockerfile_and_lab_install_one_list_of_debian_packages():
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    lab = (ROOT / "lab").read_text()
+    # Both read the same file (no second list to drift apart) on the same Debian release.
+    assert "sed 's/#.*//' requirements-apt.txt" in dockerfile
+    assert "sed 's/#.*//' requirements-apt.txt" in lab
+    assert re.search(r"^FROM debian:bookworm-slim$", dockerfile, re.M)
+    assert "Debian 12" in lab
+    assert re.search(r"apt-get install[^\n]*\$\(sed", dockerfile)
+    assert not re.search(r"apt-get install[^$\n]*\b(runc|tini)\b", dockerfile), "packages named outside the list"
+    # python-ldap builds from source: its headers and compiler are in the runtime list.
+    assert {"runc", "busybox-static", "tini", "gcc", "libldap-dev", "libsasl2-dev", "python3-venv"} <= set(
+        _apt_list("requirements-apt.txt"))
+    assert {"slapd", "ldap-utils", "chromium"} <= set(_apt_list("requirements-apt-dev.txt"))
+    # pip: the image's virtualenv is made from requirements.txt alone, like `./lab up`'s.
+    assert "pip install --no-cache-dir --disable-pip-version-check -r requirements.txt" in dockerfile
+    assert ".venv/" in (ROOT / ".dockerignore").read_text().split()
+
+
+def test_every_debian_package_in_the_lists_exists_in_this_release():
+    import shutil
+    import subprocess
+
+    if not shutil.which("apt-cache"):
+        import pytest
+
+        pytest.skip("not a Debian machine")
+    names = _apt_list("requirements-apt.txt") + _apt_list("requirements-apt-dev.txt")
+    proc = subprocess.run(["apt-cache", "policy", *names], capture_output=True, text=True)
+    unknown = [n for n in names if f"\n{n}:" not in "\n" + proc.stdout or
+               re.search(rf"^{re.escape(n)}:\n\s+Installed: \(none\)\n\s+Candidate: \(none\)", proc.stdout, re.M)]
+    assert unknown == []

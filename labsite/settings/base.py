@@ -12,6 +12,8 @@ from pathlib import Path
 
 import dj_database_url
 
+from labsite.logs import logging_config
+
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
 
@@ -40,9 +42,12 @@ INSTALLED_APPS = [
     "channels",
     "labs",
     "cohorts",
+    "sso",
+    "monitoring",
 ]
 
 MIDDLEWARE = [
+    "labsite.logs.RequestLogMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "labsite.middleware.SecurityHeadersMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -143,14 +148,6 @@ LAB_USER_SESSION_LIMIT = env_int("LAB_USER_SESSION_LIMIT", 3)
 LAB_SANDBOX_UID = env_int("LAB_SANDBOX_UID", 100000)
 LAB_RUNC = env("LAB_RUNC", "runc") or "runc"
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},
-    "loggers": {"django.channels.server": {"level": "WARNING"}},
-}
 # A session still "starting" after this many seconds has failed (its host is gone).
 LAB_START_TIMEOUT = env_int("LAB_START_TIMEOUT", 45)
 # With no worker host online, Start waits this many seconds for one before answering 503.
@@ -167,3 +164,81 @@ CACHES = {
 # Failed logins allowed per client address and user name in LOGIN_WINDOW seconds.
 LOGIN_MAX_FAILURES = env_int("LOGIN_MAX_FAILURES", 5)
 LOGIN_WINDOW = env_int("LOGIN_WINDOW", 900)
+
+
+def env_list(name: str, default: str = "") -> list[str]:
+    """A comma-separated list setting from the environment."""
+    return [v.strip() for v in (env(name, default) or "").split(",") if v.strip()]
+
+
+# Single sign-on (docs/operations.md "Single sign-on"). Each is off until its server is set;
+# local accounts (the admin's) always work and come first.
+AUTHENTICATION_BACKENDS = ["django.contrib.auth.backends.ModelBackend"]
+
+# LDAP / Active Directory (django-auth-ldap): on when LDAP_SERVER_URI is set.
+AUTH_LDAP_SERVER_URI = env("LDAP_SERVER_URI", "") or ""
+SSO_LDAP_ENABLED = bool(AUTH_LDAP_SERVER_URI)
+SSO_LDAP_INSTRUCTOR_GROUPS = env_list("LDAP_INSTRUCTOR_GROUPS")
+SSO_LDAP_STAFF_GROUPS = env_list("LDAP_STAFF_GROUPS")
+if SSO_LDAP_ENABLED:
+    import ldap
+    from django_auth_ldap.config import GroupOfNamesType, LDAPSearch, NestedActiveDirectoryGroupType
+
+    AUTHENTICATION_BACKENDS.append("sso.ldap.DirectoryBackend")
+    AUTH_LDAP_BIND_DN = env("LDAP_BIND_DN", "") or ""
+    AUTH_LDAP_BIND_PASSWORD = env("LDAP_BIND_PASSWORD", "") or ""
+    AUTH_LDAP_START_TLS = env("LDAP_START_TLS", "0") == "1"
+    # Active Directory: LDAP_USER_FILTER=(sAMAccountName=%(user)s) and LDAP_GROUP_TYPE=activedirectory.
+    AUTH_LDAP_USER_SEARCH = LDAPSearch(env("LDAP_USER_BASE", "") or "", ldap.SCOPE_SUBTREE,
+                                       env("LDAP_USER_FILTER", "(uid=%(user)s)") or "")
+    AUTH_LDAP_GROUP_SEARCH = LDAPSearch(env("LDAP_GROUP_BASE", "") or "", ldap.SCOPE_SUBTREE, "(objectClass=*)")
+    AUTH_LDAP_GROUP_TYPE = (NestedActiveDirectoryGroupType() if env("LDAP_GROUP_TYPE", "") == "activedirectory"
+                            else GroupOfNamesType())
+    AUTH_LDAP_USER_ATTR_MAP = {"first_name": "givenName", "last_name": "sn", "email": "mail"}
+    AUTH_LDAP_ALWAYS_UPDATE_USER = True
+    AUTH_LDAP_CONNECTION_OPTIONS = {ldap.OPT_NETWORK_TIMEOUT: env_int("LDAP_TIMEOUT", 5),
+                                    ldap.OPT_TIMEOUT: env_int("LDAP_TIMEOUT", 5), ldap.OPT_REFERRALS: 0}
+
+# OpenID Connect (mozilla-django-oidc): on when OIDC_RP_CLIENT_ID is set. Endpoints are the
+# provider's (its /.well-known/openid-configuration lists them); tokens must be RS256.
+OIDC_RP_CLIENT_ID = env("OIDC_RP_CLIENT_ID", "") or ""
+SSO_OIDC_ENABLED = bool(OIDC_RP_CLIENT_ID)
+SSO_OIDC_NAME = env("OIDC_PROVIDER_NAME", "SSO") or "SSO"
+SSO_OIDC_GROUPS_CLAIM = env("OIDC_GROUPS_CLAIM", "groups") or "groups"
+SSO_OIDC_INSTRUCTOR_GROUPS = env_list("OIDC_INSTRUCTOR_GROUPS")
+SSO_OIDC_STAFF_GROUPS = env_list("OIDC_STAFF_GROUPS")
+if SSO_OIDC_ENABLED:
+    AUTHENTICATION_BACKENDS.append("sso.oidc.ProviderBackend")
+    OIDC_RP_CLIENT_SECRET = env("OIDC_RP_CLIENT_SECRET", "") or ""
+    OIDC_OP_ISSUER = env("OIDC_OP_ISSUER", "") or ""
+    OIDC_OP_AUTHORIZATION_ENDPOINT = env("OIDC_OP_AUTHORIZATION_ENDPOINT", "") or ""
+    OIDC_OP_TOKEN_ENDPOINT = env("OIDC_OP_TOKEN_ENDPOINT", "") or ""
+    OIDC_OP_USER_ENDPOINT = env("OIDC_OP_USER_ENDPOINT", "") or ""
+    OIDC_OP_JWKS_ENDPOINT = env("OIDC_OP_JWKS_ENDPOINT", "") or ""
+    OIDC_RP_SIGN_ALGO = "RS256"
+    OIDC_RP_SCOPES = env("OIDC_RP_SCOPES", "openid email profile") or ""
+    OIDC_USE_PKCE = True
+    OIDC_TIMEOUT = env_int("OIDC_TIMEOUT", 10)
+    OIDC_CALLBACK_CLASS = "sso.views.CallbackView"
+    LOGIN_REDIRECT_URL_FAILURE = LOGIN_URL
+
+# Prometheus metrics at /metrics (docs/operations.md "Metrics"): off (404) unless set;
+# scrapers send "Authorization: Bearer <METRICS_TOKEN>".
+METRICS_TOKEN = env("METRICS_TOKEN", "") or ""
+
+# Logs (docs/operations.md "Logs"): "plain" lines here, one JSON object per line in
+# production (prod.py's default); secrets from the settings are masked in every line.
+LOG_FORMAT = env("LOG_FORMAT", "") or ""
+LOG_LEVEL = env("LOG_LEVEL", "INFO") or "INFO"
+
+
+def log_secrets() -> list[str]:
+    """Values no log line may show (masked by the formatter)."""
+    found = [SECRET_KEY, METRICS_TOKEN, globals().get("AUTH_LDAP_BIND_PASSWORD", ""),
+             globals().get("OIDC_RP_CLIENT_SECRET", ""), DATABASES["default"].get("PASSWORD") or ""]
+    return [s for s in found if s]
+
+
+LOGGING = logging_config(fmt=LOG_FORMAT or "plain", level=LOG_LEVEL, host=LAB_HOST_NAME, secrets=log_secrets())
+# Celery keeps the LOGGING above instead of installing its own format.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False

@@ -5,7 +5,9 @@ import os
 
 from django.core.exceptions import ImproperlyConfigured
 
+from labsite.logs import logging_config
 from labsite.settings.base import *  # noqa: F401,F403
+from labsite.settings.base import LAB_HOST_NAME, LOG_FORMAT, LOG_LEVEL, log_secrets
 
 
 def _required(name: str) -> str:
@@ -26,3 +28,5 @@ SECURE_HSTS_INCLUDE_SUBDOMAINS = True
 SECURE_HSTS_PRELOAD = True
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
+# One JSON object per line for the log pipeline (LOG_FORMAT=plain to read them by eye).
+LOGGING = logging_config(fmt=LOG_FORMAT or "json", level=LOG_LEVEL, host=LAB_HOST_NAME, secrets=log_secrets())

@@ -454,6 +454,9 @@ class Relay:
             # Last keystroke per session: the reaper stops sandboxes idle too long.
             beat = {"host": self.cfg.host, "queue": self.cfg.queue, "capacity": self.cfg.capacity,
                     "live": len(self.ptys), "ts": time.time(),
+                    # For /metrics: terminals held back by flow control, output not yet acknowledged.
+                    "paused": sum(not p.reading for p in self.ptys.values()),
+                    "backlog": sum(p.out_total + len(p.buf) - p.acked_total for p in self.ptys.values()),
                     "activity": {sid: round(p.last_activity, 1) for sid, p in self.ptys.items()}}
             try:
                 async with self.redis.pipeline(transaction=False) as p:
