@@ -122,7 +122,8 @@ def test_the_reapers_actions_are_counted(transactional_db, client, settings):
     user = get_user_model().objects.create_user("late")
     lab = Lab.objects.create(slug="l1", title={"en": "L"}, image="lab/base:latest", version="1")
     session = Session.objects.create(user=user, lab=lab, host="gone-host", state=Session.State.STARTING)
-    Session.objects.filter(id=session.id).update(created_at=timezone.now() - timedelta(hours=1))
+    Session.objects.filter(id=session.id).update(created_at=timezone.now() - timedelta(hours=1),
+                                                 state_changed_at=timezone.now() - timedelta(hours=1))
     before = scrape(client)
     assert reap_sessions.apply().get()["stale"] == 1
     after = scrape(client)
