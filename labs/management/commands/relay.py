@@ -9,6 +9,7 @@ from django.core.management.base import BaseCommand
 
 from labs.tasks import host_reconcile
 from labsite.celery import app
+from sandbox.cgroups import cgroup_parent_remove
 from sandbox.config import host_config
 from sandbox.relay.server import Relay
 
@@ -29,7 +30,13 @@ class Command(BaseCommand):
             app.send_task("labs.tasks.sandbox_exited", args=[sid], queue=cfg.queue)
 
         asyncio.run(self._serve(Relay(cfg, on_exit=on_exit)))
+        # Stopping is under way: a second signal (Ctrl-C reaches the whole process group,
+        # then the worker sends SIGTERM) must not cut the clean-up short.
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, signal.SIG_IGN)
         host_reconcile(host=cfg.host, keep=set())
+        for path in cgroup_parent_remove(cfg.cgroup_parent):  # runc never removes the parent
+            log.warning("cgroup %s still has processes; not removed", path)
         try:
             cfg.runc_root.rmdir()  # empty now: leave nothing of this host in /run
         except OSError:
