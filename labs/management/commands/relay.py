@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
+import time
 
 from django.core.management.base import BaseCommand
 
@@ -14,6 +16,19 @@ from sandbox.config import host_config
 from sandbox.relay.server import Relay
 
 log = logging.getLogger("labs.relay")
+
+
+def _reap_children(*, timeout: float) -> None:
+    """Wait for the container inits `runc delete` just killed: this relay is their
+    subreaper, and its event loop (which reaped them) has ended."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return  # no children left
+        if pid == 0:
+            time.sleep(0.02)  # some still dying
 
 
 class Command(BaseCommand):
@@ -35,6 +50,7 @@ class Command(BaseCommand):
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, signal.SIG_IGN)
         host_reconcile(host=cfg.host, keep=set())
+        _reap_children(timeout=5)
         for path in cgroup_parent_remove(cfg.cgroup_parent):  # runc never removes the parent
             log.warning("cgroup %s still has processes; not removed", path)
         try:
