@@ -14,6 +14,7 @@ from labsite.celery import app
 from sandbox.cgroups import cgroup_parent_remove
 from sandbox.config import host_config
 from sandbox.relay.server import Relay
+from sandbox.relay.spawn import become_subreaper
 
 log = logging.getLogger("labs.relay")
 
@@ -44,6 +45,7 @@ class Command(BaseCommand):
         def on_exit(sid: str) -> None:
             app.send_task("labs.tasks.sandbox_exited", args=[sid], queue=cfg.queue)
 
+        become_subreaper()  # container inits are reparented here when `runc run -d` exits, and reaped
         asyncio.run(self._serve(Relay(cfg, on_exit=on_exit)))
         # Stopping is under way: a second signal (Ctrl-C reaches the whole process group,
         # then the worker sends SIGTERM) must not cut the clean-up short.
