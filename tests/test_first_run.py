@@ -67,10 +67,16 @@ class FreshLab:
 
     def clone_head(self) -> str:
         """git clone of the repository the tests run from (committed HEAD only)."""
-        head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
-        subprocess.run(["git", "clone", "--quiet", "--no-hardlinks", str(ROOT), str(self.clone)], check=True, capture_output=True)
-        subprocess.run(["git", "-C", str(self.clone), "checkout", "--quiet", head], check=True, capture_output=True)
+        head = self.git("-C", str(ROOT), "rev-parse", "HEAD").strip()
+        self.git("clone", "--quiet", "--no-hardlinks", str(ROOT), str(self.clone))
+        self.git("-C", str(self.clone), "checkout", "--quiet", head)
         return head
+
+    def git(self, *args: str) -> str:
+        proc = subprocess.run(["git", *args], capture_output=True, text=True)
+        if proc.returncode:
+            pytest.fail(f"git {' '.join(args)} exited {proc.returncode}: {proc.stderr.strip()}", pytrace=False)
+        return proc.stdout
 
     def up(self) -> None:
         """`./lab up`, its output to a log file."""
