@@ -30,7 +30,12 @@ from tests.support import free_port, port_open, wait_for
 ROOT = Path(__file__).resolve().parent.parent
 IS_ROOT = os.geteuid() == 0
 
-pytestmark = [pytest.mark.root, pytest.mark.sandbox, pytest.mark.skipif(not IS_ROOT, reason="./lab up needs root")]
+pytestmark = [
+    pytest.mark.root, pytest.mark.sandbox, pytest.mark.skipif(not IS_ROOT, reason="./lab up needs root"),
+    # ./lab up brings its own database (SQLite, as a new user has): once per CI run is enough.
+    pytest.mark.skipif(os.environ.get("LAB_TEST_DATABASE", "sqlite") != "sqlite",
+                       reason="runs in the SQLite pass; ./lab up uses its own database"),
+]
 
 READY = re.compile(r"==> ready: (http://127\.0\.0\.1:\d+/)")
 WEB_ON = re.compile(r"==> web on (http://127\.0\.0\.1:\d+)")
