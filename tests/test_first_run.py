@@ -37,8 +37,8 @@ pytestmark = [
                        reason="runs in the SQLite pass; ./lab up uses its own database"),
 ]
 
-READY = re.compile(r"==> ready: (http://127\.0\.0\.1:\d+/)")
-WEB_ON = re.compile(r"==> web on (http://127\.0\.0\.1:\d+)")
+READY = re.compile(r"==> ready: (http://[\w.:\[\]-]+)/")  # the line `./lab up` prints once web and a worker are up
+WEB_ON = re.compile(r"==> web on (http://[\w.:\[\]-]+)")  # the older line, printed before either was up
 # Only what a fresh login shell has, plus pip's own settings (a mirror or wheel directory).
 KEEP_ENV = ("HOME", "LANG", "LC_ALL", "TERM", "http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "no_proxy", "NO_PROXY")
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -113,7 +113,7 @@ class FreshLab:
                 self.fail(f"./lab up exited with status {self.proc.returncode} before it was ready")
             text = self.output(lines=10_000)
             if m := READY.search(text):
-                return m.group(1)
+                return m.group(1) + "/"
             if WEB_ON.search(text) and port_open(self.port):
                 try:
                     return r.get(f"lab:host:{self.host}") and self.url + "/"
