@@ -3,16 +3,23 @@
 For each lab: a new sandbox, the lab's setup, then for every step with a check:
 step setup → check must FAIL → solution → check must PASS. The sandbox is the real
 one trainees get (same image, limits, runc profile), run by a private relay.
+
+It runs on its own or beside `./lab up`: it uses the configured Redis when that answers
+and starts a private one when it does not; its relay is always its own, and takes no
+trainee's session (it announces no free places).
 """
 from __future__ import annotations
 
 import os
 import signal
 import secrets
+import shutil
+import socket
 import subprocess
 import sys
+import tempfile
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterator
@@ -38,11 +45,99 @@ class StepOutcome:
     seconds: float
 
 
+class LabTestError(Exception):
+    """`labs test` cannot run: the message says what is missing and how to fix it."""
+
+
+def lab_dirs(names: list[str], *, every: bool, builtin: Path) -> list[Path]:
+    """Lab directories to test: paths as given; slugs of labs in the database (uploaded
+    ones live under LAB_DATA_DIR/labs) or under labs/builtin; with every, all of both."""
+    from django.conf import settings
+    from django.db import DatabaseError
+
+    from labs.models import Lab
+
+    def imported() -> dict[str, Path]:
+        try:
+            return {slug: Path(source) for slug, source in Lab.objects.values_list("slug", "source")
+                    if source and (Path(source) / "lab.yaml").is_file()}
+        except DatabaseError:  # no database yet: only paths and built-in labs
+            return {}
+
+    if every:
+        uploads = (Path(settings.LAB_DATA_DIR) / "labs").resolve()
+        return [builtin, *sorted(p for p in imported().values() if uploads in p.resolve().parents)]
+    known, dirs = imported(), []
+    for name in names:
+        if Path(name).exists():
+            dirs.append(Path(name))
+        elif name in known:
+            dirs.append(known[name])
+        elif (builtin / name).is_dir():
+            dirs.append(builtin / name)
+        else:
+            raise LabTestError(f"no lab {name!r}: not a directory, not a lab of this site, not under {builtin}")
+    return dirs
+
+
+def redis_answers(url: str) -> bool:
+    """The Redis server at url answers PING (within a second)."""
+    import redis
+
+    try:
+        return bool(redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1).ping())
+    except (redis.RedisError, OSError):
+        return False
+
+
+@contextmanager
+def private_redis(data_dir: Path) -> Iterator[str]:
+    """A redis-server of its own on a free loopback port, no persistence; yields its URL."""
+    if not shutil.which("redis-server"):
+        raise LabTestError("Redis does not answer and redis-server is not installed: apt-get install redis-server, "
+                           "or set REDIS_URL to a running one")
+    work = Path(tempfile.mkdtemp(prefix=".labtest-redis-", dir=data_dir))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                             "--dir", str(work), "--loglevel", "warning"], stdout=subprocess.DEVNULL, preexec_fn=die_with_parent)
+    url = f"redis://127.0.0.1:{port}/0"
+    try:
+        deadline = time.monotonic() + 10
+        while not redis_answers(url):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise LabTestError(f"the private redis-server did not start (exit status {proc.poll()})")
+            time.sleep(0.05)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+@contextmanager
+def labtest_host(cfg: HostConfig, *, say: Callable[[str], None] = lambda text: None) -> Iterator[HostConfig]:
+    """What `labs test` needs to run sandboxes, whether or not `./lab up` is running."""
+    from django.db import connection
+
+    from labs.models import Session
+
+    if Session._meta.db_table not in connection.introspection.table_names():
+        raise LabTestError("the database is not set up: run `./lab up` once, or `manage.py migrate`")
+    with ExitStack() as stack:
+        if not redis_answers(cfg.redis_url):
+            say(f"Redis at {cfg.redis_url} does not answer: starting a private one for this test")
+            cfg = replace(cfg, redis_url=stack.enter_context(private_redis(cfg.data_dir)))
+        yield stack.enter_context(private_relay(cfg))
+
+
 @contextmanager
 def private_relay(cfg: HostConfig) -> Iterator[HostConfig]:
-    """A relay of its own (a throwaway host name) for the duration of the test."""
-    test_cfg = replace(cfg, host=f"labtest{os.getpid()}")
-    env = dict(os.environ, LAB_HOST_NAME=test_cfg.host)
+    """A relay of its own (a throwaway host name) for the duration of the test. It
+    announces capacity 0, so the web never sends a trainee's sandbox to it."""
+    test_cfg = replace(cfg, host=f"labtest{os.getpid()}", capacity=0)
+    env = dict(os.environ, LAB_HOST_NAME=test_cfg.host, REDIS_URL=test_cfg.redis_url, LAB_HOST_CAPACITY="0")
     proc = subprocess.Popen([sys.executable, str(ROOT / "manage.py"), "relay"], env=env,
                             preexec_fn=die_with_parent, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
@@ -59,6 +154,17 @@ def private_relay(cfg: HostConfig) -> Iterator[HostConfig]:
     finally:
         proc.send_signal(signal.SIGUSR1)  # drain: its sandboxes go with it
         proc.wait(30)
+        _forget_queue(test_cfg)
+
+
+def _forget_queue(cfg: HostConfig) -> None:
+    """Drop the throwaway host's Celery queue (sandbox-exited notices nobody consumes)."""
+    import redis
+
+    try:
+        redis.Redis.from_url(cfg.redis_url, socket_connect_timeout=1, socket_timeout=1).delete(cfg.queue)
+    except (redis.RedisError, OSError):
+        pass
 
 
 def test_lab(spec: LabSpec, cfg: HostConfig, *, say: Callable[[StepOutcome], None] = lambda o: None) -> list[StepOutcome]:

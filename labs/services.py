@@ -15,6 +15,7 @@ from asgiref.sync import async_to_sync
 from celery.exceptions import TimeoutError as CeleryTimeout
 from channels.layers import get_channel_layer
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
@@ -71,15 +72,19 @@ def _choose_host() -> str:
 
 def session_start(*, user: AbstractBaseUser, lab: Lab) -> tuple[Session, bool]:
     """The user's live session of the lab, or a new one being started; (session, created)."""
-    existing = selectors.live_session_for_lab(user=user, lab=lab)
-    if existing is not None:
-        return existing, False
-    if selectors.live_sessions(user=user).count() >= settings.LAB_USER_SESSION_LIMIT:
-        raise Conflict(f"最多同时运行 {settings.LAB_USER_SESSION_LIMIT} 个沙箱。You may run at most "
-                       f"{settings.LAB_USER_SESSION_LIMIT} sandboxes at once: stop one first.")
-    host = _choose_host()
-    lifetime = int((lab.limits or {}).get("lifetime_minutes", 120))
     with transaction.atomic():
+        # One start at a time per user, so a double click (or two tabs) cannot make two
+        # sessions nor pass the limit: PostgreSQL locks the user's row until commit;
+        # SQLite's IMMEDIATE transactions already hold the write lock from BEGIN.
+        get_user_model().objects.select_for_update().filter(pk=user.pk).values_list("pk", flat=True).first()
+        existing = selectors.live_session_for_lab(user=user, lab=lab)
+        if existing is not None:
+            return existing, False
+        if selectors.live_sessions(user=user).count() >= settings.LAB_USER_SESSION_LIMIT:
+            raise Conflict(f"最多同时运行 {settings.LAB_USER_SESSION_LIMIT} 个沙箱。You may run at most "
+                           f"{settings.LAB_USER_SESSION_LIMIT} sandboxes at once: stop one first.")
+        host = _choose_host()
+        lifetime = int((lab.limits or {}).get("lifetime_minutes", 120))
         session = Session.objects.create(
             user=user, lab=lab, host=host, state=Session.State.STARTING,
             expires_at=timezone.now() + timedelta(minutes=lifetime),

@@ -20,10 +20,21 @@ ROOT = Path(__file__).resolve().parent.parent
 IS_ROOT = os.geteuid() == 0
 
 
+def subprocess_database_url() -> str:
+    """The test database as a DATABASE_URL for the processes the tests start (worker, web,
+    manage.py): SQLite's file, or PostgreSQL's test database once pytest-django made it."""
+    db = settings.DATABASES["default"]
+    if db["ENGINE"] == "django.db.backends.sqlite3":
+        return f"sqlite:///{db['TEST']['NAME']}"
+    if not db["NAME"].startswith("test_"):  # never point a worker at the real database
+        raise RuntimeError("the PostgreSQL test database is not set up yet (use the django_db_setup fixture)")
+    return f"postgresql://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+
+
 def _subprocess_env() -> dict:
     env = dict(os.environ)
     env["DJANGO_SETTINGS_MODULE"] = "labsite.settings.test"
-    env["DATABASE_URL"] = f"sqlite:///{settings.DATABASES['default']['TEST']['NAME']}"
+    env["DATABASE_URL"] = subprocess_database_url()
     return env
 
 

@@ -1,18 +1,23 @@
 """Test-run environment, set before Django reads its settings (loaded with -p tests.env).
 
 A private Redis server on a free port and a fresh data directory for this run, so the
-suite never touches a running `./lab up` and leaves nothing behind.
+suite never touches a running `./lab up` and leaves nothing behind. With
+LAB_TEST_DATABASE=postgresql the run also gets a private PostgreSQL server (initdb in
+its data directory, a free port) and every database-touching test, the Celery worker
+and the ASGI server use it instead of SQLite; CI runs the suite once each way.
 """
 from __future__ import annotations
 
 import atexit
 import os
 import shutil
+import signal
 import tempfile
 
-from tests.support import start_redis  # stdlib only: safe before Django
+from tests.support import start_postgres, start_redis  # stdlib only: safe before Django
 
 REDIS: dict[str, object] = {}
+POSTGRES: dict[str, object] = {}
 
 
 def _start_redis(data_dir: str, port: int | None = None) -> str:
@@ -47,6 +52,11 @@ if "LAB_TEST_KEEP_ENV" not in os.environ:
     os.environ.pop("DATABASE_URL", None)
     if shutil.which("redis-server"):
         os.environ["REDIS_URL"] = _start_redis(_data)
+    database = os.environ.get("LAB_TEST_DATABASE", "sqlite")
+    if database == "postgresql":
+        POSTGRES["proc"], os.environ["DATABASE_URL"] = start_postgres(_data)
+    elif database != "sqlite":
+        raise SystemExit(f"LAB_TEST_DATABASE={database!r}: expected sqlite or postgresql")
     os.environ["LAB_TEST_KEEP_ENV"] = "1"  # subprocesses inherit this environment as it is
 
     def _cleanup() -> None:
@@ -57,3 +67,11 @@ if "LAB_TEST_KEEP_ENV" not in os.environ:
             shutil.rmtree(_data, ignore_errors=True)
 
     atexit.register(_cleanup)
+
+    def _stop_postgres() -> None:  # registered last, so it runs before _cleanup removes its files
+        proc = POSTGRES.get("proc")
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGINT)  # fast shutdown: it does not wait for clients
+            proc.wait(30)
+
+    atexit.register(_stop_postgres)

@@ -1,11 +1,14 @@
 """Helpers shared by the test suite and the benchmark (stdlib only, no side effects,
 safe to import before Django reads its settings): a free port, polling with a
-deadline, and a private Redis server that dies with its parent."""
+deadline, and private Redis and PostgreSQL servers that die with their parent."""
 from __future__ import annotations
 
+import os
+import pwd
 import socket
 import subprocess
 import time
+from pathlib import Path
 from typing import Callable
 
 from sandbox.relay.spawn import die_with_parent
@@ -72,3 +75,60 @@ def children_of(pid: int) -> list[int]:
         return [int(c) for c in open(f"/proc/{pid}/task/{pid}/children").read().split()]
     except OSError:
         return []
+
+
+def postgres_bindir() -> Path | None:
+    """Debian's PostgreSQL server programs (the newest installed version), or None."""
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/postgres"), key=lambda p: int(p.parts[-3]) if p.parts[-3].isdigit() else 0)
+    return found[-1].parent if found else None
+
+
+def _as_postgres() -> Callable[[], None]:
+    """preexec_fn: drop to the `postgres` user when root (the server refuses to run as
+    root), then die with the parent (set after setuid, which clears it)."""
+    user = pwd.getpwnam("postgres") if os.geteuid() == 0 else None
+
+    def preexec() -> None:
+        if user is not None:
+            os.setgroups([])
+            os.setgid(user.pw_gid)
+            os.setuid(user.pw_uid)
+        die_with_parent()
+
+    return preexec
+
+
+def start_postgres(data_dir: str, port: int | None = None) -> tuple[subprocess.Popen, str]:
+    """A private PostgreSQL server for one run: initdb in data_dir/postgres (trust, loopback
+    only, fsync off), its database `lab`; returns (postmaster, DATABASE_URL). Stop it with
+    SIGINT (a fast shutdown: it does not wait for clients)."""
+    bindir = postgres_bindir()
+    if bindir is None:
+        raise RuntimeError("PostgreSQL is not installed: apt-get install postgresql")
+    pgdata = Path(data_dir) / "postgres"
+    pgdata.mkdir(mode=0o700)
+    if os.geteuid() == 0:
+        user = pwd.getpwnam("postgres")
+        os.chown(pgdata, user.pw_uid, user.pw_gid)
+    log = Path(data_dir) / "postgres.log"
+    init = subprocess.run([str(bindir / "initdb"), "-D", str(pgdata), "-U", "lab", "--auth=trust", "-E", "UTF8",
+                           "--locale=C.UTF-8", "--no-sync"], capture_output=True, text=True, preexec_fn=_as_postgres())
+    if init.returncode:
+        raise RuntimeError(f"initdb failed: {init.stderr.strip()[-2000:]}")
+    port = port or free_port()
+    proc = subprocess.Popen(
+        [str(bindir / "postgres"), "-D", str(pgdata), "-p", str(port), "-k", str(pgdata),
+         "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "synchronous_commit=off",
+         "-c", "full_page_writes=off", "-c", "max_connections=200"],
+        stdout=log.open("ab"), stderr=subprocess.STDOUT, preexec_fn=_as_postgres(),
+    )
+
+    def ready() -> bool:
+        if proc.poll() is not None:
+            raise RuntimeError(f"postgres exited: {log.read_text()[-2000:]}")
+        return subprocess.run([str(bindir / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(port)]).returncode == 0
+
+    wait_for(ready, timeout=60, what="postgres", interval=0.1)
+    subprocess.run([str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "lab", "lab"], check=True,
+                   capture_output=True)
+    return proc, f"postgresql://lab@127.0.0.1:{port}/lab"

@@ -27,8 +27,8 @@ class Command(BaseCommand):
         validate.add_argument("paths", nargs="+", type=Path, help="a lab directory, or a directory of labs")
         validate.add_argument("--images", action="store_true", help="also check each lab's image is in the image store")
         test = subcommands.add_parser("test", help="Run labs in fresh sandboxes: check fails, solution, check passes.")
-        test.add_argument("slugs_or_paths", nargs="*", help="lab directories or slugs of labs under labs/builtin")
-        test.add_argument("--all", action="store_true", help="every built-in lab")
+        test.add_argument("slugs_or_paths", nargs="*", help="lab directories, or slugs of this site's labs (uploaded or built-in)")
+        test.add_argument("--all", action="store_true", help="every built-in lab and every uploaded one")
         imp = subcommands.add_parser("import", help="Load labs into the site (idempotent; progress follows step ids).")
         imp.add_argument("paths", nargs="+", type=Path, help="a lab directory, or a directory of labs")
 
@@ -59,16 +59,15 @@ class Command(BaseCommand):
 
     def handle_test(self, *, slugs_or_paths: list[str], all: bool, **options) -> None:
         """Prove every step of the labs in real sandboxes; exit 1 on any failure."""
-        from labs.labtest import private_relay, test_lab
+        from labs.labtest import LabTestError, lab_dirs, labtest_host, test_lab
         from sandbox.config import host_config
 
-        builtin = Path(settings.BASE_DIR) / "labs" / "builtin"
-        if all:
-            paths = [builtin]
-        elif slugs_or_paths:
-            paths = [Path(p) if Path(p).exists() else builtin / p for p in slugs_or_paths]
-        else:
+        if not all and not slugs_or_paths:
             raise CommandError("name labs (slugs or paths) or pass --all")
+        try:
+            paths = lab_dirs(slugs_or_paths, every=all, builtin=Path(settings.BASE_DIR) / "labs" / "builtin")
+        except LabTestError as exc:
+            raise CommandError(str(exc)) from None
         specs, errors = validate_labs(paths)
         for error in errors:
             self.stderr.write(str(error), style_func=lambda text: text)
@@ -81,9 +80,12 @@ class Command(BaseCommand):
             mark = self.style.SUCCESS("PASS") if o.ok else self.style.ERROR("FAIL")
             self.stdout.write(f"{mark}  {o.lab:<24} {o.step:<28} {o.seconds:6.2f}s  {o.detail}")
 
-        with private_relay(host_config()) as cfg:
-            for spec in specs:
-                test_lab(spec, cfg, say=say)
+        try:
+            with labtest_host(host_config(), say=self.stdout.write) as cfg:
+                for spec in specs:
+                    test_lab(spec, cfg, say=say)
+        except (LabTestError, RuntimeError) as exc:
+            raise CommandError(str(exc)) from None
         failed = [r for r in rows if not r.ok]
         self.stdout.write(f"{len(rows) - len(failed)} passed, {len(failed)} failed")
         if failed:

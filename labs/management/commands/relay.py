@@ -12,16 +12,32 @@ import asyncio
 import logging
 import os
 import signal
+import time
 
 from django.core.management.base import BaseCommand
 
 from labs.tasks import host_reconcile, host_resume
 from labsite.celery import app
+from sandbox.cgroups import cgroup_parent_remove
 from sandbox.config import host_config
 from sandbox.relay.holder import HolderClient
 from sandbox.relay.server import Relay
+from sandbox.relay.spawn import become_subreaper
 
 log = logging.getLogger("labs.relay")
+
+
+def _reap_children(*, timeout: float) -> None:
+    """Wait for the container inits `runc delete` just killed: this relay is their
+    subreaper, and its event loop (which reaped them) has ended."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return  # no children left
+        if pid == 0:
+            time.sleep(0.02)  # some still dying
 
 
 class Command(BaseCommand):
@@ -48,13 +64,21 @@ class Command(BaseCommand):
             app.send_task("labs.tasks.sandbox_exited", args=[sid], queue=cfg.queue)
 
         relay = Relay(cfg, on_exit=on_exit, holder=holder)
+        become_subreaper()  # container inits are reparented here when `runc run -d` exits, and reaped
         asyncio.run(self._serve(relay, {sid: held[sid] for sid in adopt}))
-        if relay.draining:
-            host_reconcile(host=cfg.host, keep=set(), shutdown=True)
-            try:
-                cfg.runc_root.rmdir()  # empty now: leave nothing of this host in /run
-            except OSError:
-                pass
+        if not relay.draining:
+            return  # a restart or an upgrade: the sandboxes wait for the next relay
+        # Draining is under way: a second signal must not cut the clean-up short.
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1):
+            signal.signal(sig, signal.SIG_IGN)
+        host_reconcile(host=cfg.host, keep=set(), shutdown=True)
+        _reap_children(timeout=5)
+        for path in cgroup_parent_remove(cfg.cgroup_parent):  # runc never removes the parent
+            log.warning("cgroup %s still has processes; not removed", path)
+        try:
+            cfg.runc_root.rmdir()  # empty now: leave nothing of this host in /run
+        except OSError:
+            pass
 
     async def _serve(self, relay: Relay, adopt: dict[str, int]) -> None:
         loop = asyncio.get_running_loop()
