@@ -181,16 +181,13 @@ class Lab:
 
     # ---- preparing ---------------------------------------------------------------
     def prepare(self) -> None:
-        """Database, default image, built-in labs, the admin account."""
+        """Database, default image, built-in labs, the admin account (`manage.py prepare`)."""
         say("database, default image, built-in labs")
-        manage = [sys.executable, str(ROOT / "manage.py")]
-        for step in (["migrate", "--noinput", "-v", "0"], ["image", "build", "images/base.yaml"],
-                     ["labs", "import", "labs/builtin"], ["bootstrap"]):
-            code = subprocess.run(manage + step, cwd=ROOT, env=self.env).returncode
-            if self.stopping:
-                raise KeyboardInterrupt
-            if code != 0:
-                raise Failed(f"`manage.py {' '.join(step)}` failed (its output is above)")
+        code = subprocess.run([sys.executable, str(ROOT / "manage.py"), "prepare"], cwd=ROOT, env=self.env).returncode
+        if self.stopping:
+            raise KeyboardInterrupt
+        if code != 0:
+            raise Failed("`manage.py prepare` failed (its output is above)")
 
     # ---- running -----------------------------------------------------------------
     def start_parts(self) -> None:
