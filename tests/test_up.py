@@ -105,14 +105,8 @@ def test_up_says_ready_restarts_a_killed_worker_and_stops_everything_on_ctrl_c(t
 
     from tests.support import wait_for
 
-    redis_port, web_port = free_port(), free_port()
     host = f"uptest{os.getpid()}r"
-    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL", "LAB_TEST_KEEP_ENV")}
-    env.update(LAB_DATA_DIR=str(tmp_path / "var"), LAB_HOST_NAME=host, LAB_PORT=str(web_port),
-               LAB_REDIS_PORT=str(redis_port), LAB_WORKER_CONCURRENCY="1", DJANGO_SETTINGS_MODULE="labsite.settings.dev")
-    out = (tmp_path / "up.out").open("w+")
-    up = subprocess.Popen([sys.executable, "-m", "labsite.up"], cwd=ROOT, env=env, stdout=out,
-                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    up, web_port, redis_port = _start_up(tmp_path, host)
     try:
         wait_for(lambda: "ready: http://127.0.0.1:%d/" % web_port in (tmp_path / "up.out").read_text()
                  or up.poll() is not None, timeout=240, what="./lab up to say ready", interval=0.5)
@@ -138,6 +132,17 @@ def test_up_says_ready_restarts_a_killed_worker_and_stops_everything_on_ctrl_c(t
     assert left == [], left
 
 
+def _start_up(tmp_path: Path, host: str) -> tuple[subprocess.Popen, int, int]:
+    """`./lab up` (its Python part) on free ports, its output in tmp_path/up.out."""
+    redis_port, web_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL", "LAB_TEST_KEEP_ENV")}
+    env.update(LAB_DATA_DIR=str(tmp_path / "var"), LAB_HOST_NAME=host, LAB_PORT=str(web_port),
+               LAB_REDIS_PORT=str(redis_port), LAB_WORKER_CONCURRENCY="1", DJANGO_SETTINGS_MODULE="labsite.settings.dev")
+    up = subprocess.Popen([sys.executable, "-m", "labsite.up"], cwd=ROOT, env=env, stdout=(tmp_path / "up.out").open("w"),
+                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    return up, web_port, redis_port
+
+
 def _environ_has(proc: Path, needle: str) -> bool:
     try:
         return needle.encode() in (proc / "environ").read_bytes().split(b"\0")
@@ -152,14 +157,9 @@ def test_nothing_outlives_a_killed_lab_up(tmp_path):
 
     from tests.support import wait_for
 
-    redis_port, web_port = free_port(), free_port()
     host = f"uptest{os.getpid()}k"
-    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL", "LAB_TEST_KEEP_ENV")}
-    env.update(LAB_DATA_DIR=str(tmp_path / "var"), LAB_HOST_NAME=host, LAB_PORT=str(web_port),
-               LAB_REDIS_PORT=str(redis_port), LAB_WORKER_CONCURRENCY="1", DJANGO_SETTINGS_MODULE="labsite.settings.dev")
+    up, web_port, redis_port = _start_up(tmp_path, host)
     out = tmp_path / "up.out"
-    up = subprocess.Popen([sys.executable, "-m", "labsite.up"], cwd=ROOT, env=env, stdout=out.open("w"),
-                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     try:
         wait_for(lambda: "ready:" in out.read_text() or up.poll() is not None, timeout=240,
                  what="./lab up to say ready", interval=0.5)
