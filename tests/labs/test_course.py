@@ -180,3 +180,68 @@ def test_container_essentials_are_taught():
         assert word in text, word
     bootfs = all_text(lab("bootfs-rootfs"))
     assert "bootloader" in bootfs and "uname -r" in bootfs and "vmlinuz" in bootfs
+
+
+def _course_text() -> str:
+    return "\n".join(all_text(lab(slug)) for slug in PRESENT)
+
+
+def test_bootfs_is_not_unmounted_and_is_a_metaphor():
+    # The initramfs is freed; /boot usually stays mounted. "bootfs" is Docker's word, not the kernel's.
+    for slug in PRESENT:
+        text = all_text(lab(slug))
+        assert not re.search(r"bootfs[^.。\n]*(is unmounted|被卸载|会被卸载|就被卸载)", text), slug
+    bootfs = all_text(lab("bootfs-rootfs"))
+    assert "metaphor" in bootfs and "比喻" in bootfs and "not a kernel term" in bootfs and "不是内核术语" in bootfs
+    quiz = {s.id: s for s in lab("bootfs-rootfs").steps}["bootfs"].quiz
+    right = [c for c in quiz.choices if c.correct]
+    assert len(right) == 1 and "unmounted" not in right[0].text.en and "卸载" not in right[0].text.zh_hans
+    assert "/boot usually stays mounted" in right[0].text.en
+
+
+def test_the_standard_terms_are_named_and_explained():
+    text = _course_text()
+    for term in ("写时复制", "copy-on-write", "联合文件系统", "union file system", "AUFS", "overlay2"):
+        assert term in text, term
+
+
+def test_layer_directories_are_not_claimed_to_be_named_as_docker_names_them():
+    first = all_text(lab("first-container"))
+    assert "as in Docker's `/var/lib/docker/overlay2/`" not in first and "和 Docker 的 `/var/lib/docker/overlay2/` 一样" not in first
+    assert "cache-id" in first
+    shared = {c.id: c for c in {s.id: s for s in lab("first-container").steps}["image-layers"].quiz.choices}["shared"]
+    assert "chain_id" in shared.text.en and "digest" in shared.text.en and "chain_id" in shared.text.zh_hans
+    chain = all_text(lab("image-layers"))
+    assert "**this platform's** image store names its layer directories" in chain and "**这个平台的**镜像存储" in chain
+    assert "all of overlayfs's mount options must fit in one page" not in chain
+    assert "镜像仓库" not in chain and "镜像存储" in chain
+    assert "下一个实验 build-an-image" not in chain
+
+
+def test_kernel_facts_are_attributed_and_versioned():
+    hands_on, advanced = all_text(lab("overlayfs-hands-on")), all_text(lab("overlay-advanced"))
+    assert "at least two lowerdirs are needed" not in hands_on and "至少要两个 lowerdir" not in hands_on
+    assert "at least 2 lowerdir are needed while upperdir nonexistent" in hands_on
+    for text in (hands_on, advanced):
+        assert "6.7" in text and "EPERM" in text and "params.c" in text
+        assert "ovl_can_decode_fh()" in text and "CAP_DAC_READ_SEARCH" in text
+    assert "features that need `trusted.*` are out of reach" not in hands_on
+    container = all_text(lab("container-layer"))
+    assert "reflink" in container and "btrfs" in container
+
+
+def test_image_building_facts():
+    build = all_text(lab("build-an-image"))
+    assert "refused by most" not in build and "大多数运行时拒绝" not in build
+    assert "block and character devices" in build and "layer.md" in build
+    assert "trusted.overlay.redirect" in build and "metacopy" in build and "naive diff" in build
+    assert "Docker 25" in build and "blobs/sha256" in build
+    chroot = all_text(lab("what-is-a-container"))
+    assert "with CAP_SYS_CHROOT can leave" not in chroot and "no capability at all" in chroot
+    assert "不需要任何能力" in chroot
+
+
+def test_chinese_wording():
+    text = _course_text()
+    for odd in ("把上层发出去", "污染\"成一份份拷贝", "发出去"):
+        assert odd not in text, odd
