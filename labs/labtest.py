@@ -1,8 +1,11 @@
 """`labs test`: prove every step of a lab in a fresh sandbox.
 
 For each lab: a new sandbox, the lab's setup, then for every step with a check:
-step setup → check must FAIL → solution → check must PASS. The sandbox is the real
-one trainees get (same image, limits, runc profile), run by a private relay.
+step setup → check must FAIL → solution → check must PASS. Then every wrong answer a
+step lists (`wrong:`) runs in a fresh sandbox brought to that step (lab setup, each
+earlier step's setup and solution, this step's setup), and the check must still FAIL.
+The sandbox is the real one trainees get (same image, limits, runc profile), run by a
+private relay.
 """
 from __future__ import annotations
 
@@ -60,8 +63,70 @@ def private_relay(cfg: HostConfig) -> Iterator[HostConfig]:
         proc.wait(30)
 
 
+@contextmanager
+def fresh_sandbox(cfg: HostConfig, spec: LabSpec) -> Iterator[str]:
+    """A new sandbox for this lab (its image and limits); stopped afterwards whatever happens."""
+    sid = secrets.token_hex(8)
+    sandbox_start(cfg, SandboxRequest(sid=sid, image=spec.image, hostname=f"lab-{sid[:8]}",
+                                      limits=Limits.from_lab(asdict(spec.limits))))
+    try:
+        yield sid
+    finally:
+        sandbox_stop(cfg, sid)
+
+
 def test_lab(spec: LabSpec, cfg: HostConfig, *, say: Callable[[StepOutcome], None] = lambda o: None) -> list[StepOutcome]:
-    """Run one lab's steps in a fresh sandbox; one outcome per step."""
+    """Run one lab's steps in a fresh sandbox, then each wrong answer in its own; one outcome per row."""
+    outcomes = _test_steps(spec, cfg, say=say)
+    if any(not o.ok for o in outcomes if o.step in ("(start)", "(setup)")):
+        return outcomes
+    for index, step in enumerate(spec.steps):
+        for number, wrong in enumerate(step.wrong, start=1):
+            t0 = time.monotonic()
+            try:
+                outcome = _refute_wrong(cfg, spec, index, number, wrong, t0)
+            except Exception as exc:  # a fixture that hangs, a step that cannot be replayed: a failed row
+                outcome = StepOutcome(spec.slug, f"{step.id} ✗{number}", False, str(exc), time.monotonic() - t0)
+            outcomes.append(outcome)
+            say(outcome)
+    return outcomes
+
+
+def _last_line(text: str) -> str:
+    lines = text.strip().splitlines()
+    return lines[-1][:120] if lines else ""
+
+
+def _run_ok(cfg: HostConfig, sid: str, script: str | None, what: str, *, timeout: float = 120) -> None:
+    if not script:
+        return
+    res = sandbox_exec(cfg, sid, script, timeout=timeout)
+    if res.exit_code != 0:
+        raise RuntimeError(f"{what} exited {res.exit_code}: {res.output.strip()[-300:]}")
+
+
+def _refute_wrong(cfg: HostConfig, spec: LabSpec, index: int, number: int, wrong, t0: float) -> StepOutcome:
+    """A fresh sandbox at step `index` (earlier steps solved), the wrong answer, the check must FAIL."""
+    step = spec.steps[index]
+    name = f"{step.id} ✗{number}"
+    with fresh_sandbox(cfg, spec) as sid:
+        _run_ok(cfg, sid, spec.setup, "lab setup", timeout=60)
+        for earlier in spec.steps[:index]:
+            _run_ok(cfg, sid, earlier.setup, f"step {earlier.id} setup", timeout=60)
+            if earlier.check:
+                _run_ok(cfg, sid, earlier.solution, f"step {earlier.id} solution")
+        _run_ok(cfg, sid, step.setup, "step setup", timeout=60)
+        sandbox_exec(cfg, sid, wrong.script, timeout=120)  # a wrong answer may well fail: only the check counts
+        res = sandbox_exec(cfg, sid, step.check, timeout=float(step.check_timeout))
+    seconds = time.monotonic() - t0
+    if res.exit_code == 0:
+        return StepOutcome(spec.slug, name, False,
+                           f"the check PASSED a wrong answer ({wrong.why.get('en')}): {_last_line(res.output)}", seconds)
+    return StepOutcome(spec.slug, name, True, f"refused: {_last_line(res.output) or wrong.why.get('en')}", seconds)
+
+
+def _test_steps(spec: LabSpec, cfg: HostConfig, *, say: Callable[[StepOutcome], None]) -> list[StepOutcome]:
+    """Run one lab's steps in one fresh sandbox: check fails, solution, check passes."""
     outcomes: list[StepOutcome] = []
 
     def record(step: str, ok: bool, detail: str, t0: float) -> None:

@@ -198,6 +198,7 @@ def lab_import(*, spec, position: int = 0) -> tuple[Lab, bool]:
                     "check": step.check, "setup": step.setup, "solution": step.solution,
                     "hints": [_text(h.text) for h in step.hints], "auto_check": step.auto_check,
                     "quiz": quiz, "check_timeout": step.check_timeout,
+                    "wrong": [{"script": w.script, "why": _text(w.why)} for w in step.wrong],
                 },
             })
         lab.steps.exclude(key__in=keys).update(retired=True, position=len(keys) + 1000)

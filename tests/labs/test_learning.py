@@ -451,3 +451,19 @@ def test_reset_does_not_replay_old_keystrokes_into_the_fresh_shell(worker, web, 
         wait_for(lambda: term.poll() or re.search(rb"\r\n(still-2|gone-4)\r\n", term.out[seen:]), timeout=10,
                  what="the answer")
         assert b"\r\ngone-4\r\n" in term.out[seen:]
+
+
+def test_an_uploaded_lab_keeps_its_wrong_answers_and_a_bad_one_is_reported(staff_client):
+    from labs.models import Lab
+
+    files = lab_files()
+    good = files["learning/lab.yaml"].replace(b"    auto_check: true\n", (
+        "    auto_check: true\n    wrong:\n      - script: mkdir /root/auto.d\n"
+        "        why: {zh-hans: 名字不对。, en: The wrong name.}\n").encode())
+    assert good != files["learning/lab.yaml"]
+    assert upload(staff_client, "lab.tar.gz", tar_gz({**files, "learning/lab.yaml": good})).status_code == 302
+    step = Lab.objects.get(slug="learning").steps.get(key="auto-file")
+    assert step.data["wrong"] == [{"script": "mkdir /root/auto.d", "why": {"zh-hans": "名字不对。", "en": "The wrong name."}}]
+    bad = good.replace(b"        why: {zh-hans", b"        wy: {zh-hans")
+    resp = upload(staff_client, "lab.tar.gz", tar_gz({**files, "learning/lab.yaml": bad}))
+    assert resp.status_code == 400 and "unknown key &#x27;wy&#x27; (did you mean &#x27;why&#x27;?)" in resp.content.decode()
