@@ -245,3 +245,32 @@ def test_chinese_wording():
     text = _course_text()
     for odd in ("把上层发出去", "污染\"成一份份拷贝", "发出去"):
         assert odd not in text, odd
+
+
+@pytest.mark.parametrize("slug", PRESENT)
+def test_every_hands_on_step_lists_wrong_answers_with_a_bilingual_reason(slug):
+    for step in lab(slug).steps:
+        if not step.check:
+            assert not step.wrong
+            continue
+        assert step.wrong, f"{slug}/{step.id}: no wrong answers for labs test to refuse"
+        for wrong in step.wrong:
+            assert CJK.search(wrong.why.zh_hans) and wrong.why.en and not CJK.search(wrong.why.en), f"{slug}/{step.id}"
+            assert wrong.script.strip() and wrong.script != step.solution
+
+
+def test_checks_found_too_lenient_or_too_strict_by_the_review_are_fixed():
+    steps = {(slug, s.id): s for slug in PRESENT for s in lab(slug).steps}
+    # No tautology: uname -r is never compared with osrelease.
+    assert "uname -r" not in steps[("bootfs-rootfs", "host-kernel")].check
+    # Not only cgroup v1.
+    assert "memory.max" in steps[("what-is-a-container", "cgroup-limit")].check
+    # Contents, not only tar entry names.
+    for key in [("image-layers", "compute-diff-id"), ("build-an-image", "reproducible-tar"), ("challenge", "ship-the-upper")]:
+        assert "tar -xOf" in steps[key].check, key
+    # Explicit whiteouts are a valid OCI way to replace a directory.
+    assert "data/.wh.a" in steps[("challenge", "ship-the-upper")].check
+    # The build stack: what the lowerdirs lead to, and userxattr.
+    stack = steps[("build-an-image", "stack-the-image")].check
+    assert "stat -L" in stack and "userxattr" in stack
+    assert "sort" in steps[("overlayfs-hands-on", "who-wins")].check
