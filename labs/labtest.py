@@ -117,7 +117,7 @@ def _refute_wrong(cfg: HostConfig, spec: LabSpec, index: int, number: int, wrong
                 _run_ok(cfg, sid, earlier.solution, f"step {earlier.id} solution")
         _run_ok(cfg, sid, step.setup, "step setup", timeout=60)
         sandbox_exec(cfg, sid, wrong.script, timeout=120)  # a wrong answer may well fail: only the check counts
-        res = sandbox_exec(cfg, sid, step.check, timeout=float(step.check_timeout))
+        res = sandbox_exec(cfg, sid, step.check, timeout=float(step.check_timeout), lang="en")
     seconds = time.monotonic() - t0
     if res.exit_code == 0:
         return StepOutcome(spec.slug, name, False,
@@ -171,13 +171,14 @@ def _prove_step(cfg: HostConfig, sid: str, step, lab: str, t0: float) -> StepOut
         res = sandbox_exec(cfg, sid, step.setup, timeout=60)
         if res.exit_code != 0:
             return row(False, f"step setup exited {res.exit_code}: {res.output.strip()[-300:]}")
-    before = sandbox_exec(cfg, sid, step.check, timeout=timeout)
+    # The trainee's language is in LAB_LANG: prove the check in both.
+    before = sandbox_exec(cfg, sid, step.check, timeout=timeout, lang="zh-hans")
     if before.exit_code == 0:
         return row(False, f"check passed BEFORE the solution: {before.output.strip()[-300:]}")
     sol = sandbox_exec(cfg, sid, step.solution or "", timeout=120)
     if sol.exit_code != 0:
         return row(False, f"solution exited {sol.exit_code}: {sol.output.strip()[-300:]}")
-    after = sandbox_exec(cfg, sid, step.check, timeout=timeout)
+    after = sandbox_exec(cfg, sid, step.check, timeout=timeout, lang="en")
     if after.exit_code != 0:
         return row(False, f"check failed AFTER the solution: {after.output.strip()[-300:]}")
     return row(True, after.output.strip().splitlines()[-1][:120] if after.output.strip() else "passed")

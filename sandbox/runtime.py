@@ -157,7 +157,7 @@ _EXEC_WRAPPER = (
 )
 
 
-def runc_exec(cfg: HostConfig, sid: str, script: str, *, timeout: float) -> ExecResult:
+def runc_exec(cfg: HostConfig, sid: str, script: str, *, timeout: float, env: dict[str, str] | None = None) -> ExecResult:
     """Run a shell script inside the sandbox (no terminal) and return code and output.
 
     Past its timeout the script is killed inside the sandbox (busybox timeout) and
@@ -165,7 +165,8 @@ def runc_exec(cfg: HostConfig, sid: str, script: str, *, timeout: float) -> Exec
     shell exits.
     """
     wrapper = _EXEC_WRAPPER.format(timeout=max(1, int(timeout)))
-    argv = _runc(cfg, "exec", "--env", "TERM=dumb", "--cwd", "/root", sid, "/bin/sh", "-c", wrapper, script)
+    extra = [arg for key, value in (env or {}).items() for arg in ("--env", f"{key}={value}")]
+    argv = _runc(cfg, "exec", "--env", "TERM=dumb", *extra, "--cwd", "/root", sid, "/bin/sh", "-c", wrapper, script)
     started = time.monotonic()
     try:
         proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout + 5)

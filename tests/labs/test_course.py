@@ -7,6 +7,7 @@ overlayfs / OCI facts an engineer would look for.
 from __future__ import annotations
 
 import re
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
@@ -104,8 +105,16 @@ def test_hands_on_steps_have_hints_solution_and_bilingual_messages(slug):
         assert step.hints, f"{where}: no hints"
         for hint in step.hints:
             assert hint.text.zh_hans and hint.text.en, where
-        assert CJK.search(step.check), f"{where}: the check prints no Chinese"
-        assert re.search(r"echo \"[A-Z]", step.check), f"{where}: the check prints no English sentence"
+        # One language at a time: `say "中文" "English"` prints the trainee's (LAB_LANG).
+        says = [shlex.split(line.strip()[4:].rstrip(";").removesuffix(";;")) for line in step.check.splitlines()
+                if line.strip().startswith("say ")]
+        assert says, f"{where}: the check never uses say"
+        for words in says:
+            assert len(words) == 2, f"{where}: say takes two words, Chinese then English: {words}"
+            assert CJK.search(words[0]) and not CJK.search(words[1]) and re.search(r"[A-Za-z]{3}", words[1]), f"{where}: {words}"
+        assert not [line for line in step.check.splitlines()
+                    if not line.strip().startswith("say ") and "echo" in line and CJK.search(line)], \
+            f"{where}: a check prints Chinese with echo (both languages at once); use say"
         assert "exit 1" in step.check, f"{where}: the check never fails"
 
 

@@ -502,15 +502,20 @@ def busybox_root(tmp_path: Path) -> Path:
     (root / "var/lib/lab").mkdir(parents=True)
     (root / "var/lib/lab/image.json").write_text(json.dumps({"Id": "sha256:" + "f" * 64, "RootFS": {"Layers": layers}}, indent=2))
     (root / "root").mkdir()
+    (root / "proc").mkdir()
     (root / "dev").mkdir()
     os.mknod(root / "dev" / "null", 0o666 | stat.S_IFCHR, os.makedev(1, 3))
     return root
 
 
 def in_sandbox(root: Path, script: str) -> subprocess.CompletedProcess:
-    # A private UTS namespace: the lab's scripts may set a hostname, never the host's.
-    return subprocess.run(["unshare", "--uts", "chroot", str(root), "/bin/sh", "-c", script],
-                          capture_output=True, text=True, timeout=30)
+    # A private UTS namespace: the lab's scripts may set a hostname, never the host's; a /proc
+    # of its own (a PID namespace) for the checks that read /proc/self/ns.
+    from sandbox.checklang import with_lang
+
+    script, env = with_lang(script, "en")
+    return subprocess.run(["unshare", "--uts", "--pid", "--fork", f"--mount-proc={root}/proc", "chroot", str(root), "/bin/sh", "-c", script],
+                          capture_output=True, text=True, timeout=30, env={**os.environ, **env})
 
 
 def test_builtin_lab_checks_fail_before_and_pass_after_their_solution(tmp_path):
