@@ -66,8 +66,9 @@ class Limits:
 def sandbox_spec(
     *, sid: str, rootfs: Path, views: Path, hostname: str, uid: int, id_count: int,
     cgroup_parent: str, limits: Limits, args: list[str] | None = None, terminal: bool = True,
+    volumes: list[tuple[str, Path]] | None = None,
 ) -> dict:
-    """The OCI runtime config for one sandbox."""
+    """The OCI runtime config for one sandbox; `volumes` are (destination, host directory) binds."""
     if limits.network:
         # Without its own network namespace a sandbox shares the host's: Redis, the
         # web server and every host port on 127.0.0.1. This host has no egress
@@ -107,6 +108,8 @@ def sandbox_spec(
             {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]},
             {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]},
             {"destination": "/var/lib/lab", "type": "bind", "source": str(views), "options": ["rbind", "ro", "nosuid", "nodev"]},
+            *({"destination": dest, "type": "bind", "source": str(src), "options": ["rbind", "nosuid", "nodev"]}
+              for dest, src in volumes or ()),
         ],
         "linux": {
             "uidMappings": [{"containerID": 0, "hostID": uid, "size": id_count}],

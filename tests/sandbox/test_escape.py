@@ -88,7 +88,7 @@ def test_another_sandboxs_files_are_out_of_reach(escape_sandbox_factory):
     victim, attacker = escape_sandbox_factory(), escape_sandbox_factory()
     secret = secrets.token_hex(16)
     assert victim.sh(f"echo {secret} > /root/secret; echo {secret} > /tmp/secret; sleep 300 &").exit_code == 0
-    own_upper = f"{victim.layout.upper}/root/secret"
+    own_upper = f"{victim.layout.upper}/root/secret {victim.layout.home}/secret {victim.layout.tmp}/secret"
     script = (
         f"cat {own_upper} /proc/*/root/root/secret /proc/*/root/tmp/secret 2>/dev/null;"
         f"cat /var/lib/lab/container/upper/root/secret 2>/dev/null;"
