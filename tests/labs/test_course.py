@@ -283,3 +283,13 @@ def test_checks_found_too_lenient_or_too_strict_by_the_review_are_fixed():
     stack = steps[("build-an-image", "stack-the-image")].check
     assert "stat -L" in stack and "userxattr" in stack
     assert "sort" in steps[("overlayfs-hands-on", "who-wins")].check
+
+
+def test_the_container_layer_lab_teaches_that_home_and_tmp_are_volumes():
+    steps = {s.id: s for s in lab("container-layer").steps}
+    volumes = steps["volumes"]
+    for word in ("volume", "卷", "Invalid argument", "Docker-in-Docker", "/var/lib/docker", "docker run -v"):
+        assert word in volumes.text.en + volumes.text.zh_hans, word
+    assert "/srv/ovl" in volumes.solution and "794c7630" in volumes.check  # EINVAL shown on the overlay root
+    # The hands-on lab no longer needs a tmpfs: ~ is not an overlay.
+    assert "mount -t tmpfs" not in {s.id: s for s in lab("overlayfs-hands-on").steps}["prepare"].solution
