@@ -77,7 +77,7 @@ def test_hints_follow_the_trainees_language_with_fallback(first_container, make_
     client.force_login(make_user())
     client.cookies["django_language"] = "zh-hans"
     zh = post(client, "/api/labs/first-container/steps/writable-layer/hint").json()
-    assert zh["text"] == "`echo 'hello overlay' > /root/hello.txt`"
+    assert zh["text"] == "`mkdir -p /opt && echo 'hello overlay' > /opt/hello.txt`"
     client.cookies["django_language"] = "en"
     assert post(client, "/api/labs/first-container/steps/image-layers/hint").json()["text"].startswith("`cat /var/lib/lab")
 
@@ -86,7 +86,7 @@ def test_the_solution_is_a_shell_script_given_on_request_and_logged(first_contai
     user = make_user()
     client.force_login(user)
     resp = post(client, "/api/labs/first-container/steps/writable-layer/solution")
-    assert resp.json() == {"solution": "echo 'hello overlay' > /root/hello.txt\n"}
+    assert resp.json() == {"solution": "mkdir -p /opt\necho 'hello overlay' > /opt/hello.txt\n"}
     assert step_progress(user, "writable-layer").solution_used is True
     assert post(client, "/api/labs/first-container/steps/nope/solution").status_code == 404
 
