@@ -29,6 +29,7 @@ COURSE = [
     "overlayfs-hands-on",
     "overlay-advanced",
     "build-an-image",
+    "run-your-image",
     "challenge",
 ]
 PRESENT = [slug for slug in COURSE if (BUILTIN / slug / "lab.yaml").exists()]
@@ -293,3 +294,14 @@ def test_the_container_layer_lab_teaches_that_home_and_tmp_are_volumes():
     assert "/srv/ovl" in volumes.solution and "794c7630" in volumes.check  # EINVAL shown on the overlay root
     # The hands-on lab no longer needs a tmpfs: ~ is not an overlay.
     assert "mount -t tmpfs" not in {s.id: s for s in lab("overlayfs-hands-on").steps}["prepare"].solution
+
+
+def test_run_your_image_joins_the_two_halves():
+    spec = lab("run-your-image")
+    text = all_text(spec)
+    for word in ("pivot_root . .", "umount -l .", "maskedPaths", "env -i", "WorkingDir", "Cmd", "Env", "rubber-docker"):
+        assert word in text, word
+    run = {s.id: s for s in spec.steps}["run"]
+    # Checked on the running process: its root's lowerdirs, pivot not chroot, masks, Cmd, Env, cwd.
+    for probe in ("mountinfo", "root/..", "environ", "cmdline", "cwd", "kcore"):
+        assert probe in run.check, probe
