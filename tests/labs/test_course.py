@@ -30,6 +30,7 @@ COURSE = [
     "overlay-advanced",
     "build-an-image",
     "run-your-image",
+    "image-forensics",
     "challenge",
 ]
 PRESENT = [slug for slug in COURSE if (BUILTIN / slug / "lab.yaml").exists()]
@@ -305,3 +306,13 @@ def test_run_your_image_joins_the_two_halves():
     # Checked on the running process: its root's lowerdirs, pivot not chroot, masks, Cmd, Env, cwd.
     for probe in ("mountinfo", "root/..", "environ", "cmdline", "cwd", "kcore"):
         assert probe in run.check, probe
+
+
+def test_image_forensics_finds_and_removes_the_shipped_bytes():
+    spec = lab("image-forensics")
+    steps = {s.id: s for s in spec.steps}
+    assert ".wh.config.env" in spec.setup and "tok_live" in spec.setup
+    fix = steps["fix-the-image"].check
+    assert "tar -xOf" in fix and "diff_ids" in fix and "tr '\\0' '\\n'" in fix  # busybox grep stops at NUL
+    assert any("another whiteout" in w.why.en for w in steps["fix-the-image"].wrong)
+    assert "rotate" in {c.id for c in steps["after-a-leak"].quiz.choices if c.correct}
