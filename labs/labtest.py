@@ -13,7 +13,9 @@ import os
 import secrets
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -27,6 +29,8 @@ from sandbox.runtime import Limits
 from sandbox.service import SandboxRequest, sandbox_exec, sandbox_start, sandbox_stop
 
 ROOT = Path(__file__).resolve().parent.parent
+WRONG_ANSWER_WORKERS = int(os.environ.get("LAB_TEST_WORKERS", "3"))
+_LIFECYCLE = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -67,12 +71,16 @@ def private_relay(cfg: HostConfig) -> Iterator[HostConfig]:
 def fresh_sandbox(cfg: HostConfig, spec: LabSpec) -> Iterator[str]:
     """A new sandbox for this lab (its image and limits); stopped afterwards whatever happens."""
     sid = secrets.token_hex(8)
-    sandbox_start(cfg, SandboxRequest(sid=sid, image=spec.image, hostname=f"lab-{sid[:8]}",
-                                      limits=Limits.from_lab(asdict(spec.limits))))
+    # Starts and stops one at a time: `runc list` (in sandbox_start) trips over a container
+    # that another thread is creating or deleting. The scripts run side by side.
+    with _LIFECYCLE:
+        sandbox_start(cfg, SandboxRequest(sid=sid, image=spec.image, hostname=f"lab-{sid[:8]}",
+                                          limits=Limits.from_lab(asdict(spec.limits))))
     try:
         yield sid
     finally:
-        sandbox_stop(cfg, sid)
+        with _LIFECYCLE:
+            sandbox_stop(cfg, sid)
 
 
 def test_lab(spec: LabSpec, cfg: HostConfig, *, say: Callable[[StepOutcome], None] = lambda o: None) -> list[StepOutcome]:
@@ -80,16 +88,21 @@ def test_lab(spec: LabSpec, cfg: HostConfig, *, say: Callable[[StepOutcome], Non
     outcomes = _test_steps(spec, cfg, say=say)
     if any(not o.ok for o in outcomes if o.step in ("(start)", "(setup)")):
         return outcomes
-    for index, step in enumerate(spec.steps):
-        for number, wrong in enumerate(step.wrong, start=1):
-            t0 = time.monotonic()
-            try:
-                outcome = _refute_wrong(cfg, spec, index, number, wrong, t0)
-            except Exception as exc:  # a fixture that hangs, a step that cannot be replayed: a failed row
-                outcome = StepOutcome(spec.slug, f"{step.id} ✗{number}", False, str(exc), time.monotonic() - t0)
+    jobs = [(index, number, wrong) for index, step in enumerate(spec.steps) for number, wrong in enumerate(step.wrong, start=1)]
+    # Each wrong answer has a sandbox of its own: a few at a time (they mostly wait on runc).
+    with ThreadPoolExecutor(max_workers=WRONG_ANSWER_WORKERS) as pool:
+        for outcome in pool.map(lambda job: _refute_safely(cfg, spec, *job), jobs):
             outcomes.append(outcome)
             say(outcome)
     return outcomes
+
+
+def _refute_safely(cfg: HostConfig, spec: LabSpec, index: int, number: int, wrong) -> StepOutcome:
+    t0 = time.monotonic()
+    try:
+        return _refute_wrong(cfg, spec, index, number, wrong, t0)
+    except Exception as exc:  # a fixture that hangs, a step that cannot be replayed: a failed row
+        return StepOutcome(spec.slug, f"{spec.steps[index].id} ✗{number}", False, str(exc), time.monotonic() - t0)
 
 
 def _last_line(text: str) -> str:
