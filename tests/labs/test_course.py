@@ -316,3 +316,10 @@ def test_image_forensics_finds_and_removes_the_shipped_bytes():
     assert "tar -xOf" in fix and "diff_ids" in fix and "tr '\\0' '\\n'" in fix  # busybox grep stops at NUL
     assert any("another whiteout" in w.why.en for w in steps["fix-the-image"].wrong)
     assert "rotate" in {c.id for c in steps["after-a-leak"].quiz.choices if c.correct}
+
+
+@pytest.mark.parametrize("slug", PRESENT)
+def test_summaries_link_to_the_documents_they_rely_on(slug):
+    summary = lab(slug).summary
+    for text in (summary.zh_hans, summary.en):
+        assert re.search(r"\]\(https://(docs\.kernel\.org|github\.com/opencontainers|man7\.org)/", text), slug
