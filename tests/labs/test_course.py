@@ -30,6 +30,7 @@ COURSE = [
     "overlay-advanced",
     "build-an-image",
     "run-your-image",
+    "user-namespaces",
     "image-forensics",
     "challenge",
 ]
