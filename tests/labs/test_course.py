@@ -29,9 +29,9 @@ COURSE = [
     "overlayfs-hands-on",
     "overlay-advanced",
     "build-an-image",
+    "image-forensics",
     "run-your-image",
     "user-namespaces",
-    "image-forensics",
     "challenge",
 ]
 PRESENT = [slug for slug in COURSE if (BUILTIN / slug / "lab.yaml").exists()]
