@@ -76,6 +76,7 @@ def sessions(request: HttpRequest) -> HttpResponse:
         return JsonResponse([selectors.session_view(s) for s in selectors.live_sessions(user=request.user)], safe=False)
     lab = selectors.lab_get(slug=field(body(request), "lab"))
     session, created = services.session_start(user=request.user, lab=lab)
+    services.session_lang_remember(sid=session.id, lang=request.LANGUAGE_CODE)
     return JsonResponse(selectors.session_view(session), status=201 if created else 200)
 
 
@@ -85,6 +86,7 @@ def session_detail(request: HttpRequest, sid: str) -> HttpResponse:
     if request.method == "DELETE":
         services.session_stop(session=session)
         return HttpResponse(status=204)
+    services.session_lang_remember(sid=session.id, lang=request.LANGUAGE_CODE)  # for auto-checks
     if services.session_verify_host(sid=session.id):
         session.refresh_from_db()
     return JsonResponse(selectors.session_view(session))
@@ -93,7 +95,8 @@ def session_detail(request: HttpRequest, sid: str) -> HttpResponse:
 @api("POST")
 def session_check(request: HttpRequest, sid: str) -> HttpResponse:
     session = selectors.session_of_user(user=request.user, sid=sid)
-    result = services.session_check(session=session, step_key=field(body(request), "step"))
+    services.session_lang_remember(sid=session.id, lang=request.LANGUAGE_CODE)
+    result = services.session_check(session=session, step_key=field(body(request), "step"), lang=request.LANGUAGE_CODE)
     return JsonResponse({"passed": result.passed, "message": result.message})
 
 

@@ -307,7 +307,9 @@ def autocheck_run(*, sid: str, interval: float) -> str:
     if step is None:
         sync_redis().delete(_lease_key(sid))
         return "idle"
-    result = sandbox_check(sid, step.id)
+    from labs.services import session_lang
+
+    result = sandbox_check(sid, step.id, lang=session_lang(sid=sid))
     outcome = "waiting"
     if result["passed"]:
         progress_mark_passed(user=session.user, step=step, by="auto-check", message=result["message"])

@@ -142,8 +142,23 @@ def _step(session: Session, step_key: str) -> Step:
         raise NotFound(f"lab {session.lab.slug!r} has no step {step_key!r}") from None
 
 
-def session_check(*, session: Session, step_key: str, by: str = "check") -> CheckResult:
-    """Run a step's check inside the session's sandbox and record the attempt."""
+def session_lang_remember(*, sid: str, lang: str) -> None:
+    """The trainee's language for this session's checks, auto-checks included (a day, in Redis)."""
+    from labs.redis import sync_redis
+
+    sync_redis().set(f"lab:lang:{sid}", lang, ex=86400)
+
+
+def session_lang(*, sid: str) -> str | None:
+    """The language last remembered for this session, if any."""
+    from labs.redis import sync_redis
+
+    value = sync_redis().get(f"lab:lang:{sid}")
+    return value.decode() if value else None
+
+
+def session_check(*, session: Session, step_key: str, by: str = "check", lang: str | None = None) -> CheckResult:
+    """Run a step's check inside the session's sandbox, in the trainee's language, and record the attempt."""
     step = _step(session, step_key)
     if not step.data.get("check"):
         raise BadRequest(f"step {step_key!r} has no check")
@@ -151,7 +166,8 @@ def session_check(*, session: Session, step_key: str, by: str = "check") -> Chec
         raise Conflict(f"the sandbox is {session.state}, not ready")
     timeout = float(step.data.get("check_timeout", 10))
     try:
-        result = _send(session, "labs.tasks.sandbox_check", kwargs={"step_id": step.id}, expires=10).get(timeout=timeout + 15)
+        result = _send(session, "labs.tasks.sandbox_check", kwargs={"step_id": step.id, "lang": lang},
+                       expires=10).get(timeout=timeout + 15)
     except CeleryTimeout:
         raise ServiceUnavailable("沙箱主机没有及时响应。The sandbox host did not answer in time; try again.") from None
     outcome = CheckResult(passed=bool(result["passed"]), message=result["message"])
@@ -210,6 +226,7 @@ def lab_import(*, spec, position: int = 0) -> tuple[Lab, bool]:
                     "check": step.check, "setup": step.setup, "solution": step.solution,
                     "hints": [_text(h.text) for h in step.hints], "auto_check": step.auto_check,
                     "quiz": quiz, "check_timeout": step.check_timeout,
+                    "wrong": [{"script": w.script, "why": _text(w.why)} for w in step.wrong],
                 },
             })
         lab.steps.exclude(key__in=keys).update(retired=True, position=len(keys) + 1000)

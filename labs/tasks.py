@@ -11,6 +11,7 @@ from celery import shared_task
 
 from labs.models import Session, Step
 from labs.services import recording_save, session_set_state
+from sandbox.checklang import lab_lang
 from sandbox.config import host_config
 from sandbox.exceptions import CheckTimeout, SandboxError
 from sandbox.runtime import Limits, runc_list
@@ -45,17 +46,24 @@ def sandbox_start(sid: str) -> None:
     session_follow(session=session)  # the current step's setup, and its auto-check
 
 
+_CHECK_FAILED = {
+    "timeout": {"zh-hans": "检查超时：{timeout:g} s 内没有结束。", "en": "The check did not finish within {timeout:g} s."},
+    "error": {"zh-hans": "检查无法运行：{error}", "en": "The check could not run: {error}"},
+}
+
+
 @shared_task(name="labs.tasks.sandbox_check", soft_time_limit=120, time_limit=150)
-def sandbox_check(sid: str, step_id: int) -> dict:
-    """Run a step's check script inside the sandbox: exit 0 passes, output is the message."""
+def sandbox_check(sid: str, step_id: int, lang: str | None = None) -> dict:
+    """Run a step's check inside the sandbox, in the trainee's language: exit 0 passes, output is the message."""
     step = Step.objects.get(id=step_id)
     timeout = float(step.data.get("check_timeout", 10))
+    lang = lab_lang(lang)
     try:
-        res = sandbox_exec(host_config(), sid, step.data["check"], timeout=timeout)
-    except CheckTimeout as exc:
-        return {"passed": False, "message": f"检查超时。{exc}"}
+        res = sandbox_exec(host_config(), sid, step.data["check"], timeout=timeout, lang=lang)
+    except CheckTimeout:
+        return {"passed": False, "message": _CHECK_FAILED["timeout"][lang].format(timeout=timeout)}
     except SandboxError as exc:
-        return {"passed": False, "message": f"检查无法运行。The check could not run: {exc}"}
+        return {"passed": False, "message": _CHECK_FAILED["error"][lang].format(error=exc)}
     return {"passed": res.exit_code == 0, "message": res.output.strip()}
 
 

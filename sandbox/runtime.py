@@ -66,8 +66,9 @@ class Limits:
 def sandbox_spec(
     *, sid: str, rootfs: Path, views: Path, hostname: str, uid: int, id_count: int,
     cgroup_parent: str, limits: Limits, args: list[str] | None = None, terminal: bool = True,
+    volumes: list[tuple[str, Path]] | None = None,
 ) -> dict:
-    """The OCI runtime config for one sandbox."""
+    """The OCI runtime config for one sandbox; `volumes` are (destination, host directory) binds."""
     if limits.network:
         # Without its own network namespace a sandbox shares the host's: Redis, the
         # web server and every host port on 127.0.0.1. This host has no egress
@@ -107,6 +108,8 @@ def sandbox_spec(
             {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]},
             {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]},
             {"destination": "/var/lib/lab", "type": "bind", "source": str(views), "options": ["rbind", "ro", "nosuid", "nodev"]},
+            *({"destination": dest, "type": "bind", "source": str(src), "options": ["rbind", "nosuid", "nodev"]}
+              for dest, src in volumes or ()),
         ],
         "linux": {
             "uidMappings": [{"containerID": 0, "hostID": uid, "size": id_count}],
@@ -157,7 +160,7 @@ _EXEC_WRAPPER = (
 )
 
 
-def runc_exec(cfg: HostConfig, sid: str, script: str, *, timeout: float) -> ExecResult:
+def runc_exec(cfg: HostConfig, sid: str, script: str, *, timeout: float, env: dict[str, str] | None = None) -> ExecResult:
     """Run a shell script inside the sandbox (no terminal) and return code and output.
 
     Past its timeout the script is killed inside the sandbox (busybox timeout) and
@@ -165,7 +168,8 @@ def runc_exec(cfg: HostConfig, sid: str, script: str, *, timeout: float) -> Exec
     shell exits.
     """
     wrapper = _EXEC_WRAPPER.format(timeout=max(1, int(timeout)))
-    argv = _runc(cfg, "exec", "--env", "TERM=dumb", "--cwd", "/root", sid, "/bin/sh", "-c", wrapper, script)
+    extra = [arg for key, value in (env or {}).items() for arg in ("--env", f"{key}={value}")]
+    argv = _runc(cfg, "exec", "--env", "TERM=dumb", *extra, "--cwd", "/root", sid, "/bin/sh", "-c", wrapper, script)
     started = time.monotonic()
     try:
         proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout + 5)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from sandbox.checklang import with_lang
 from sandbox.config import HostConfig
 from sandbox.images.store import ImageStore
 from sandbox.relay.client import relay_call
@@ -50,6 +51,7 @@ def sandbox_start(cfg: HostConfig, req: SandboxRequest) -> int:
         spec = sandbox_spec(
             sid=req.sid, rootfs=layout.rootfs, views=layout.views, hostname=req.hostname,
             uid=cfg.uid_base, id_count=cfg.id_count, cgroup_parent=cfg.cgroup_parent, limits=req.limits,
+            volumes=layout.volumes(),
         )
         write_spec(layout.config, spec)
         # A relay being restarted by its holder is back within seconds: wait for it.
@@ -59,9 +61,10 @@ def sandbox_start(cfg: HostConfig, req: SandboxRequest) -> int:
         raise
 
 
-def sandbox_exec(cfg: HostConfig, sid: str, script: str, *, timeout: float = 10.0) -> ExecResult:
-    """Run a script inside a live sandbox (checks, setup, solutions)."""
-    return runc_exec(cfg, sid, script, timeout=timeout)
+def sandbox_exec(cfg: HostConfig, sid: str, script: str, *, timeout: float = 10.0, lang: str | None = None) -> ExecResult:
+    """Run a script inside a live sandbox (checks, setup, solutions), in the trainee's language."""
+    script, env = with_lang(script, lang)
+    return runc_exec(cfg, sid, script, timeout=timeout, env=env)
 
 
 def sandbox_stop(cfg: HostConfig, sid: str) -> None:

@@ -1,5 +1,6 @@
 """A sandbox's root filesystem: the image's layers as overlayfs lowerdirs, a private
-upperdir and workdir on a size-capped tmpfs, and read-only views for learning.
+upperdir and workdir on a size-capped tmpfs, volumes for the trainee's home and /tmp on
+that same tmpfs (so one cap covers all three), and read-only views for learning.
 
 Functions here describe mounts as data; `snapshot_create` applies them in order and
 `snapshot_remove` undoes them. Nothing is left half-made: a failure unmounts what
@@ -50,6 +51,25 @@ class Layout:
     @property
     def work(self) -> Path:
         return self.scratch / "work"
+
+    @property
+    def home(self) -> Path:
+        """The trainee's /root: a volume, not part of the container layer."""
+        return self.scratch / "home"
+
+    @property
+    def tmp(self) -> Path:
+        """The sandbox's /tmp: a volume too."""
+        return self.scratch / "tmp"
+
+    def volumes(self) -> list[tuple[str, Path]]:
+        """(destination inside the sandbox, directory on the host) of each volume.
+
+        Like a Docker volume they bypass the union file system: an overlay upperdir may
+        live there (it may not on the overlay root), which is where people type the
+        overlayfs experiment, and their writes never reach the container layer.
+        """
+        return [("/root", self.home), ("/tmp", self.tmp)]
 
     @property
     def rootfs(self) -> Path:
@@ -130,11 +150,14 @@ def snapshot_create(*, image: ImageLike, layout: Layout, layers_root: Path, disk
         _make_mountpoints(image=image, layout=layout, uid=uid)
         scratch, overlay = snapshot_mounts(image=image, layout=layout, layers_root=layers_root, disk_mb=disk_mb, uid=uid)
         mount(scratch)
-        for d in (layout.upper, layout.work):
+        for d in (layout.upper, layout.work, layout.home, layout.tmp):
             d.mkdir()
-            # The upperdir's root becomes "/" in the sandbox: owned by sandbox root.
+            # The upperdir's root becomes "/" in the sandbox, the volumes /root and /tmp:
+            # all owned by sandbox root.
             os.chown(d, uid, uid)
         layout.upper.chmod(0o755)
+        layout.home.chmod(0o700)
+        layout.tmp.chmod(0o1777)
         mount(overlay)
         for m in view_mounts(image=image, layout=layout):
             mount(m)

@@ -8,12 +8,12 @@ from __future__ import annotations
 from labs.labfile.loader import course_order, discover_labs, lab_version, load_lab, validate_labs
 from labs.labfile.spec import (
     DEFAULT_IMAGE, LAB_FILE, LANGS, LEVELS, QUIZ_KINDS, Hint, ImageResolver, LabError, LabFileError,
-    LabSpec, Limits, Quiz, QuizChoice, Step, Text,
+    LabSpec, Limits, Quiz, QuizChoice, Step, Text, WrongAnswer,
 )
 
 __all__ = [
     "course_order",
     "DEFAULT_IMAGE", "LAB_FILE", "LANGS", "LEVELS", "QUIZ_KINDS", "Hint", "ImageResolver", "LabError",
-    "LabFileError", "LabSpec", "Limits", "Quiz", "QuizChoice", "Step", "Text", "discover_labs",
+    "LabFileError", "LabSpec", "Limits", "Quiz", "QuizChoice", "Step", "Text", "WrongAnswer", "discover_labs",
     "lab_version", "load_lab", "validate_labs",
 ]

@@ -11,7 +11,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from labs.labfile.spec import (
     DEFAULT_IMAGE, LANGS, LEVELS, QUIZ_KINDS, Hint, ImageResolver, LabError, LabSpec, Limits, Quiz,
-    QuizChoice, Step, Text,
+    QuizChoice, Step, Text, WrongAnswer,
 )
 from labs.markdown import relative_links
 
@@ -30,7 +30,9 @@ LAB_KEYS = {
 STEP_KEYS = {
     "id": True, "title": True, "text": False, "text_file": False, "setup": False, "check": False,
     "solution": False, "hints": False, "auto_check": False, "check_timeout": False, "quiz": False,
+    "wrong": False,
 }
+WRONG_KEYS = {"script": True, "why": True}
 QUIZ_KEYS = {"kind": True, "question": True, "choices": False, "pattern": False, "explanation": False}
 CHOICE_KEYS = {"id": True, "text": True, "correct": False}
 LIMIT_RANGES: dict[str, tuple[float, float]] = {
@@ -321,6 +323,12 @@ class Reader:
                                         "(labs test runs it to prove the check can pass)")
         if auto_check and "check" not in values:
             self.error(values["auto_check"], f"{path}.auto_check: needs a check to run")
+        if "wrong" in values and "check" not in values:
+            self.error(values["wrong"], f"{path}.wrong: wrong answers need a check to refuse them")
+        wrong = tuple(
+            answer for i, item in enumerate(self.sequence(get("wrong"), f"{path}.wrong", "wrong answers"))
+            if (answer := self.wrong_answer(item, f"{path}.wrong[{i}]")) is not None
+        ) if "wrong" in values else ()
         hints = tuple(
             Hint(self.text(item, f"{path}.hints[{i}]", markdown=True))
             for i, item in enumerate(self.sequence(get("hints"), f"{path}.hints", "hints"))
@@ -336,7 +344,17 @@ class Reader:
             auto_check=auto_check,
             quiz=self.quiz(get("quiz"), f"{path}.quiz") if "quiz" in values else None,
             check_timeout=self.number(get("check_timeout"), f"{path}.check_timeout", 10, 1, 300),
+            wrong=wrong,
         )
+
+    def wrong_answer(self, node: Node, path: str) -> WrongAnswer | None:
+        """`{script, why}`: what a trainee might run instead, and one line on why it is wrong."""
+        values = self.mapping(node, path, WRONG_KEYS)
+        if values is None:
+            return None
+        script = self.script(values.get("script"), f"{path}.script") if "script" in values else None
+        why = self.text(values.get("why"), f"{path}.why")
+        return WrongAnswer(script=script or "", why=why) if script else None
 
     def quiz(self, node: Node, path: str) -> Quiz | None:
         values = self.mapping(node, path, QUIZ_KEYS)

@@ -78,6 +78,14 @@ class Quiz:
 
 
 @dataclass(frozen=True)
+class WrongAnswer:
+    """A plausible wrong answer to a step: `labs test` proves the step's check refuses it."""
+
+    script: str
+    why: Text
+
+
+@dataclass(frozen=True)
 class Step:
     """One step of a lab: Markdown text, shell scripts run in the sandbox, hints, a quiz."""
 
@@ -91,6 +99,7 @@ class Step:
     auto_check: bool = False
     quiz: Quiz | None = None
     check_timeout: int = 10
+    wrong: tuple[WrongAnswer, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -128,13 +128,15 @@ def test_check_fails_before_the_task_and_passes_after_typing_the_solution(worker
     result = page.get_by_test_id("result-rootfs-without-kernel")
     page.get_by_test_id("check-rootfs-without-kernel").click()
     expect(result).to_have_attribute("data-passed", "false", timeout=15_000)
-    expect(result).to_contain_text("/root/answers/kernel is missing or empty")
+    # The page is in Chinese (locale zh-CN): the check speaks Chinese only.
+    expect(result).to_contain_text("还没有 /root/answers/kernel")
+    expect(result).not_to_contain_text("is missing or empty")
 
     run(page, "mkdir -p /root/answers; uname -r > /root/answers/kernel; echo written-$((1+1))")
     wait_for_line(page, r"^written-2$")
     page.get_by_test_id("check-rootfs-without-kernel").click()
     expect(result).to_have_attribute("data-passed", "true", timeout=15_000)
-    expect(result).to_contain_text("the rootfs has none")
+    expect(result).to_contain_text("rootfs 里没有内核")
     expect(page.get_by_test_id("step-rootfs-without-kernel")).to_have_class(re.compile(r"\bis-passed\b"))
     expect(page.locator("[data-progress-done]")).to_have_text("1")
 

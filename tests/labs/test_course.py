@@ -7,6 +7,7 @@ overlayfs / OCI facts an engineer would look for.
 from __future__ import annotations
 
 import re
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
@@ -28,6 +29,9 @@ COURSE = [
     "overlayfs-hands-on",
     "overlay-advanced",
     "build-an-image",
+    "image-forensics",
+    "run-your-image",
+    "user-namespaces",
     "challenge",
 ]
 PRESENT = [slug for slug in COURSE if (BUILTIN / slug / "lab.yaml").exists()]
@@ -104,8 +108,16 @@ def test_hands_on_steps_have_hints_solution_and_bilingual_messages(slug):
         assert step.hints, f"{where}: no hints"
         for hint in step.hints:
             assert hint.text.zh_hans and hint.text.en, where
-        assert CJK.search(step.check), f"{where}: the check prints no Chinese"
-        assert re.search(r"echo \"[A-Z]", step.check), f"{where}: the check prints no English sentence"
+        # One language at a time: `say "中文" "English"` prints the trainee's (LAB_LANG).
+        says = [shlex.split(line.strip()[4:].rstrip(";").removesuffix(";;")) for line in step.check.splitlines()
+                if line.strip().startswith("say ")]
+        assert says, f"{where}: the check never uses say"
+        for words in says:
+            assert len(words) == 2, f"{where}: say takes two words, Chinese then English: {words}"
+            assert CJK.search(words[0]) and not CJK.search(words[1]) and re.search(r"[A-Za-z]{3}", words[1]), f"{where}: {words}"
+        assert not [line for line in step.check.splitlines()
+                    if not line.strip().startswith("say ") and "echo" in line and CJK.search(line)], \
+            f"{where}: a check prints Chinese with echo (both languages at once); use say"
         assert "exit 1" in step.check, f"{where}: the check never fails"
 
 
@@ -180,3 +192,135 @@ def test_container_essentials_are_taught():
         assert word in text, word
     bootfs = all_text(lab("bootfs-rootfs"))
     assert "bootloader" in bootfs and "uname -r" in bootfs and "vmlinuz" in bootfs
+
+
+def _course_text() -> str:
+    return "\n".join(all_text(lab(slug)) for slug in PRESENT)
+
+
+def test_bootfs_is_not_unmounted_and_is_a_metaphor():
+    # The initramfs is freed; /boot usually stays mounted. "bootfs" is Docker's word, not the kernel's.
+    for slug in PRESENT:
+        text = all_text(lab(slug))
+        assert not re.search(r"bootfs[^.。\n]*(is unmounted|被卸载|会被卸载|就被卸载)", text), slug
+    bootfs = all_text(lab("bootfs-rootfs"))
+    assert "metaphor" in bootfs and "比喻" in bootfs and "not a kernel term" in bootfs and "不是内核术语" in bootfs
+    quiz = {s.id: s for s in lab("bootfs-rootfs").steps}["bootfs"].quiz
+    right = [c for c in quiz.choices if c.correct]
+    assert len(right) == 1 and "unmounted" not in right[0].text.en and "卸载" not in right[0].text.zh_hans
+    assert "/boot usually stays mounted" in right[0].text.en
+
+
+def test_the_standard_terms_are_named_and_explained():
+    text = _course_text()
+    for term in ("写时复制", "copy-on-write", "联合文件系统", "union file system", "AUFS", "overlay2"):
+        assert term in text, term
+
+
+def test_layer_directories_are_not_claimed_to_be_named_as_docker_names_them():
+    first = all_text(lab("first-container"))
+    assert "as in Docker's `/var/lib/docker/overlay2/`" not in first and "和 Docker 的 `/var/lib/docker/overlay2/` 一样" not in first
+    assert "cache-id" in first
+    shared = {c.id: c for c in {s.id: s for s in lab("first-container").steps}["image-layers"].quiz.choices}["shared"]
+    assert "chain_id" in shared.text.en and "digest" in shared.text.en and "chain_id" in shared.text.zh_hans
+    chain = all_text(lab("image-layers"))
+    assert "**this platform's** image store names its layer directories" in chain and "**这个平台的**镜像存储" in chain
+    assert "all of overlayfs's mount options must fit in one page" not in chain
+    assert "镜像仓库" not in chain and "镜像存储" in chain
+    assert "下一个实验 build-an-image" not in chain
+
+
+def test_kernel_facts_are_attributed_and_versioned():
+    hands_on, advanced = all_text(lab("overlayfs-hands-on")), all_text(lab("overlay-advanced"))
+    assert "at least two lowerdirs are needed" not in hands_on and "至少要两个 lowerdir" not in hands_on
+    assert "at least 2 lowerdir are needed while upperdir nonexistent" in hands_on
+    for text in (hands_on, advanced):
+        assert "6.7" in text and "EPERM" in text and "params.c" in text
+        assert "ovl_can_decode_fh()" in text and "CAP_DAC_READ_SEARCH" in text
+    assert "features that need `trusted.*` are out of reach" not in hands_on
+    container = all_text(lab("container-layer"))
+    assert "reflink" in container and "btrfs" in container
+
+
+def test_image_building_facts():
+    build = all_text(lab("build-an-image"))
+    assert "refused by most" not in build and "大多数运行时拒绝" not in build
+    assert "block and character devices" in build and "layer.md" in build
+    assert "trusted.overlay.redirect" in build and "metacopy" in build and "naive diff" in build
+    assert "Docker 25" in build and "blobs/sha256" in build
+    chroot = all_text(lab("what-is-a-container"))
+    assert "with CAP_SYS_CHROOT can leave" not in chroot and "no capability at all" in chroot
+    assert "不需要任何能力" in chroot
+
+
+def test_chinese_wording():
+    text = _course_text()
+    for odd in ("把上层发出去", "污染\"成一份份拷贝", "发出去"):
+        assert odd not in text, odd
+
+
+@pytest.mark.parametrize("slug", PRESENT)
+def test_every_hands_on_step_lists_wrong_answers_with_a_bilingual_reason(slug):
+    for step in lab(slug).steps:
+        if not step.check:
+            assert not step.wrong
+            continue
+        assert step.wrong, f"{slug}/{step.id}: no wrong answers for labs test to refuse"
+        for wrong in step.wrong:
+            assert CJK.search(wrong.why.zh_hans) and wrong.why.en and not CJK.search(wrong.why.en), f"{slug}/{step.id}"
+            assert wrong.script.strip() and wrong.script != step.solution
+
+
+def test_checks_found_too_lenient_or_too_strict_by_the_review_are_fixed():
+    steps = {(slug, s.id): s for slug in PRESENT for s in lab(slug).steps}
+    # No tautology: uname -r is never compared with osrelease.
+    assert "uname -r" not in steps[("bootfs-rootfs", "host-kernel")].check
+    # Not only cgroup v1.
+    assert "memory.max" in steps[("what-is-a-container", "cgroup-limit")].check
+    # Contents, not only tar entry names.
+    for key in [("image-layers", "compute-diff-id"), ("build-an-image", "reproducible-tar"), ("challenge", "ship-the-upper")]:
+        assert "tar -xOf" in steps[key].check, key
+    # Explicit whiteouts are a valid OCI way to replace a directory.
+    assert "data/.wh.a" in steps[("challenge", "ship-the-upper")].check
+    # The build stack: what the lowerdirs lead to, and userxattr.
+    stack = steps[("build-an-image", "stack-the-image")].check
+    assert "stat -L" in stack and "userxattr" in stack
+    assert "sort" in steps[("overlayfs-hands-on", "who-wins")].check
+
+
+def test_the_container_layer_lab_teaches_that_home_and_tmp_are_volumes():
+    steps = {s.id: s for s in lab("container-layer").steps}
+    volumes = steps["volumes"]
+    for word in ("volume", "卷", "Invalid argument", "Docker-in-Docker", "/var/lib/docker", "docker run -v"):
+        assert word in volumes.text.en + volumes.text.zh_hans, word
+    assert "/srv/ovl" in volumes.solution and "794c7630" in volumes.check  # EINVAL shown on the overlay root
+    # The hands-on lab no longer needs a tmpfs: ~ is not an overlay.
+    assert "mount -t tmpfs" not in {s.id: s for s in lab("overlayfs-hands-on").steps}["prepare"].solution
+
+
+def test_run_your_image_joins_the_two_halves():
+    spec = lab("run-your-image")
+    text = all_text(spec)
+    for word in ("pivot_root . .", "umount -l .", "maskedPaths", "env -i", "WorkingDir", "Cmd", "Env", "rubber-docker"):
+        assert word in text, word
+    run = {s.id: s for s in spec.steps}["run"]
+    # Checked on the running process: its root's lowerdirs, pivot not chroot, masks, Cmd, Env, cwd.
+    for probe in ("mountinfo", "root/..", "environ", "cmdline", "cwd", "kcore"):
+        assert probe in run.check, probe
+
+
+def test_image_forensics_finds_and_removes_the_shipped_bytes():
+    spec = lab("image-forensics")
+    steps = {s.id: s for s in spec.steps}
+    assert ".wh.config.env" in spec.setup and "tok_live" in spec.setup
+    fix = steps["fix-the-image"].check
+    assert "tar -xOf" in fix and "diff_ids" in fix and "tr '\\0' '\\n'" in fix  # busybox grep stops at NUL
+    assert any("another whiteout" in w.why.en for w in steps["fix-the-image"].wrong)
+    assert "rotate" in {c.id for c in steps["after-a-leak"].quiz.choices if c.correct}
+
+
+@pytest.mark.parametrize("slug", PRESENT)
+def test_summaries_link_to_the_documents_they_rely_on(slug):
+    summary = lab(slug).summary
+    for text in (summary.zh_hans, summary.en):
+        assert re.search(r"\]\(https://(docs\.kernel\.org|github\.com/opencontainers|man7\.org)/", text), slug

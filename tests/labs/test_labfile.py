@@ -502,15 +502,20 @@ def busybox_root(tmp_path: Path) -> Path:
     (root / "var/lib/lab").mkdir(parents=True)
     (root / "var/lib/lab/image.json").write_text(json.dumps({"Id": "sha256:" + "f" * 64, "RootFS": {"Layers": layers}}, indent=2))
     (root / "root").mkdir()
+    (root / "proc").mkdir()
     (root / "dev").mkdir()
     os.mknod(root / "dev" / "null", 0o666 | stat.S_IFCHR, os.makedev(1, 3))
     return root
 
 
 def in_sandbox(root: Path, script: str) -> subprocess.CompletedProcess:
-    # A private UTS namespace: the lab's scripts may set a hostname, never the host's.
-    return subprocess.run(["unshare", "--uts", "chroot", str(root), "/bin/sh", "-c", script],
-                          capture_output=True, text=True, timeout=30)
+    # A private UTS namespace: the lab's scripts may set a hostname, never the host's; a /proc
+    # of its own (a PID namespace) for the checks that read /proc/self/ns.
+    from sandbox.checklang import with_lang
+
+    script, env = with_lang(script, "en")
+    return subprocess.run(["unshare", "--uts", "--pid", "--fork", f"--mount-proc={root}/proc", "chroot", str(root), "/bin/sh", "-c", script],
+                          capture_output=True, text=True, timeout=30, env={**os.environ, **env})
 
 
 def test_builtin_lab_checks_fail_before_and_pass_after_their_solution(tmp_path):
@@ -525,3 +530,34 @@ def test_builtin_lab_checks_fail_before_and_pass_after_their_solution(tmp_path):
         assert in_sandbox(root, step.solution).returncode == 0, step.id
         after = in_sandbox(root, step.check)
         assert after.returncode == 0, (step.id, after.stdout, after.stderr)
+
+
+WRONG = LAB + """\
+    check: test -f /x
+    solution: touch /x
+    wrong:
+      - script: mkdir /x
+        why: {zh-hans: 目录不是文件。, en: A directory is not a file.}
+"""
+
+
+def test_wrong_answers_are_loaded_with_their_bilingual_reason(tmp_path):
+    step = load_lab(write_lab(tmp_path, WRONG)).steps[0]
+    assert [(w.script, w.why.zh_hans, w.why.en) for w in step.wrong] == [("mkdir /x", "目录不是文件。", "A directory is not a file.")]
+    assert schema_errors(WRONG) == []
+
+
+def test_wrong_answer_errors_are_reported_at_their_place(tmp_path):
+    bad = LAB + """\
+    wrong:
+      - script: mkdir /x
+      - scirpt: rm /x
+        why: gone
+"""
+    assert errors(tmp_path, bad) == [
+        "lab.yaml:8:7: steps[0].wrong: wrong answers need a check to refuse them",
+        "lab.yaml:8:9: steps[0].wrong[0]: missing required key 'why'",
+        "lab.yaml:9:9: steps[0].wrong[1]: unknown key 'scirpt' (did you mean 'script'?)",
+        "lab.yaml:9:9: steps[0].wrong[1]: missing required key 'script'",
+    ]
+    assert schema_errors(bad)

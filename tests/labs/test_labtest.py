@@ -118,3 +118,15 @@ def test_labs_test_finds_an_uploaded_lab_by_slug(base_image, django_db_setup, tm
     unknown = labs_test("no-such-lab")
     assert unknown.returncode == 1
     assert "no lab 'no-such-lab'" in unknown.stderr
+
+
+def test_wrong_answers_run_in_a_fresh_sandbox_at_their_step_and_a_lenient_check_fails(base_image, django_db_setup):
+    proc = labs_test(str(ROOT / "tests" / "fixtures" / "labs" / "lenient"))
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    rows = {" ".join(line.split()[2:4]) if "✗" in line else line.split()[2]: line for line in proc.stdout.splitlines() if line.startswith(("PASS", "FAIL"))}
+    # The strict step's setup needs the first step's solution: the fresh sandbox was brought to the step.
+    assert rows["strict"].startswith("PASS") and "refused: no /root/file with content" in rows["strict ✗1"]
+    assert rows["strict ✗1"].startswith("PASS")
+    assert rows["too-lenient"].startswith("PASS")
+    assert rows["too-lenient ✗1"].startswith("FAIL") and "the check PASSED a wrong answer (A directory is not a file.)" in rows["too-lenient ✗1"]
+    assert "4 passed, 1 failed" in proc.stdout

@@ -77,7 +77,7 @@ def test_hints_follow_the_trainees_language_with_fallback(first_container, make_
     client.force_login(make_user())
     client.cookies["django_language"] = "zh-hans"
     zh = post(client, "/api/labs/first-container/steps/writable-layer/hint").json()
-    assert zh["text"] == "`echo 'hello overlay' > /root/hello.txt`"
+    assert zh["text"] == "`mkdir -p /opt && echo 'hello overlay' > /opt/hello.txt`"
     client.cookies["django_language"] = "en"
     assert post(client, "/api/labs/first-container/steps/image-layers/hint").json()["text"].startswith("`cat /var/lib/lab")
 
@@ -86,7 +86,7 @@ def test_the_solution_is_a_shell_script_given_on_request_and_logged(first_contai
     user = make_user()
     client.force_login(user)
     resp = post(client, "/api/labs/first-container/steps/writable-layer/solution")
-    assert resp.json() == {"solution": "echo 'hello overlay' > /root/hello.txt\n"}
+    assert resp.json() == {"solution": "mkdir -p /opt\necho 'hello overlay' > /opt/hello.txt\n"}
     assert step_progress(user, "writable-layer").solution_used is True
     assert post(client, "/api/labs/first-container/steps/nope/solution").status_code == 404
 
@@ -451,3 +451,19 @@ def test_reset_does_not_replay_old_keystrokes_into_the_fresh_shell(worker, web, 
         wait_for(lambda: term.poll() or re.search(rb"\r\n(still-2|gone-4)\r\n", term.out[seen:]), timeout=10,
                  what="the answer")
         assert b"\r\ngone-4\r\n" in term.out[seen:]
+
+
+def test_an_uploaded_lab_keeps_its_wrong_answers_and_a_bad_one_is_reported(staff_client):
+    from labs.models import Lab
+
+    files = lab_files()
+    good = files["learning/lab.yaml"].replace(b"    auto_check: true\n", (
+        "    auto_check: true\n    wrong:\n      - script: mkdir /root/auto.d\n"
+        "        why: {zh-hans: 名字不对。, en: The wrong name.}\n").encode())
+    assert good != files["learning/lab.yaml"]
+    assert upload(staff_client, "lab.tar.gz", tar_gz({**files, "learning/lab.yaml": good})).status_code == 302
+    step = Lab.objects.get(slug="learning").steps.get(key="auto-file")
+    assert step.data["wrong"] == [{"script": "mkdir /root/auto.d", "why": {"zh-hans": "名字不对。", "en": "The wrong name."}}]
+    bad = good.replace(b"        why: {zh-hans", b"        wy: {zh-hans")
+    resp = upload(staff_client, "lab.tar.gz", tar_gz({**files, "learning/lab.yaml": bad}))
+    assert resp.status_code == 400 and "unknown key &#x27;wy&#x27; (did you mean &#x27;why&#x27;?)" in resp.content.decode()

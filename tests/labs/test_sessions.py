@@ -195,3 +195,25 @@ def test_an_idle_terminal_stays_connected_past_the_redis_client_timeouts(worker,
                 pass
         term.send("echo still-$((1+1))\r")
         term.expect("still-2")
+
+
+def test_checks_speak_the_trainees_language_one_at_a_time(worker, smoke_lab, make_user, client):
+    client.force_login(make_user())
+    session = start_session(client)
+    url = f"/api/sessions/{session['id']}/check"
+    en = client.post(url, {"step": "hangs"}, content_type="application/json", HTTP_ACCEPT_LANGUAGE="en").json()
+    assert en == {"passed": False, "message": "The check did not finish within 2 s."}
+    zh = client.post(url, {"step": "hangs"}, content_type="application/json", HTTP_ACCEPT_LANGUAGE="zh-hans").json()
+    assert zh == {"passed": False, "message": "检查超时：2 s 内没有结束。"}
+    # Inside the sandbox: LAB_LANG and the say helper every script gets.
+    from sandbox.config import host_config
+    from sandbox.service import sandbox_exec
+
+    script = 'say "中文" "English"; echo "$LAB_LANG"'
+    assert sandbox_exec(host_config(), session["id"], script, timeout=5, lang="en").output.split() == ["English", "en"]
+    assert sandbox_exec(host_config(), session["id"], script, timeout=5, lang="zh-hans").output.split() == ["中文", "zh-hans"]
+    assert sandbox_exec(host_config(), session["id"], script, timeout=5).output.split() == ["中文", "zh-hans"]
+    # Auto-checks have no request: they use the language the trainee's last call was made in.
+    from labs.services import session_lang
+
+    assert session_lang(sid=session["id"]) == "zh-hans"

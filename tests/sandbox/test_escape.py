@@ -88,7 +88,7 @@ def test_another_sandboxs_files_are_out_of_reach(escape_sandbox_factory):
     victim, attacker = escape_sandbox_factory(), escape_sandbox_factory()
     secret = secrets.token_hex(16)
     assert victim.sh(f"echo {secret} > /root/secret; echo {secret} > /tmp/secret; sleep 300 &").exit_code == 0
-    own_upper = f"{victim.layout.upper}/root/secret"
+    own_upper = f"{victim.layout.upper}/root/secret {victim.layout.home}/secret {victim.layout.tmp}/secret"
     script = (
         f"cat {own_upper} /proc/*/root/root/secret /proc/*/root/tmp/secret 2>/dev/null;"
         f"cat /var/lib/lab/container/upper/root/secret 2>/dev/null;"
@@ -230,9 +230,10 @@ def test_sandbox_root_is_an_unprivileged_host_uid(escape_sandbox):
     uid = settings.LAB_SANDBOX_UID
     assert escape_sandbox.sh("cat /proc/self/uid_map /proc/self/gid_map").output.split() == [
         "0", str(uid), "65536", "0", str(uid), "65536"]
-    assert escape_sandbox.sh("echo mine > /tmp/owned").exit_code == 0
-    st = (escape_sandbox.layout.upper / "tmp" / "owned").stat()
-    assert (st.st_uid, st.st_gid) == (uid, uid) and uid != 0
+    # In the container layer (the upperdir) and in a volume (/tmp) alike.
+    assert escape_sandbox.sh("echo mine > /tmp/owned && mkdir -p /srv && echo mine > /srv/owned").exit_code == 0
+    for st in ((escape_sandbox.layout.tmp / "owned").stat(), (escape_sandbox.layout.upper / "srv" / "owned").stat()):
+        assert (st.st_uid, st.st_gid) == (uid, uid) and uid != 0
 
 
 # --- read-only views and shared layers -------------------------------------------

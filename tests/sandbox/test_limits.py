@@ -58,11 +58,13 @@ def test_disk_fills_at_disk_mb_with_enospc(escape_sandbox_factory):
     assert "No space left on device" in out, out
     size = int(out.split()[-5])
     assert 12 * 2**20 <= size <= 16 * 2**20
-    # The bytes are on the session's own tmpfs, not on the host's disk.
-    big = box.layout.upper / "root" / "big"
+    # The bytes are on the session's own tmpfs, not on the host's disk: /root is a volume on it.
+    big = box.layout.home / "big"
     assert big.stat().st_dev == box.layout.scratch.stat().st_dev != Path(box.cfg.data_dir).stat().st_dev
     st = os.statvfs(box.layout.scratch)
     assert st.f_bavail * st.f_frsize < 2**20
+    # One cap for the volumes and the container layer: the root file system is full too.
+    assert "No space left on device" in box.sh("dd if=/dev/zero of=/srv.big bs=1M count=4 2>&1").output
     assert box.sh("rm /root/big && echo freed").output.strip() == "freed"
 
 

@@ -137,3 +137,16 @@ def test_every_view_is_a_read_only_nosuid_nodev_bind():
     for m in mounts:
         assert {"bind", "ro", "nosuid", "nodev"} <= set(m.options), m
         assert m.flags_and_data()[1] == ""  # nothing that mount(2) would ignore
+
+
+def test_home_and_tmp_are_volumes_on_the_sessions_capped_tmpfs():
+    from sandbox.snapshots import Layout
+
+    layout = Layout(Path("/s"))
+    assert layout.volumes() == [("/root", Path("/s/rw/home")), ("/tmp", Path("/s/rw/tmp"))]
+    assert all(src.parent == layout.scratch for _, src in layout.volumes())  # one disk cap for all
+    config = sandbox_spec(sid="abc123", rootfs=Path("/s/rootfs"), views=Path("/s/lab"), hostname="box", uid=UID,
+                          id_count=65536, cgroup_parent="/lab", limits=Limits(), volumes=layout.volumes())
+    binds = {m["destination"]: m for m in config["mounts"] if m["type"] == "bind"}
+    assert binds["/root"]["source"] == "/s/rw/home" and binds["/tmp"]["source"] == "/s/rw/tmp"
+    assert "nosuid" in binds["/root"]["options"] and "ro" not in binds["/root"]["options"]
