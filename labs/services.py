@@ -81,10 +81,12 @@ def session_start(*, user: AbstractBaseUser, lab: Lab) -> tuple[Session, bool]:
     return session, True
 
 
-def _send(session: Session, task: str, **options: object):
+def _send(session: Session, task: str, *, queue: str = "", **options: object):
+    """Send a task to the session's host: host.<name>, or host.<name>.<queue> (checks)."""
     from labsite.celery import app
 
-    return app.send_task(task, args=[session.id], queue=f"host.{session.host}", **options)
+    name = f"host.{session.host}" + (f".{queue}" if queue else "")
+    return app.send_task(task, args=[session.id], queue=name, **options)
 
 
 def session_set_state(*, sid: str, state: str, message: str = "", only_from: tuple[str, ...] | None = None) -> bool:
@@ -130,6 +132,11 @@ def _step(session: Session, step_key: str) -> Step:
         raise NotFound(f"lab {session.lab.slug!r} has no step {step_key!r}") from None
 
 
+def check_lock_key(sid: str) -> str:
+    """Held while a check of the session runs: one check per session at a time."""
+    return f"lab:check:{sid}"
+
+
 def session_check(*, session: Session, step_key: str, by: str = "check") -> CheckResult:
     """Run a step's check inside the session's sandbox and record the attempt."""
     step = _step(session, step_key)
@@ -138,8 +145,14 @@ def session_check(*, session: Session, step_key: str, by: str = "check") -> Chec
     if session.state != Session.State.READY:
         raise Conflict(f"the sandbox is {session.state}, not ready")
     timeout = float(step.data.get("check_timeout", 10))
+    from labs.redis import sync_redis
+
+    if sync_redis().exists(check_lock_key(session.id)):
+        raise Conflict("上一次检查还在运行，请稍后再试。The previous check of this sandbox is still running; try again when it ends.")
     try:
-        result = _send(session, "labs.tasks.sandbox_check", kwargs={"step_id": step.id}, expires=10).get(timeout=timeout + 15)
+        # Checks have their own queue: a slow check never delays a start or a stop.
+        result = _send(session, "labs.tasks.sandbox_check", queue="checks", kwargs={"step_id": step.id},
+                       expires=10).get(timeout=timeout + 15)
     except CeleryTimeout:
         raise ServiceUnavailable("沙箱主机没有及时响应。The sandbox host did not answer in time; try again.") from None
     outcome = CheckResult(passed=bool(result["passed"]), message=result["message"])

@@ -10,7 +10,7 @@ import logging
 from celery import shared_task
 
 from labs.models import Session, Step
-from labs.services import recording_save, session_set_state
+from labs.services import check_lock_key, recording_save, session_set_state
 from sandbox.config import host_config
 from sandbox.exceptions import CheckTimeout, SandboxError
 from sandbox.runtime import Limits
@@ -47,15 +47,26 @@ def sandbox_start(sid: str) -> None:
 
 @shared_task(name="labs.tasks.sandbox_check", soft_time_limit=120, time_limit=150)
 def sandbox_check(sid: str, step_id: int) -> dict:
-    """Run a step's check script inside the sandbox: exit 0 passes, output is the message."""
+    """Run a step's check script inside the sandbox: exit 0 passes, output is the message.
+
+    It runs with the host's shell in a cgroup of its own (sandbox/scripts.py), one per
+    session at a time: a second check while one runs is answered at once, not queued.
+    """
+    from labs.redis import sync_redis
+
     step = Step.objects.get(id=step_id)
     timeout = float(step.data.get("check_timeout", 10))
+    lock = check_lock_key(sid)
+    if not sync_redis().set(lock, 1, nx=True, ex=int(timeout) + 60):
+        return {"passed": False, "message": "上一次检查还在运行，请稍后再试。The previous check of this sandbox is still running; try again when it ends."}
     try:
-        res = sandbox_exec(host_config(), sid, step.data["check"], timeout=timeout)
+        res = sandbox_exec(host_config(), sid, step.data["check"], timeout=timeout, check=True)
     except CheckTimeout as exc:
         return {"passed": False, "message": f"检查超时。{exc}"}
     except SandboxError as exc:
         return {"passed": False, "message": f"检查无法运行。The check could not run: {exc}"}
+    finally:
+        sync_redis().delete(lock)
     return {"passed": res.exit_code == 0, "message": res.output.strip()}
 
 

@@ -57,9 +57,11 @@ def sandbox_start(cfg: HostConfig, req: SandboxRequest) -> int:
         raise
 
 
-def sandbox_exec(cfg: HostConfig, sid: str, script: str, *, timeout: float = 10.0) -> ExecResult:
-    """Run a script inside a live sandbox (checks, setup, solutions)."""
-    return runc_exec(cfg, sid, script, timeout=timeout)
+def sandbox_exec(cfg: HostConfig, sid: str, script: str, *, timeout: float = 10.0,
+                 env: dict[str, str] | None = None, check: bool = False) -> ExecResult:
+    """Run a script inside a live sandbox (checks, setup, solutions) with the host's shell;
+    check=True also kills everything it started and refuses a forged result."""
+    return runc_exec(cfg, sid, script, timeout=timeout, env=env, check=check)
 
 
 def sandbox_stop(cfg: HostConfig, sid: str) -> None:

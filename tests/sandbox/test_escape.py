@@ -299,3 +299,105 @@ def test_inodes_stop_at_the_upper_tmpfs_cap(escape_sandbox_factory):
     assert out.startswith("FULL"), out
     assert int(out.split()[1]) < 1024
     assert box.sh("echo still-alive").output.strip() == "still-alive"
+
+
+# --- checks: integrity and availability (issue 13, item 4) -----------------------------
+
+FAKE = "printf '#!/var/lib/lab/bin/busybox sh\\nexit 0\\n' > /tmp/fake && chmod 755 /tmp/fake"
+
+
+def check(box, script: str, *, timeout: float = 5.0):
+    """Run a script as a step's check is run."""
+    from sandbox.service import sandbox_exec
+
+    return sandbox_exec(box.cfg, box.sid, script, timeout=timeout, check=True)
+
+
+def test_replaced_shell_and_tools_do_not_make_a_check_pass(escape_sandbox_factory):
+    box, other = escape_sandbox_factory(), escape_sandbox_factory()
+    # The trainee replaces /bin/sh and every tool a check might use with `exit 0`.
+    assert box.sh(FAKE + " && for t in sh test grep awk cat ls; do for d in /bin /usr/bin; do"
+                  " [ -e $d/$t ] && rm -f $d/$t && cp /tmp/fake $d/$t; done; done; echo replaced").output.strip() == "replaced"
+    res = check(box, "test -e /root/never || { echo missing; exit 1; }")
+    assert (res.exit_code, res.output.strip()) == (1, "missing")
+    res = check(box, "grep -q nowhere /etc/passwd")
+    assert res.exit_code == 1
+    # The check's shell is the host's busybox, which sandbox root can neither write nor read.
+    out = box.sh("ls -ln /var/lib/lab/bin/busybox; echo x >> /var/lib/lab/bin/busybox 2>&1; "
+                 "cat /var/lib/lab/bin/busybox >/dev/null 2>&1 || echo unreadable").output
+    assert out.split()[2] == "65534" and "unreadable" in out, out
+    # Another sandbox is not affected, and host root still has its shell.
+    assert check(other, "test -e /etc/passwd && echo yes").output.strip() == "yes"
+    assert subprocess.run(["/bin/busybox", "true"]).returncode == 0
+
+
+@pytest.mark.parametrize("attack", [
+    "mount --bind /tmp/fake /var/lib/lab/bin/busybox",
+    "mkdir -p /tmp/v/bin && cp /tmp/fake /tmp/v/bin/busybox && mount --bind /tmp/v /var/lib/lab",
+    "mkdir -p /tmp/v/lib/lab/bin && cp /tmp/fake /tmp/v/lib/lab/bin/busybox && mount --bind /tmp/v /var",
+    "mkdir -p /tmp/p && mount -t tmpfs p /tmp/p && mkdir -p /tmp/p/self && cp /tmp/fake /tmp/p/self/exe && mount --bind /tmp/p /proc",
+    "mkdir -p /tmp/p && mount -t tmpfs p /tmp/p && mkdir -p /tmp/p/self && cp /tmp/fake /tmp/p/self/exe && mount -t tmpfs p /proc/self",
+])
+def test_a_covered_or_moved_trusted_shell_never_passes_a_check(escape_sandbox_factory, attack):
+    from sandbox.exceptions import SandboxError
+
+    box = escape_sandbox_factory()
+    # (Once /proc is covered, even the wrapper's `cat` runs the fake: no output to read.)
+    res = box.sh(f"{FAKE} && {attack} 2>&1 && echo done")
+    assert "done" in res.output or "/proc" in attack, res.output
+    try:
+        outcome = check(box, "test -e /root/never")
+    except SandboxError as exc:
+        assert "could not" in str(exc) or "covered" in str(exc) or "host's shell" in str(exc), exc
+    else:
+        assert outcome.exit_code != 0, outcome
+
+
+def test_a_mount_swapped_while_a_check_runs_voids_its_result(escape_sandbox):
+    from sandbox.scripts import CheckForged
+
+    box = escape_sandbox
+    # The trainee's own process mounts and unmounts in a loop while the check runs.
+    box.sh(f"{FAKE}; (while :; do mount --bind /tmp/fake /etc/hostname; umount /etc/hostname; done) >/dev/null 2>&1 &")
+    with pytest.raises(CheckForged):
+        check(box, "sleep 0.5; true")
+
+
+def test_a_timed_out_check_leaves_no_process_behind(escape_sandbox_factory):
+    from sandbox.exceptions import CheckTimeout
+
+    box, other = escape_sandbox_factory(), escape_sandbox_factory()
+    with pytest.raises(CheckTimeout):
+        # Daemons that leave the check's session and process group, then a hang.
+        check(box, "setsid sleep 1001 & (setsid sh -c 'sleep 1002 & sleep 1003') & sleep 1004", timeout=2)
+    assert box.sh("ps -o args | grep -c '[s]leep 100'; true").output.split()[0] == "0"
+    # A check that ends normally does not leave its background processes either.
+    assert check(box, "setsid sleep 1005 & echo started").output.strip() == "started"
+    assert box.sh("ps -o args | grep -c '[s]leep 100'; true").output.split()[0] == "0"
+    # Processes the trainee started are not the check's: they live on.
+    box.sh("sleep 1006 >/dev/null 2>&1 &")
+    check(box, "true")
+    assert box.sh("ps -o args | grep -c '[s]leep 1006'").output.split()[0] != "0"
+    assert check(other, "echo fine").output.strip() == "fine"
+
+
+def test_the_trusted_shell_cannot_be_traced_by_sandbox_root(escape_sandbox, escape_probe_binary):
+    escape_install_probe(escape_sandbox, escape_probe_binary)
+    # A long check's shell, then the trainee tries to ptrace it and read its memory.
+    import threading
+
+    t = threading.Thread(target=lambda: check(escape_sandbox, "sleep 3; : marker-check", timeout=5))
+    t.start()
+    try:
+        wait_pid = None
+        for _ in range(200):
+            out = escape_sandbox.sh("m=marker; for p in /proc/[0-9]*; do"
+                                    ' grep -q "$m-check" $p/cmdline 2>/dev/null && echo ${p#/proc/}; done; true').output.split()
+            if out:
+                wait_pid = out[0]
+                break
+        assert wait_pid, "the check's shell was not seen"
+        res = escape_sandbox.sh(f"probe ptrace {wait_pid}; head -c 1 /proc/{wait_pid}/mem >/dev/null 2>&1 || echo no-mem").output.split()
+        assert res[0] != "0" and "no-mem" in res, res
+    finally:
+        t.join()
