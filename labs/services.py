@@ -101,12 +101,28 @@ def session_set_state(*, sid: str, state: str, message: str = "", only_from: tup
     if only_from:
         qs = qs.filter(state__in=only_from)
     changed = qs.update(**fields) > 0
+    if changed and state in (Session.State.STOPPED, Session.State.FAILED, Session.State.LOST):
+        session_streams_end(sid=sid)
     if changed:
         session_broadcast(sid=sid, event={"type": "state", "state": state, "message": message})
         from cohorts.services import dashboards_notify_safely  # never fails a state change
 
         dashboards_notify_safely(sid=sid)
     return changed
+
+
+def session_streams_end(*, sid: str) -> None:
+    """An ended session's terminal takes no more input, and its output expires."""
+    from labs.redis import sync_redis
+    from sandbox.relay import streams
+
+    try:
+        with sync_redis().pipeline(transaction=False) as p:
+            p.delete(streams.in_key(sid))
+            p.expire(streams.out_key(sid), streams.ENDED_TTL)
+            p.execute()
+    except Exception:  # Redis away: the relay's own expiry and MAXLEN still bound them
+        log.warning("could not end the streams of session %s", sid, exc_info=True)
 
 
 def session_stop(*, session: Session) -> None:
@@ -330,6 +346,15 @@ def sessions_reap(*, now=None) -> dict[str, int]:
                              message="沙箱服务没有响应。The sandbox service did not respond; start again."):
             counts["stale"] += 1
     return counts
+
+
+def recordings_expire(*, now=None) -> int:
+    """Delete recordings older than LAB_RECORDING_DAYS; returns how many."""
+    from labs.models import Recording
+
+    cutoff = (now or timezone.now()) - timedelta(days=settings.LAB_RECORDING_DAYS)
+    deleted, _ = Recording.objects.filter(created_at__lt=cutoff).delete()
+    return deleted
 
 
 def recording_save(*, sid: str) -> None:

@@ -108,6 +108,14 @@ def reap_sessions() -> dict[str, int]:
     return sessions_reap()
 
 
+@shared_task(name="labs.tasks.expire_recordings")
+def expire_recordings() -> int:
+    """Periodic (beat): recordings past their retention period are deleted."""
+    from labs.services import recordings_expire
+
+    return recordings_expire()
+
+
 @shared_task(name="labs.tasks.sandbox_reset", soft_time_limit=60, time_limit=90)
 def sandbox_reset(sid: str) -> None:
     """Same session, fresh sandbox: a new empty upper layer; progress is untouched."""

@@ -60,7 +60,7 @@ def host_config() -> HostConfig:
     return HostConfig(
         data_dir=Path(settings.LAB_DATA_DIR),
         host=settings.LAB_HOST_NAME,
-        redis_url=settings.REDIS_URL,
+        redis_url=settings.STREAMS_REDIS_URL,
         uid_base=settings.LAB_SANDBOX_UID,
         runc=settings.LAB_RUNC,
         capacity=settings.LAB_HOST_CAPACITY,

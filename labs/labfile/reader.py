@@ -335,7 +335,7 @@ class Reader:
             hints=hints,
             auto_check=auto_check,
             quiz=self.quiz(get("quiz"), f"{path}.quiz") if "quiz" in values else None,
-            check_timeout=self.number(get("check_timeout"), f"{path}.check_timeout", 10, 1, 300),
+            check_timeout=self.number(get("check_timeout"), f"{path}.check_timeout", 10, 1, 60),
         )
 
     def quiz(self, node: Node, path: str) -> Quiz | None:

@@ -173,10 +173,10 @@ class Relay:
         os.set_blocking(fd, False)
         pty = Pty(sid=sid, fd=fd, recorder=Recorder(recording_path(self.cfg.data_dir, sid), cols=cols, rows=rows))
         # Input from before this shell (a reset sandbox, keys sent while starting) is
-        # not for it: read only what arrives from now on.
-        newest = await self.redis.xrevrange(streams.in_key(sid), count=1)
-        if newest:
-            pty.in_last = newest[0][0].decode()
+        # not for it: read only what arrives from now on. The marker also makes the
+        # stream, which viewers only append to while it exists (NOMKSTREAM).
+        marker = await self.redis.xadd(streams.in_key(sid), {"o": b""}, maxlen=streams.INPUT_MAXLEN, approximate=True)
+        pty.in_last = marker.decode()
         self.ptys[sid] = pty
         self.loop.add_reader(fd, self._on_readable, pty)
         await self.redis.xadd(streams.wake_key(self.cfg.host), {"s": sid}, maxlen=16, approximate=True)
