@@ -44,6 +44,38 @@ ENV = [
 ]
 # Inside-the-sandbox path of the init (tini) the host mounts read-only.
 INIT = "/var/lib/lab/bin/init"
+# Kernel counters that are charged up the user-namespace chain to the namespace's owner
+# (host root, which created it) or are shared by every sandbox: bounded per sandbox so
+# that `capacity` sandboxes at their worst stay far below the host's own limits
+# (docs/security.md, *Kernel-global quotas*).
+RLIMITS = [
+    {"type": "RLIMIT_NOFILE", "hard": 4096, "soft": 1024},
+    {"type": "RLIMIT_CORE", "hard": 0, "soft": 0},
+    # Queued signals: 200 sandboxes x 256 stays under host root's ~96,000.
+    {"type": "RLIMIT_SIGPENDING", "hard": 256, "soft": 256},
+    # POSIX message queues: none (host root's 800 KiB would be shared by every sandbox).
+    {"type": "RLIMIT_MSGQUEUE", "hard": 0, "soft": 0},
+]
+# user.max_*_namespaces inside the sandbox's own user namespace (the kernel keeps these
+# per user namespace; sandbox root lacks CAP_SYS_RESOURCE to raise them). 200 sandboxes
+# x 64 stays far under the host's limit per type (~96,000 here).
+NAMESPACE_MAX = {
+    "user": 0, "mnt": 64, "pid": 64, "uts": 64, "ipc": 64, "net": 64, "cgroup": 64, "time": 64,
+}
+NSENTER = "/usr/bin/nsenter"
+HOOK_SHELL = "/bin/busybox"
+
+
+def namespace_limits_hook() -> dict:
+    """OCI createRuntime hook: runs on the host after runc made the sandbox's namespaces
+    and before its process starts; sets the user namespace's own namespace counts."""
+    writes = "; ".join(f"echo {n} > /proc/sys/user/max_{k}_namespaces" for k, n in NAMESPACE_MAX.items())
+    script = (
+        # The container state arrives on stdin as JSON; take "pid" from it.
+        r'read -r s; p=$(echo "$s" | sed -n "s/.*\"pid\":\([0-9]*\).*/\1/p"); '
+        f'exec {NSENTER} --user --target "$p" -- {HOOK_SHELL} sh -c "{writes}"'
+    )
+    return {"path": HOOK_SHELL, "args": ["busybox", "sh", "-c", script], "timeout": 10}
 
 
 @dataclass(frozen=True)
@@ -90,10 +122,7 @@ def sandbox_spec(
             "env": ENV,
             "cwd": "/root",
             "capabilities": {k: caps for k in ("bounding", "effective", "permitted")},
-            "rlimits": [
-                {"type": "RLIMIT_NOFILE", "hard": 4096, "soft": 1024},
-                {"type": "RLIMIT_CORE", "hard": 0, "soft": 0},
-            ],
+            "rlimits": RLIMITS,
             "noNewPrivileges": True,
             "oomScoreAdj": 1000,
         },
@@ -108,6 +137,7 @@ def sandbox_spec(
             {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]},
             {"destination": "/var/lib/lab", "type": "bind", "source": str(views), "options": ["rbind", "ro", "nosuid", "nodev"]},
         ],
+        "hooks": {"createRuntime": [namespace_limits_hook()]},
         "linux": {
             "uidMappings": [{"containerID": 0, "hostID": uid, "size": id_count}],
             "gidMappings": [{"containerID": 0, "hostID": uid, "size": id_count}],

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from sandbox.config import HostConfig
 from sandbox.images.store import ImageStore
+from sandbox.quotas import deny_new_ptys, host_prepare
 from sandbox.relay.client import relay_call
 from sandbox.runtime import ExecResult, Limits, runc_delete, runc_exec, runc_list, sandbox_spec, write_spec
 from sandbox.snapshots import Layout, leftover_sessions, snapshot_create, snapshot_remove
@@ -43,6 +44,7 @@ def sandbox_start(cfg: HostConfig, req: SandboxRequest) -> int:
     layout = layout_for(cfg, req.sid)
     if req.sid in {c["id"] for c in runc_list(cfg)}:
         runc_delete(cfg, req.sid)
+    host_prepare()
     snapshot_create(image=image, layout=layout, layers_root=cfg.images_dir / "layers",
                     disk_mb=req.limits.disk_mb, uid=cfg.uid_base)
     try:
@@ -51,7 +53,10 @@ def sandbox_start(cfg: HostConfig, req: SandboxRequest) -> int:
             uid=cfg.uid_base, id_count=cfg.id_count, cgroup_parent=cfg.cgroup_parent, limits=req.limits,
         )
         write_spec(layout.config, spec)
-        return relay_call(cfg, "run", sid=req.sid, bundle=str(layout.root), cols=req.cols, rows=req.rows)["pid"]
+        pid = relay_call(cfg, "run", sid=req.sid, bundle=str(layout.root), cols=req.cols, rows=req.rows)["pid"]
+        if not deny_new_ptys(cfg, req.sid):
+            log.warning("sandbox %s may open PTYs: no cgroup v1 devices controller", req.sid)
+        return pid
     except BaseException:
         sandbox_stop(cfg, req.sid)
         raise

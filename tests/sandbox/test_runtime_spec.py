@@ -133,7 +133,20 @@ def test_upper_tmpfs_caps_bytes_and_inodes():
 
 def test_every_view_is_a_read_only_nosuid_nodev_bind():
     mounts = view_mounts(image=FakeImage(), layout=Layout(Path("/s")))
-    assert len(mounts) == 2 + 1 + 1 + 1  # views dir, two layers, the upper, the init
+    assert len(mounts) == 2 + 1 + 1 + 1 + 1  # views dir, two layers, the upper, the init, the trusted shell
     for m in mounts:
         assert {"bind", "ro", "nosuid", "nodev"} <= set(m.options), m
         assert m.flags_and_data()[1] == ""  # nothing that mount(2) would ignore
+
+
+def test_kernel_counters_charged_to_the_owner_are_bounded_per_sandbox():
+    s = spec()
+    rlimits = {r["type"]: (r["soft"], r["hard"]) for r in s["process"]["rlimits"]}
+    assert rlimits["RLIMIT_SIGPENDING"] == (256, 256) and rlimits["RLIMIT_MSGQUEUE"] == (0, 0)
+    assert rlimits["RLIMIT_NOFILE"][1] <= 4096
+    (hook,) = s["hooks"]["createRuntime"]
+    script = hook["args"][-1]
+    assert "nsenter --user" in script and "echo 0 > /proc/sys/user/max_user_namespaces" in script
+    assert "echo 64 > /proc/sys/user/max_mnt_namespaces" in script
+    enosys = next(r for r in seccomp_profile()["syscalls"] if r.get("errnoRet") == 38)
+    assert "io_setup" in enosys["names"]
