@@ -66,11 +66,16 @@ NSENTER = "/usr/bin/nsenter"
 HOOK_SHELL = "/bin/busybox"
 
 
-def namespace_limits_hook() -> dict:
+def limits_hook(*, cgroups_path: str, tcp_bytes: int) -> dict:
     """OCI createRuntime hook: runs on the host after runc made the sandbox's namespaces
-    and before its process starts; sets the user namespace's own namespace counts."""
+    and cgroups and before its process starts. It sets the TCP buffer limit of the
+    sandbox's v1 memory cgroup (runc 1.1 ignores `kernelTCP`; sockets made before the
+    limit would never be charged), and the user namespace's own namespace counts."""
+    tcp = f"/sys/fs/cgroup/memory/{cgroups_path.strip('/')}/memory.kmem.tcp.limit_in_bytes"
     writes = "; ".join(f"echo {n} > /proc/sys/user/max_{k}_namespaces" for k, n in NAMESPACE_MAX.items())
     script = (
+        # cgroup v2 charges socket memory to memory.current anyway: no file, nothing to do.
+        f"if [ -e {tcp} ]; then echo {tcp_bytes} > {tcp} || exit 1; fi; "
         # The container state arrives on stdin as JSON; take "pid" from it.
         r'read -r s; p=$(echo "$s" | sed -n "s/.*\"pid\":\([0-9]*\).*/\1/p"); '
         f'exec {NSENTER} --user --target "$p" -- {HOOK_SHELL} sh -c "{writes}"'
@@ -88,6 +93,11 @@ class Limits:
     disk_mb: int = 256
     network: bool = False
     ptys: int = 32
+
+    @property
+    def tcp_bytes(self) -> int:
+        """Socket buffer memory of the sandbox: a quarter of its memory, at most 32 MiB."""
+        return min(self.memory_mb * 2**20 // 4, 32 * 2**20)
 
     @classmethod
     def from_lab(cls, limits: dict) -> Limits:
@@ -137,7 +147,7 @@ def sandbox_spec(
             {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]},
             {"destination": "/var/lib/lab", "type": "bind", "source": str(views), "options": ["rbind", "ro", "nosuid", "nodev"]},
         ],
-        "hooks": {"createRuntime": [namespace_limits_hook()]},
+        "hooks": {"createRuntime": [limits_hook(cgroups_path=f"{cgroup_parent}/{sid}", tcp_bytes=limits.tcp_bytes)]},
         "linux": {
             "uidMappings": [{"containerID": 0, "hostID": uid, "size": id_count}],
             "gidMappings": [{"containerID": 0, "hostID": uid, "size": id_count}],
@@ -145,7 +155,10 @@ def sandbox_spec(
             "cgroupsPath": f"{cgroup_parent}/{sid}",
             "resources": {
                 "devices": [{"allow": False, "access": "rwm"}],
-                "memory": {"limit": limits.memory_mb * 2**20, "swap": limits.memory_mb * 2**20},
+                # kernelTCP: socket buffers are charged to the sandbox only once a TCP
+                # limit is set (cgroup v1); otherwise only to the host-wide tcp_mem.
+                "memory": {"limit": limits.memory_mb * 2**20, "swap": limits.memory_mb * 2**20,
+                           "kernelTCP": limits.tcp_bytes},
                 "pids": {"limit": limits.pids},
                 "cpu": {"period": 100000, "quota": int(limits.cpu * 100000)},
             },

@@ -21,6 +21,8 @@
  *   probe sigq N            queue up to N blocked real-time signals to itself; print how many it got
  *   probe scm N             put up to N fds in flight over a unix socket (SCM_RIGHTS); print how many
  *   probe pipes N           hold up to N pipes grown to 1 MiB; print how many reached it
+ *   probe tcp N             N loopback TCP connections whose peer never reads, each written
+ *                           to until it blocks; print the KiB queued
  *   (the holding commands print their count, then pause until killed)
  */
 #define SYS_open 2
@@ -47,6 +49,12 @@
 #define SYS_sendmsg 46
 #define SYS_pipe2 293
 #define SYS_fcntl 72
+#define SYS_socket 41
+#define SYS_connect 42
+#define SYS_accept 43
+#define SYS_sendto 44
+#define SYS_bind 49
+#define SYS_listen 50
 
 static long sys6(long n, long a, long b, long c, long d, long e, long f) {
     long ret;
@@ -112,6 +120,29 @@ static long scm(long n) {
     return hold(got);
 }
 
+static char block[65536];
+
+static long tcp(long n) {
+    /* struct sockaddr_in for 127.0.0.1:7777 */
+    unsigned short sa[8] = {2, 0x611e, 0x007f, 0x0100, 0, 0, 0, 0};
+    long srv = sys6(SYS_socket, 2, 1, 0, 0, 0, 0);
+    int one = 1;
+    sys6(54, srv, 1, 2, (long)&one, 4, 0);  /* SO_REUSEADDR */
+    long r = sys6(SYS_bind, srv, (long)sa, 16, 0, 0, 0);
+    if (r < 0) return r;
+    sys6(SYS_listen, srv, 4096, 0, 0, 0, 0);
+    long kib = 0;
+    for (long i = 0; i < n; i++) {
+        long c = sys6(SYS_socket, 2, 1 | 04000, 0, 0, 0, 0);  /* SOCK_NONBLOCK */
+        if (c < 0) break;
+        sys6(SYS_connect, c, (long)sa, 16, 0, 0, 0);
+        if (sys6(SYS_accept, srv, 0, 0, 0, 0, 0) < 0) break;  /* accepted, never read */
+        long w;
+        while ((w = sys6(SYS_sendto, c, (long)block, sizeof block, 0x40, 0, 0)) > 0) kib += w / 1024;
+    }
+    return hold(kib);
+}
+
 static long run(int argc, char **argv) {
     const char *cmd = argc > 1 ? argv[1] : "";
     long arg = argc > 2 ? num(argv[2]) : 0;
@@ -149,6 +180,7 @@ static long run(int argc, char **argv) {
         return hold(got);
     }
     if (eq(cmd, "scm")) return scm(arg);
+    if (eq(cmd, "tcp")) return tcp(arg);
     if (eq(cmd, "pipes")) {
         long got = 0;
         for (long i = 0; i < arg; i++) {

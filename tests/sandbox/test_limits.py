@@ -74,3 +74,42 @@ def test_cpu_quota_is_in_the_cgroup(escape_sandbox_factory):
     # The sandbox's processes are the ones in it.
     tasks = {int(p) for p in (cpu / "cgroup.procs").read_text().split()}
     assert box.pid in tasks
+
+
+def tcp_mem_pages() -> int:
+    """Pages of TCP buffers on the whole host (the host-global tcp_mem counter)."""
+    line = next(l for l in Path("/proc/net/sockstat").read_text().splitlines() if l.startswith("TCP:"))
+    return int(line.split("mem")[1].split()[0])
+
+
+def test_socket_buffers_are_charged_to_the_sandbox(escape_sandbox_factory, escape_probe_binary):
+    from tests.sandbox.conftest import escape_install_probe
+
+    box = escape_sandbox_factory(memory_mb=128)
+    escape_install_probe(box, escape_probe_binary)
+    memory = cgroup(box, "memory")
+    limit = int((memory / "memory.kmem.tcp.limit_in_bytes").read_text())
+    assert limit == 32 * 2**20  # a quarter of memory_mb, at most 32 MiB
+    before = tcp_mem_pages()
+    # 400 loopback connections whose peer never reads: unlimited, this held 600+ MiB
+    # of the host-wide tcp_mem (which, exhausted, starves Redis and the web server).
+    out = box.sh("ulimit -n 4096; probe tcp 400 > /tmp/tcp.out & "
+                 "while [ ! -s /tmp/tcp.out ]; do sleep 0.2; done; cat /tmp/tcp.out", timeout=60).output
+    queued_kib = int(out.split()[0])
+    used = int((memory / "memory.kmem.tcp.max_usage_in_bytes").read_text())
+    # Past the limit each socket still gets its first buffer (the kernel forces one skb).
+    assert used <= limit + 400 * 128 * 1024, (used, limit)
+    assert queued_kib * 1024 <= limit + 400 * 128 * 1024
+    assert (tcp_mem_pages() - before) * 4096 < 150 * 2**20
+    # Another sandbox's TCP works, and so does the host's.
+    other = escape_sandbox_factory()
+    res = other.sh("(nc -l -p 8080 > /tmp/got &) ; sleep 0.3; echo hello | nc 127.0.0.1 8080; sleep 0.3; cat /tmp/got")
+    assert "hello" in res.output, res.output
+    import socket
+
+    srv = socket.create_server(("127.0.0.1", 0))
+    with srv, socket.create_connection(srv.getsockname()) as c:
+        conn, _ = srv.accept()
+        with conn:
+            c.sendall(b"x" * 65536)
+            assert len(conn.recv(65536)) > 0

@@ -150,3 +150,11 @@ def test_kernel_counters_charged_to_the_owner_are_bounded_per_sandbox():
     assert "echo 64 > /proc/sys/user/max_mnt_namespaces" in script
     enosys = next(r for r in seccomp_profile()["syscalls"] if r.get("errnoRet") == 38)
     assert "io_setup" in enosys["names"]
+
+
+def test_socket_buffers_get_a_limit_of_their_own_before_the_process_starts():
+    s = spec(memory_mb=128)
+    assert s["linux"]["resources"]["memory"]["kernelTCP"] == 32 * 2**20
+    script = s["hooks"]["createRuntime"][0]["args"][-1]
+    assert f"echo {32 * 2**20} > /sys/fs/cgroup/memory/" in script and "memory.kmem.tcp.limit_in_bytes" in script
+    assert spec(memory_mb=512)["linux"]["resources"]["memory"]["kernelTCP"] == 32 * 2**20  # at most 32 MiB
