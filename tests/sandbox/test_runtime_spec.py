@@ -116,7 +116,7 @@ def test_devpts_is_a_new_instance_capped_at_limits_ptys():
 
 def test_cgroup_limits_come_from_limits_and_allow_no_devices_or_swap():
     res = spec(memory_mb=64, pids=50, cpu=0.25)["linux"]["resources"]
-    assert res["memory"] == {"limit": 64 * 2**20, "swap": 64 * 2**20}
+    assert res["memory"] == {"limit": 64 * 2**20, "swap": 64 * 2**20, "kernelTCP": 16 * 2**20}
     assert res["pids"] == {"limit": 50}
     assert res["cpu"] == {"period": 100000, "quota": 25000}
     assert res["devices"] == [{"allow": False, "access": "rwm"}]
