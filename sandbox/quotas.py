@@ -4,11 +4,13 @@ sandbox. docs/security.md (*Kernel-global quotas*) says why each is there.
 """
 from __future__ import annotations
 
-import functools
 import logging
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from sandbox.config import HostConfig
+if TYPE_CHECKING:
+    from sandbox.config import HostConfig
 
 log = logging.getLogger(__name__)
 CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -24,9 +26,65 @@ HOST_SYSCTLS = {
 }
 
 
-@functools.cache
-def host_prepare() -> None:
-    """Set HOST_SYSCTLS once per process (idempotent; logged, not fatal, if refused)."""
+# What a sandbox in use typically holds (a shell, an editor, a few tools): capacity is
+# how many of those the sandbox budget holds. The parent cgroup, not capacity, is what
+# guarantees the host: a capacity too high only means sandboxes squeeze each other.
+TYPICAL_MEMORY = 64 * 2**20
+TYPICAL_PIDS = 16
+_prepared: set[str] = set()
+
+
+@dataclass(frozen=True)
+class HostBudget:
+    """What all sandboxes of a host may use together, derived from the host."""
+
+    memory_bytes: int
+    pids: int
+    tcp_bytes: int
+    capacity: int
+
+
+def _meminfo_total() -> int:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("no MemTotal in /proc/meminfo")
+
+
+def host_budget() -> HostBudget:
+    """The sandboxes' share of this host: memory less what the host keeps (an eighth,
+    at least 2 GiB, for Redis, the database, web and workers), half the pids
+    (`kernel.pid_max` and `threads-max`), half of `tcp_mem`'s pressure threshold."""
+    total = _meminfo_total()
+    memory = total - max(2 * 2**30, total // 8)
+    pid_max = min(int((PROC_SYS / "kernel/pid_max").read_text()), int((PROC_SYS / "kernel/threads-max").read_text()))
+    pids = pid_max // 2
+    tcp_pressure_pages = int((PROC_SYS / "net/ipv4/tcp_mem").read_text().split()[1])
+    tcp = tcp_pressure_pages * 4096 // 2
+    capacity = max(1, min(memory // TYPICAL_MEMORY, pids // TYPICAL_PIDS))
+    return HostBudget(memory_bytes=memory, pids=pids, tcp_bytes=tcp, capacity=capacity)
+
+
+def parent_cgroup_limit(cfg: HostConfig, budget: HostBudget) -> None:
+    """Cap the sum of the host's sandboxes in their parent cgroup (made before runc makes
+    the first sandbox below it): memory (and memory+swap), TCP buffers, pids."""
+    memory = v1_parent(cfg, "memory")
+    pids = v1_parent(cfg, "pids")
+    for d in (memory, pids):
+        d.mkdir(parents=True, exist_ok=True)
+    (memory / "memory.limit_in_bytes").write_text(str(budget.memory_bytes))
+    if (memory / "memory.memsw.limit_in_bytes").exists():
+        (memory / "memory.memsw.limit_in_bytes").write_text(str(budget.memory_bytes))
+    if (memory / "memory.kmem.tcp.limit_in_bytes").exists():
+        (memory / "memory.kmem.tcp.limit_in_bytes").write_text(str(budget.tcp_bytes))
+    (pids / "pids.max").write_text(str(budget.pids))
+
+
+def host_prepare(cfg: HostConfig) -> None:
+    """Once per process and host: HOST_SYSCTLS and the parent cgroup's caps (each
+    logged, not fatal, if refused: a non-root test run, a cgroup v2 host)."""
+    if cfg.host in _prepared:
+        return
     for key, value in HOST_SYSCTLS.items():
         path = PROC_SYS / key
         try:
@@ -34,6 +92,16 @@ def host_prepare() -> None:
                 path.write_text(value)
         except OSError as exc:
             log.warning("could not set %s=%s: %s", key.replace("/", "."), value, exc)
+    try:
+        parent_cgroup_limit(cfg, host_budget())
+    except OSError as exc:
+        log.warning("could not cap the sandboxes' parent cgroup of %s: %s", cfg.host, exc)
+    _prepared.add(cfg.host)
+
+
+def v1_parent(cfg: HostConfig, controller: str) -> Path:
+    """The host's sandbox parent directory in one cgroup v1 hierarchy."""
+    return CGROUP_ROOT / controller / cfg.cgroup_parent.strip("/")
 
 
 def v1_cgroup(cfg: HostConfig, sid: str, controller: str) -> Path:

@@ -83,6 +83,14 @@ def limits_hook(*, cgroups_path: str, tcp_bytes: int) -> dict:
     return {"path": HOOK_SHELL, "args": ["busybox", "sh", "-c", script], "timeout": 10}
 
 
+# What a lab may ask for, per session (enforced when a lab is loaded or uploaded, and
+# clamped again at start for labs imported before): a few sessions at the top of these
+# cannot exhaust a host, whose sandbox parent cgroup also caps the sum (sandbox/quotas.py).
+LIMIT_RANGES: dict[str, tuple[float, float]] = {
+    "memory_mb": (16, 2048), "pids": (8, 512), "cpu": (0.1, 2), "disk_mb": (8, 2048),
+}
+
+
 @dataclass(frozen=True)
 class Limits:
     """Resource limits of one sandbox."""
@@ -102,7 +110,11 @@ class Limits:
     @classmethod
     def from_lab(cls, limits: dict) -> Limits:
         """The runtime part of a lab's `limits:` (lifetime and idle are the web's)."""
-        return cls(**{k: limits[k] for k in ("memory_mb", "pids", "cpu", "disk_mb", "network") if k in limits})
+        kept = {k: limits[k] for k in ("memory_mb", "pids", "cpu", "disk_mb", "network") if k in limits}
+        for key, (low, high) in LIMIT_RANGES.items():
+            if key in kept:
+                kept[key] = type(kept[key])(min(max(kept[key], low), high))
+        return cls(**kept)
 
 
 def sandbox_spec(

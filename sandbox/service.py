@@ -44,7 +44,7 @@ def sandbox_start(cfg: HostConfig, req: SandboxRequest) -> int:
     layout = layout_for(cfg, req.sid)
     if req.sid in {c["id"] for c in runc_list(cfg)}:
         runc_delete(cfg, req.sid)
-    host_prepare()
+    host_prepare(cfg)
     snapshot_create(image=image, layout=layout, layers_root=cfg.images_dir / "layers",
                     disk_mb=req.limits.disk_mb, uid=cfg.uid_base)
     try:

@@ -139,8 +139,9 @@ CELERY_BEAT_SCHEDULE = {
 
 # This worker host's name: its Celery queue is "host.<name>".
 LAB_HOST_NAME = env("LAB_HOST_NAME", socket.gethostname()) or "localhost"
-# Sandboxes this host runs at once before it answers "the lab is full".
-LAB_HOST_CAPACITY = env_int("LAB_HOST_CAPACITY", 200)
+# Sandboxes this host runs at once before it answers "the lab is full"; 0 derives it
+# from the host's memory and pids (sandbox/quotas.py: host_budget).
+LAB_HOST_CAPACITY = env_int("LAB_HOST_CAPACITY", 0)
 # Live sandboxes one trainee may hold at once.
 LAB_USER_SESSION_LIMIT = env_int("LAB_USER_SESSION_LIMIT", 3)
 # Terminal WebSockets one user may hold open at once (tabs, watchers).

@@ -284,7 +284,7 @@ def test_wrong_scalar_types_and_ranges_are_reported(tmp_path):
         "lab.yaml:8:10: minutes: expected an integer, got a string",
         "lab.yaml:9:15: limits.cpu: expected a number, got a string",
         "lab.yaml:9:30: limits.network: expected true or false, got a string",
-        "lab.yaml:9:42: limits.pids: 1 is out of range (8 to 4096)",
+        "lab.yaml:9:42: limits.pids: 1 is out of range (8 to 512)",
         "lab.yaml:10:8: level: expected one of beginner, intermediate, advanced, got 'expert'",
     ]
 
