@@ -12,10 +12,12 @@ import collections
 import json
 import logging
 import re
+import time
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
 
 from labs.models import Session
 from labs.redis import async_redis
@@ -27,11 +29,15 @@ CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
 CLOSE_NOT_FOUND = 4404
 CLOSE_ENDED = 4410
+CLOSE_TOO_MANY = 4429
 MAX_FRAME = 256 * 1024
 STREAM_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
 INPUT_MAX = 64 * 1024
 HOST_CHECK_MS = 3000
 ACK_STEP = 256 * 1024
+# A connection counts against its user's limit while its entry is fresher than this;
+# the output pump refreshes it (so a crashed web process frees its places).
+WS_TTL = 60
 
 
 def _id(entry_id: str) -> tuple[int, int]:
@@ -64,18 +70,28 @@ class TerminalConsumer(AsyncWebsocketConsumer):
         self.sent_log: collections.deque = collections.deque()
         self.sent_total = 0
         self.acked_forwarded = 0
+        self.ws_key = ""
+        self.input_refused = False
         await self.accept()
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
+        if not await self._take_place(user.pk):
+            await self._send_json({"type": "error", "message": (
+                f"同时打开的终端太多（最多 {settings.LAB_USER_WEBSOCKET_LIMIT} 个），请关闭一些标签页。"
+                f"Too many terminals open at once (at most {settings.LAB_USER_WEBSOCKET_LIMIT}): close some tabs.")})
+            await self.close(code=CLOSE_TOO_MANY)
+            return
         session, exists, self.read_only = await _viewer(user, self.sid)
         self.host = session.host if session is not None else ""
         self.state = session.state if session is not None else ""
         if session is None:
+            await self._give_place()
             await self.close(code=CLOSE_FORBIDDEN if exists else CLOSE_NOT_FOUND)
             return
         if session.state not in Session.LIVE_STATES:
+            await self._give_place()
             await self._send_json({"type": "hello", "session": self.sid, "state": session.state, "replay": False, "message": session.message})
             await self.close(code=CLOSE_ENDED)
             return
@@ -83,16 +99,47 @@ class TerminalConsumer(AsyncWebsocketConsumer):
         since = (query.get("since") or [None])[0]
         if since is not None and not STREAM_ID.match(since):
             since = None
-        self.redis = async_redis()
         await self.channel_layer.group_add(session_group(self.sid), self.channel_name)
         await self._send_json({"type": "hello", "session": self.sid, "state": session.state, "replay": since is None,
                                "message": session.message, "readonly": self.read_only})
         self.reader = asyncio.create_task(self._pump_output(since or "0-0", replay=since is None))
 
+    async def _take_place(self, user_id: int) -> bool:
+        """Count this connection against its user's WebSocket limit; False if over it."""
+        self.redis = async_redis()
+        self.ws_key = f"lab:ws:user:{user_id}"
+        now = time.time()
+        async with self.redis.pipeline(transaction=True) as p:
+            p.zremrangebyscore(self.ws_key, 0, now - WS_TTL)
+            p.zadd(self.ws_key, {self.channel_name: now})
+            p.zcard(self.ws_key)
+            p.expire(self.ws_key, WS_TTL * 2)
+            count = (await p.execute())[2]
+        if count > settings.LAB_USER_WEBSOCKET_LIMIT:
+            await self.redis.zrem(self.ws_key, self.channel_name)
+            self.ws_key = ""
+            return False
+        return True
+
+    async def _give_place(self) -> None:
+        """Closing before the terminal opened: free the place and the client now."""
+        if self.ws_key:
+            await self.redis.zrem(self.ws_key, self.channel_name)
+            self.ws_key = ""
+        await self.redis.aclose()
+        self.redis = None
+
+    async def _refresh_place(self) -> None:
+        if self.ws_key:
+            await self.redis.zadd(self.ws_key, {self.channel_name: time.time()}, xx=True)
+            await self.redis.expire(self.ws_key, WS_TTL * 2)
+
     async def disconnect(self, code: int) -> None:
         if self.reader:
             self.reader.cancel()
         if self.redis is not None:
+            if self.ws_key:
+                await self.redis.zrem(self.ws_key, self.channel_name)
             await self.channel_layer.group_discard(session_group(self.sid), self.channel_name)
             await self.redis.aclose()
 
@@ -133,7 +180,11 @@ class TerminalConsumer(AsyncWebsocketConsumer):
                 if entries:
                     last = await self._send_entries(entries)
                 await self._send_json({"type": "live"})
+            refreshed = asyncio.get_running_loop().time()
             while True:
+                if asyncio.get_running_loop().time() - refreshed > WS_TTL / 3:
+                    await self._refresh_place()
+                    refreshed = asyncio.get_running_loop().time()
                 resp = await self.redis.xread({key: last}, block=HOST_CHECK_MS, count=256)
                 for _, entries in resp or []:
                     last = await self._send_entries(entries)
@@ -159,7 +210,7 @@ class TerminalConsumer(AsyncWebsocketConsumer):
                 # keystrokes never reach the sandbox.
                 await self._send_json({"type": "error", "message": "read-only: input is not sent to this terminal"})
                 return
-            await self.redis.xadd(streams.in_key(self.sid), {"d": bytes_data[:INPUT_MAX]}, maxlen=4096, approximate=True)
+            await self._input({"d": bytes_data[:INPUT_MAX]})
             return
         try:
             msg = json.loads(text_data or "")
@@ -167,11 +218,20 @@ class TerminalConsumer(AsyncWebsocketConsumer):
             if kind == "resize" and not self.read_only:
                 cols, rows = int(msg["cols"]), int(msg["rows"])
                 if 0 < cols <= 1000 and 0 < rows <= 500:
-                    await self.redis.xadd(streams.in_key(self.sid), {"r": f"{cols} {rows}"}, maxlen=4096, approximate=True)
+                    await self._input({"r": f"{cols} {rows}"})
             elif kind == "ack" and STREAM_ID.match(str(msg.get("id", ""))):
                 await self._ack(msg["id"])
         except (ValueError, KeyError, TypeError, AttributeError):
             await self._send_json({"type": "error", "message": "malformed control message"})
+
+    async def _input(self, fields: dict) -> None:
+        """Append to the session's input stream while it exists (the relay makes it when
+        the sandbox starts, the session's end deletes it): never to an ended session."""
+        added = await self.redis.xadd(streams.in_key(self.sid), fields, maxlen=streams.INPUT_MAXLEN,
+                                      approximate=True, nomkstream=True)
+        if added is None and not self.input_refused:
+            self.input_refused = True
+            await self._send_json({"type": "error", "message": "终端不接受输入：会话没有在运行。The terminal takes no input: the session is not running."})
 
     async def _ack(self, entry_id: str) -> None:
         """Pass the page's acknowledgement on to the relay, once per ACK_STEP bytes:
@@ -181,7 +241,7 @@ class TerminalConsumer(AsyncWebsocketConsumer):
             acked = self.sent_log.popleft()[1]
         if acked is not None and acked - self.acked_forwarded >= ACK_STEP:
             self.acked_forwarded = acked
-            await self.redis.xadd(streams.in_key(self.sid), {"a": entry_id}, maxlen=4096, approximate=True)
+            await self._input({"a": entry_id})
 
     async def session_event(self, message: dict) -> None:
         """A control event from the channel layer (state change, check result)."""

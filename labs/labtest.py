@@ -292,13 +292,13 @@ def _prove_step(cfg: HostConfig, sid: str, step, lab: str, t0: float) -> StepOut
         if res.exit_code != 0:
             return row(False, f"step setup exited {res.exit_code}: {res.output.strip()[-300:]}")
     # The trainee's language is in LAB_LANG: prove the check in both.
-    before = sandbox_exec(cfg, sid, step.check, timeout=timeout, lang="zh-hans")
+    before = sandbox_exec(cfg, sid, step.check, timeout=timeout, lang="zh-hans", check=True)
     if before.exit_code == 0:
         return row(False, f"check passed BEFORE the solution: {before.output.strip()[-300:]}")
     sol = sandbox_exec(cfg, sid, step.solution or "", timeout=120)
     if sol.exit_code != 0:
         return row(False, f"solution exited {sol.exit_code}: {sol.output.strip()[-300:]}")
-    after = sandbox_exec(cfg, sid, step.check, timeout=timeout, lang="en")
+    after = sandbox_exec(cfg, sid, step.check, timeout=timeout, lang="en", check=True)
     if after.exit_code != 0:
         return row(False, f"check failed AFTER the solution: {after.output.strip()[-300:]}")
     return row(True, after.output.strip().splitlines()[-1][:120] if after.output.strip() else "passed")

@@ -279,7 +279,7 @@ def _send_autocheck(session: Session, interval: float) -> None:
     from labsite.celery import app
 
     app.send_task("labs.learning.auto_check", args=[session.id], kwargs={"interval": interval},
-                  queue=f"host.{session.host}", countdown=interval, expires=interval * 3 + 30)
+                  queue=f"host.{session.host}.checks", countdown=interval, expires=interval * 3 + 30)
 
 
 def autocheck_kick(*, session: Session) -> bool:

@@ -93,10 +93,12 @@ def session_start(*, user: AbstractBaseUser, lab: Lab) -> tuple[Session, bool]:
     return session, True
 
 
-def _send(session: Session, task: str, **options: object):
+def _send(session: Session, task: str, *, queue: str = "", **options: object):
+    """Send a task to the session's host: host.<name>, or host.<name>.<queue> (checks)."""
     from labsite.celery import app
 
-    return app.send_task(task, args=[session.id], queue=f"host.{session.host}", **options)
+    name = f"host.{session.host}" + (f".{queue}" if queue else "")
+    return app.send_task(task, args=[session.id], queue=name, **options)
 
 
 def session_set_state(*, sid: str, state: str, message: str = "", only_from: tuple[str, ...] | None = None) -> bool:
@@ -111,12 +113,28 @@ def session_set_state(*, sid: str, state: str, message: str = "", only_from: tup
     if only_from:
         qs = qs.filter(state__in=only_from)
     changed = qs.update(**fields) > 0
+    if changed and state in (Session.State.STOPPED, Session.State.FAILED, Session.State.LOST):
+        session_streams_end(sid=sid)
     if changed:
         session_broadcast(sid=sid, event={"type": "state", "state": state, "message": message})
         from cohorts.services import dashboards_notify_safely  # never fails a state change
 
         dashboards_notify_safely(sid=sid)
     return changed
+
+
+def session_streams_end(*, sid: str) -> None:
+    """An ended session's terminal takes no more input, and its output expires."""
+    from labs.redis import sync_redis
+    from sandbox.relay import streams
+
+    try:
+        with sync_redis().pipeline(transaction=False) as p:
+            p.delete(streams.in_key(sid))
+            p.expire(streams.out_key(sid), streams.ENDED_TTL)
+            p.execute()
+    except Exception:  # Redis away: the relay's own expiry and MAXLEN still bound them
+        log.warning("could not end the streams of session %s", sid, exc_info=True)
 
 
 def session_stop(*, session: Session) -> None:
@@ -157,6 +175,11 @@ def session_lang(*, sid: str) -> str | None:
     return value.decode() if value else None
 
 
+def check_lock_key(sid: str) -> str:
+    """Held while a check of the session runs: one check per session at a time."""
+    return f"lab:check:{sid}"
+
+
 def session_check(*, session: Session, step_key: str, by: str = "check", lang: str | None = None) -> CheckResult:
     """Run a step's check inside the session's sandbox, in the trainee's language, and record the attempt."""
     step = _step(session, step_key)
@@ -165,8 +188,13 @@ def session_check(*, session: Session, step_key: str, by: str = "check", lang: s
     if session.state != Session.State.READY:
         raise Conflict(f"the sandbox is {session.state}, not ready")
     timeout = float(step.data.get("check_timeout", 10))
+    from labs.redis import sync_redis
+
+    if sync_redis().exists(check_lock_key(session.id)):
+        raise Conflict("上一次检查还在运行，请稍后再试。The previous check of this sandbox is still running; try again when it ends.")
     try:
-        result = _send(session, "labs.tasks.sandbox_check", kwargs={"step_id": step.id, "lang": lang},
+        # Checks have their own queue: a slow check never delays a start or a stop.
+        result = _send(session, "labs.tasks.sandbox_check", queue="checks", kwargs={"step_id": step.id, "lang": lang},
                        expires=10).get(timeout=timeout + 15)
     except CeleryTimeout:
         raise ServiceUnavailable("沙箱主机没有及时响应。The sandbox host did not answer in time; try again.") from None
@@ -365,6 +393,15 @@ def session_verify_start(*, sid: str, now=None) -> str | None:
         return None
     _send(session, "labs.tasks.sandbox_stop", expires=3600)  # whatever it made, once its host is back
     return Session.State.FAILED
+
+
+def recordings_expire(*, now=None) -> int:
+    """Delete recordings older than LAB_RECORDING_DAYS; returns how many."""
+    from labs.models import Recording
+
+    cutoff = (now or timezone.now()) - timedelta(days=settings.LAB_RECORDING_DAYS)
+    deleted, _ = Recording.objects.filter(created_at__lt=cutoff).delete()
+    return deleted
 
 
 def recording_save(*, sid: str) -> None:

@@ -10,7 +10,7 @@ import logging
 from celery import shared_task
 
 from labs.models import Session, Step
-from labs.services import recording_save, session_set_state
+from labs.services import check_lock_key, recording_save, session_set_state
 from sandbox.checklang import lab_lang
 from sandbox.config import host_config
 from sandbox.exceptions import CheckTimeout, SandboxError
@@ -49,21 +49,34 @@ def sandbox_start(sid: str) -> None:
 _CHECK_FAILED = {
     "timeout": {"zh-hans": "检查超时：{timeout:g} s 内没有结束。", "en": "The check did not finish within {timeout:g} s."},
     "error": {"zh-hans": "检查无法运行：{error}", "en": "The check could not run: {error}"},
+    "busy": {"zh-hans": "上一次检查还在运行，请稍后再试。", "en": "The previous check of this sandbox is still running; try again when it ends."},
 }
 
 
 @shared_task(name="labs.tasks.sandbox_check", soft_time_limit=120, time_limit=150)
 def sandbox_check(sid: str, step_id: int, lang: str | None = None) -> dict:
-    """Run a step's check inside the sandbox, in the trainee's language: exit 0 passes, output is the message."""
+    """Run a step's check inside the sandbox, in the trainee's language: exit 0 passes,
+    output is the message.
+
+    It runs with the host's shell in a cgroup of its own (sandbox/scripts.py), one per
+    session at a time: a second check while one runs is answered at once, not queued.
+    """
+    from labs.redis import sync_redis
+
     step = Step.objects.get(id=step_id)
     timeout = float(step.data.get("check_timeout", 10))
     lang = lab_lang(lang)
+    lock = check_lock_key(sid)
+    if not sync_redis().set(lock, 1, nx=True, ex=int(timeout) + 60):
+        return {"passed": False, "message": _CHECK_FAILED["busy"][lang]}
     try:
-        res = sandbox_exec(host_config(), sid, step.data["check"], timeout=timeout, lang=lang)
+        res = sandbox_exec(host_config(), sid, step.data["check"], timeout=timeout, lang=lang, check=True)
     except CheckTimeout:
         return {"passed": False, "message": _CHECK_FAILED["timeout"][lang].format(timeout=timeout)}
     except SandboxError as exc:
         return {"passed": False, "message": _CHECK_FAILED["error"][lang].format(error=exc)}
+    finally:
+        sync_redis().delete(lock)
     return {"passed": res.exit_code == 0, "message": res.output.strip()}
 
 
@@ -120,6 +133,14 @@ def reap_sessions() -> dict[str, int]:
     from labs.services import sessions_reap
 
     return sessions_reap()
+
+
+@shared_task(name="labs.tasks.expire_recordings")
+def expire_recordings() -> int:
+    """Periodic (beat): recordings past their retention period are deleted."""
+    from labs.services import recordings_expire
+
+    return recordings_expire()
 
 
 @shared_task(name="labs.tasks.sandbox_reset", soft_time_limit=60, time_limit=90)

@@ -15,8 +15,14 @@ from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: 
 
 from cohorts.routing import websocket_urlpatterns as cohort_routes  # noqa: E402
 from labs.routing import websocket_urlpatterns  # noqa: E402
+from labs.uploads import MAX_BYTES as UPLOAD_MAX_BYTES  # noqa: E402
+from labsite.bodylimit import BodyLimit  # noqa: E402
+
+# Lab archives up to their limit (plus the multipart envelope); every other body is small.
+http = BodyLimit(ASGIStaticFilesHandler(django_asgi), default=4 * 2**20,
+                 prefixes={"/labs/upload/": UPLOAD_MAX_BYTES + 2**20})
 
 application = ProtocolTypeRouter({
-    "http": ASGIStaticFilesHandler(django_asgi),
+    "http": http,
     "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns + cohort_routes))),
 })

@@ -27,6 +27,7 @@ def _consume_host_queue(sender: str, instance, **kwargs) -> None:
     from django.conf import settings
 
     instance.app.amqp.queues.select_add(f"host.{settings.LAB_HOST_NAME}")
+    instance.app.amqp.queues.select_add(f"host.{settings.LAB_HOST_NAME}.checks")  # checks, apart from start/stop
 
 
 @worker_ready.connect

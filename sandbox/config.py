@@ -4,6 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from sandbox.quotas import host_budget
+
 
 @dataclass(frozen=True)
 class HostConfig:
@@ -65,8 +67,8 @@ def host_config() -> HostConfig:
     return HostConfig(
         data_dir=Path(settings.LAB_DATA_DIR),
         host=settings.LAB_HOST_NAME,
-        redis_url=settings.REDIS_URL,
+        redis_url=settings.STREAMS_REDIS_URL,
         uid_base=settings.LAB_SANDBOX_UID,
         runc=settings.LAB_RUNC,
-        capacity=settings.LAB_HOST_CAPACITY,
+        capacity=settings.LAB_HOST_CAPACITY or host_budget().capacity,
     )

@@ -10,12 +10,12 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from sandbox.config import HostConfig
-from sandbox.exceptions import CheckTimeout, RuntimeFailed, SandboxError
+from sandbox.exceptions import RuntimeFailed, SandboxError
+from sandbox.scripts import ExecResult, script_run
 from sandbox.seccomp import seccomp_profile
 
 # Docker's default capability set, plus CAP_SYS_ADMIN: the lessons mount overlays,
@@ -44,6 +44,51 @@ ENV = [
 ]
 # Inside-the-sandbox path of the init (tini) the host mounts read-only.
 INIT = "/var/lib/lab/bin/init"
+# Kernel counters that are charged up the user-namespace chain to the namespace's owner
+# (host root, which created it) or are shared by every sandbox: bounded per sandbox so
+# that `capacity` sandboxes at their worst stay far below the host's own limits
+# (docs/security.md, *Kernel-global quotas*).
+RLIMITS = [
+    {"type": "RLIMIT_NOFILE", "hard": 4096, "soft": 1024},
+    {"type": "RLIMIT_CORE", "hard": 0, "soft": 0},
+    # Queued signals: 200 sandboxes x 256 stays under host root's ~96,000.
+    {"type": "RLIMIT_SIGPENDING", "hard": 256, "soft": 256},
+    # POSIX message queues: none (host root's 800 KiB would be shared by every sandbox).
+    {"type": "RLIMIT_MSGQUEUE", "hard": 0, "soft": 0},
+]
+# user.max_*_namespaces inside the sandbox's own user namespace (the kernel keeps these
+# per user namespace; sandbox root lacks CAP_SYS_RESOURCE to raise them). 200 sandboxes
+# x 64 stays far under the host's limit per type (~96,000 here).
+NAMESPACE_MAX = {
+    "user": 0, "mnt": 64, "pid": 64, "uts": 64, "ipc": 64, "net": 64, "cgroup": 64, "time": 64,
+}
+NSENTER = "/usr/bin/nsenter"
+HOOK_SHELL = "/bin/busybox"
+
+
+def limits_hook(*, cgroups_path: str, tcp_bytes: int) -> dict:
+    """OCI createRuntime hook: runs on the host after runc made the sandbox's namespaces
+    and cgroups and before its process starts. It sets the TCP buffer limit of the
+    sandbox's v1 memory cgroup (runc 1.1 ignores `kernelTCP`; sockets made before the
+    limit would never be charged), and the user namespace's own namespace counts."""
+    tcp = f"/sys/fs/cgroup/memory/{cgroups_path.strip('/')}/memory.kmem.tcp.limit_in_bytes"
+    writes = "; ".join(f"echo {n} > /proc/sys/user/max_{k}_namespaces" for k, n in NAMESPACE_MAX.items())
+    script = (
+        # cgroup v2 charges socket memory to memory.current anyway: no file, nothing to do.
+        f"if [ -e {tcp} ]; then echo {tcp_bytes} > {tcp} || exit 1; fi; "
+        # The container state arrives on stdin as JSON; take "pid" from it.
+        r'read -r s; p=$(echo "$s" | sed -n "s/.*\"pid\":\([0-9]*\).*/\1/p"); '
+        f'exec {NSENTER} --user --target "$p" -- {HOOK_SHELL} sh -c "{writes}"'
+    )
+    return {"path": HOOK_SHELL, "args": ["busybox", "sh", "-c", script], "timeout": 10}
+
+
+# What a lab may ask for, per session (enforced when a lab is loaded or uploaded, and
+# clamped again at start for labs imported before): a few sessions at the top of these
+# cannot exhaust a host, whose sandbox parent cgroup also caps the sum (sandbox/quotas.py).
+LIMIT_RANGES: dict[str, tuple[float, float]] = {
+    "memory_mb": (16, 2048), "pids": (8, 512), "cpu": (0.1, 2), "disk_mb": (8, 2048),
+}
 
 
 @dataclass(frozen=True)
@@ -57,10 +102,19 @@ class Limits:
     network: bool = False
     ptys: int = 32
 
+    @property
+    def tcp_bytes(self) -> int:
+        """Socket buffer memory of the sandbox: a quarter of its memory, at most 32 MiB."""
+        return min(self.memory_mb * 2**20 // 4, 32 * 2**20)
+
     @classmethod
     def from_lab(cls, limits: dict) -> Limits:
         """The runtime part of a lab's `limits:` (lifetime and idle are the web's)."""
-        return cls(**{k: limits[k] for k in ("memory_mb", "pids", "cpu", "disk_mb", "network") if k in limits})
+        kept = {k: limits[k] for k in ("memory_mb", "pids", "cpu", "disk_mb", "network") if k in limits}
+        for key, (low, high) in LIMIT_RANGES.items():
+            if key in kept:
+                kept[key] = type(kept[key])(min(max(kept[key], low), high))
+        return cls(**kept)
 
 
 def sandbox_spec(
@@ -91,10 +145,7 @@ def sandbox_spec(
             "env": ENV,
             "cwd": "/root",
             "capabilities": {k: caps for k in ("bounding", "effective", "permitted")},
-            "rlimits": [
-                {"type": "RLIMIT_NOFILE", "hard": 4096, "soft": 1024},
-                {"type": "RLIMIT_CORE", "hard": 0, "soft": 0},
-            ],
+            "rlimits": RLIMITS,
             "noNewPrivileges": True,
             "oomScoreAdj": 1000,
         },
@@ -111,6 +162,7 @@ def sandbox_spec(
             *({"destination": dest, "type": "bind", "source": str(src), "options": ["rbind", "nosuid", "nodev"]}
               for dest, src in volumes or ()),
         ],
+        "hooks": {"createRuntime": [limits_hook(cgroups_path=f"{cgroup_parent}/{sid}", tcp_bytes=limits.tcp_bytes)]},
         "linux": {
             "uidMappings": [{"containerID": 0, "hostID": uid, "size": id_count}],
             "gidMappings": [{"containerID": 0, "hostID": uid, "size": id_count}],
@@ -118,7 +170,10 @@ def sandbox_spec(
             "cgroupsPath": f"{cgroup_parent}/{sid}",
             "resources": {
                 "devices": [{"allow": False, "access": "rwm"}],
-                "memory": {"limit": limits.memory_mb * 2**20, "swap": limits.memory_mb * 2**20},
+                # kernelTCP: socket buffers are charged to the sandbox only once a TCP
+                # limit is set (cgroup v1); otherwise only to the host-wide tcp_mem.
+                "memory": {"limit": limits.memory_mb * 2**20, "swap": limits.memory_mb * 2**20,
+                           "kernelTCP": limits.tcp_bytes},
                 "pids": {"limit": limits.pids},
                 "cpu": {"period": 100000, "quota": int(limits.cpu * 100000)},
             },
@@ -142,45 +197,11 @@ def _runc(cfg: HostConfig, *args: str) -> list[str]:
     return [cfg.runc, "--root", str(cfg.runc_root), *args]
 
 
-@dataclass(frozen=True)
-class ExecResult:
-    """What a script run with `runc exec` returned."""
-
-    exit_code: int
-    output: str
-
-
-# Runs a script inside the sandbox with its output in a file there, then prints the
-# file: a process the script leaves in the background keeps that file open, not the
-# stdout of `runc exec` (which would otherwise wait for it).
-_EXEC_WRAPPER = (
-    'o=$(mktemp /dev/shm/.lab-exec.XXXXXX 2>/dev/null || mktemp); '
-    'timeout -s KILL {timeout} /bin/sh -c "$0" >"$o" 2>&1 </dev/null; rc=$?; '
-    'cat "$o"; rm -f "$o"; exit $rc'
-)
-
-
-def runc_exec(cfg: HostConfig, sid: str, script: str, *, timeout: float, env: dict[str, str] | None = None) -> ExecResult:
-    """Run a shell script inside the sandbox (no terminal) and return code and output.
-
-    Past its timeout the script is killed inside the sandbox (busybox timeout) and
-    CheckTimeout is raised; a script that leaves a process running is done when its
-    shell exits.
-    """
-    wrapper = _EXEC_WRAPPER.format(timeout=max(1, int(timeout)))
-    extra = [arg for key, value in (env or {}).items() for arg in ("--env", f"{key}={value}")]
-    argv = _runc(cfg, "exec", "--env", "TERM=dumb", *extra, "--cwd", "/root", sid, "/bin/sh", "-c", wrapper, script)
-    started = time.monotonic()
-    try:
-        proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout + 5)
-    except subprocess.TimeoutExpired as exc:
-        raise CheckTimeout(f"the check did not finish within {timeout:g} s") from exc
-    text = (proc.stdout[-65536:] + proc.stderr[-4096:]).decode("utf-8", "replace")
-    if proc.returncode in (124, 137) and time.monotonic() - started >= timeout - 0.5:
-        raise CheckTimeout(f"the check did not finish within {timeout:g} s")
-    if proc.returncode != 0 and proc.stderr.startswith((b"time=", b"container_linux.go", b"exec failed", b"ERRO")):
-        raise RuntimeFailed(f"runc exec failed: {proc.stderr.decode('utf-8', 'replace').strip()[-1000:]}")
-    return ExecResult(proc.returncode, text[-8192:])
+def runc_exec(cfg: HostConfig, sid: str, script: str, *, timeout: float, env: dict[str, str] | None = None,
+              check: bool = False) -> ExecResult:
+    """Run a shell script inside the sandbox (no terminal) with the host's trusted shell;
+    see sandbox/scripts.py for what makes a check's result trustworthy."""
+    return script_run(cfg, sid, script, timeout=timeout, env=env, check=check)
 
 
 def runc_delete(cfg: HostConfig, sid: str) -> None:

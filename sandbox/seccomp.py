@@ -11,7 +11,9 @@ flags seccomp cannot read, answers ENOSYS so libc falls back to clone): inside o
 sandbox root would hold every capability again — CAP_NET_ADMIN over nf_tables is the
 usual road to a kernel exploit. inotify answers ENOSYS (programs fall back to
 polling): its instance count is charged to host root, whose 128 a sandbox could
-take all of (see docs/security.md).
+take all of (see docs/security.md). Linux AIO (`io_setup`) answers ENOSYS too: its
+reservations count against the host-wide `fs.aio-max-nr`, which one sandbox could
+take whole; programs fall back to threads.
 """
 from __future__ import annotations
 
@@ -38,7 +40,7 @@ DENIED = [
 ]
 
 # ENOSYS: "not here", so callers use their fallback instead of failing.
-NOT_IMPLEMENTED = ["clone3", "inotify_init", "inotify_init1"]
+NOT_IMPLEMENTED = ["clone3", "inotify_init", "inotify_init1", "io_setup"]
 CLONE_NEWUSER = 0x10000000
 EPERM = 1
 ENOSYS = 38

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from sandbox.checklang import with_lang
 from sandbox.config import HostConfig
 from sandbox.images.store import ImageStore
+from sandbox.quotas import deny_new_ptys, host_prepare
 from sandbox.relay.client import relay_call
 from sandbox.runtime import ExecResult, Limits, runc_delete, runc_exec, runc_list, sandbox_spec, write_spec
 from sandbox.snapshots import Layout, leftover_sessions, snapshot_create, snapshot_remove
@@ -45,6 +46,7 @@ def sandbox_start(cfg: HostConfig, req: SandboxRequest) -> int:
     layout = layout_for(cfg, req.sid)
     if req.sid in {c["id"] for c in runc_list(cfg)}:
         runc_delete(cfg, req.sid)
+    host_prepare(cfg)
     snapshot_create(image=image, layout=layout, layers_root=cfg.images_dir / "layers",
                     disk_mb=req.limits.disk_mb, uid=cfg.uid_base)
     try:
@@ -55,16 +57,22 @@ def sandbox_start(cfg: HostConfig, req: SandboxRequest) -> int:
         )
         write_spec(layout.config, spec)
         # A relay being restarted by its holder is back within seconds: wait for it.
-        return relay_call(cfg, "run", wait=RELAY_WAIT, sid=req.sid, bundle=str(layout.root), cols=req.cols, rows=req.rows)["pid"]
+        pid = relay_call(cfg, "run", wait=RELAY_WAIT, sid=req.sid, bundle=str(layout.root), cols=req.cols, rows=req.rows)["pid"]
+        if not deny_new_ptys(cfg, req.sid):
+            log.warning("sandbox %s may open PTYs: no cgroup v1 devices controller", req.sid)
+        return pid
     except BaseException:
         sandbox_stop(cfg, req.sid)
         raise
 
 
-def sandbox_exec(cfg: HostConfig, sid: str, script: str, *, timeout: float = 10.0, lang: str | None = None) -> ExecResult:
-    """Run a script inside a live sandbox (checks, setup, solutions), in the trainee's language."""
-    script, env = with_lang(script, lang)
-    return runc_exec(cfg, sid, script, timeout=timeout, env=env)
+def sandbox_exec(cfg: HostConfig, sid: str, script: str, *, timeout: float = 10.0, lang: str | None = None,
+                 env: dict[str, str] | None = None, check: bool = False) -> ExecResult:
+    """Run a script inside a live sandbox (checks, setup, solutions) with the host's shell,
+    in the trainee's language; check=True also kills everything it started and refuses a
+    forged result."""
+    script, lang_env = with_lang(script, lang)
+    return runc_exec(cfg, sid, script, timeout=timeout, env={**lang_env, **(env or {})}, check=check)
 
 
 def sandbox_stop(cfg: HostConfig, sid: str) -> None:

@@ -17,6 +17,7 @@ from typing import Protocol, Sequence
 
 from sandbox.exceptions import SandboxError
 from sandbox.mounts import PAGE_LIMIT, Mount, mount, mounts_under, unmount
+from sandbox.scripts import TRUSTED_SHELL, trusted_shell
 
 # The init that reaps zombies inside every sandbox (Debian package tini).
 INIT_BINARY = Path("/usr/bin/tini-static")
@@ -126,6 +127,8 @@ def view_mounts(*, image: ImageLike, layout: Layout) -> list[Mount]:
         mounts.append(Mount("none", str(layer_dir), target, ro))
     mounts.append(Mount("none", str(layout.upper), layout.views / "container" / "upper", ro))
     mounts.append(Mount("none", str(INIT_BINARY), layout.views / "bin" / "init", ("bind", "ro", "nosuid", "nodev")))
+    # The shell checks and setups run with (sandbox/scripts.py): host-owned, locked.
+    mounts.append(Mount("none", str(TRUSTED_SHELL), layout.views / "bin" / "busybox", ("bind", "ro", "nosuid", "nodev")))
     return mounts
 
 
@@ -136,6 +139,7 @@ def _make_mountpoints(*, image: ImageLike, layout: Layout, uid: int) -> None:
     for diff_id in image.diff_ids:
         (layout.views / "overlay2" / diff_id.split(":", 1)[1] / "diff").mkdir(parents=True, exist_ok=True)
     (layout.views / "bin" / "init").touch()
+    (layout.views / "bin" / "busybox").touch()
     (layout.views / "image.json").write_text(json.dumps(image.inspect(), indent=2) + "\n")
     layout.layers_file.write_text(json.dumps(list(image.chain_ids)))
 
@@ -147,6 +151,7 @@ def snapshot_create(*, image: ImageLike, layout: Layout, layers_root: Path, disk
     layout.root.mkdir(parents=True, mode=0o711)
     layout.root.chmod(0o711)  # sandbox root (an unprivileged host uid) must traverse it
     try:
+        trusted_shell()
         _make_mountpoints(image=image, layout=layout, uid=uid)
         scratch, overlay = snapshot_mounts(image=image, layout=layout, layers_root=layers_root, disk_mb=disk_mb, uid=uid)
         mount(scratch)

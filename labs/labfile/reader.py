@@ -14,6 +14,7 @@ from labs.labfile.spec import (
     QuizChoice, Step, Text, WrongAnswer,
 )
 from labs.markdown import relative_links
+from sandbox.runtime import LIMIT_RANGES as SANDBOX_LIMIT_RANGES
 
 ID_RE = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 IMAGE_RE = re.compile(r"[a-z0-9][a-z0-9._/-]*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[0-9a-f]{64})?")
@@ -35,9 +36,9 @@ STEP_KEYS = {
 WRONG_KEYS = {"script": True, "why": True}
 QUIZ_KEYS = {"kind": True, "question": True, "choices": False, "pattern": False, "explanation": False}
 CHOICE_KEYS = {"id": True, "text": True, "correct": False}
+# The sandbox's per-session ranges (docs/security.md, *Aggregate caps*), and the web's.
 LIMIT_RANGES: dict[str, tuple[float, float]] = {
-    "memory_mb": (16, 8192), "pids": (8, 4096), "cpu": (0.1, 8), "disk_mb": (8, 65536),
-    "lifetime_minutes": (1, 1440), "idle_minutes": (1, 1440),
+    **SANDBOX_LIMIT_RANGES, "lifetime_minutes": (1, 1440), "idle_minutes": (1, 1440),
 }
 
 
@@ -343,7 +344,7 @@ class Reader:
             hints=hints,
             auto_check=auto_check,
             quiz=self.quiz(get("quiz"), f"{path}.quiz") if "quiz" in values else None,
-            check_timeout=self.number(get("check_timeout"), f"{path}.check_timeout", 10, 1, 300),
+            check_timeout=self.number(get("check_timeout"), f"{path}.check_timeout", 10, 1, 60),
             wrong=wrong,
         )
 

@@ -118,6 +118,9 @@ STATIC_ROOT = LAB_DATA_DIR / "static"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 
 REDIS_URL = env("REDIS_URL", "redis://127.0.0.1:6390/0") or ""
+# Terminal streams, host heartbeats and short-lived locks: may be a Redis of their own,
+# apart from the Celery broker, with maxmemory (docs/operations.md). Defaults to REDIS_URL.
+STREAMS_REDIS_URL = env("STREAMS_REDIS_URL", REDIS_URL) or REDIS_URL
 
 CHANNEL_LAYERS = {
     "default": {
@@ -136,14 +139,20 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE = {
     "reap-sessions": {"task": "labs.tasks.reap_sessions", "schedule": 30.0},
+    "expire-recordings": {"task": "labs.tasks.expire_recordings", "schedule": 3600.0},
 }
 
 # This worker host's name: its Celery queue is "host.<name>".
 LAB_HOST_NAME = env("LAB_HOST_NAME", socket.gethostname()) or "localhost"
-# Sandboxes this host runs at once before it answers "the lab is full".
-LAB_HOST_CAPACITY = env_int("LAB_HOST_CAPACITY", 200)
+# Sandboxes this host runs at once before it answers "the lab is full"; 0 derives it
+# from the host's memory and pids (sandbox/quotas.py: host_budget).
+LAB_HOST_CAPACITY = env_int("LAB_HOST_CAPACITY", 0)
 # Live sandboxes one trainee may hold at once.
 LAB_USER_SESSION_LIMIT = env_int("LAB_USER_SESSION_LIMIT", 3)
+# Terminal WebSockets one user may hold open at once (tabs, watchers).
+LAB_USER_WEBSOCKET_LIMIT = env_int("LAB_USER_WEBSOCKET_LIMIT", 12)
+# Days a finished session's recording is kept.
+LAB_RECORDING_DAYS = env_int("LAB_RECORDING_DAYS", 30)
 # Host uid/gid that root inside every sandbox maps to (65536 ids from here).
 LAB_SANDBOX_UID = env_int("LAB_SANDBOX_UID", 100000)
 LAB_RUNC = env("LAB_RUNC", "runc") or "runc"

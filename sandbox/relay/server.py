@@ -212,16 +212,14 @@ class Relay:
         self._hold(sid, fd)
         pty = Pty(sid=sid, fd=fd, recorder=Recorder(recording_path(self.cfg.data_dir, sid), cols=cols, rows=rows))
         # Input from before this shell (a reset sandbox, keys sent while starting) is
-        # not for it: read only what arrives from now on. The stream then starts with
-        # an entry already dealt with (a marker if it was empty), which is how a
-        # successor relay knows where to carry on.
+        # not for it: read only what arrives from now on. The marker also makes the
+        # stream, which viewers only append to while it exists (NOMKSTREAM), and the
+        # trim leaves it first: the first entry of the stream is always one already
+        # dealt with, which is how a successor relay knows where to carry on.
         key = streams.in_key(sid)
-        newest = await self.redis.xrevrange(key, count=1)
-        if newest:
-            pty.in_last = newest[0][0].decode()
-            await self.redis.xtrim(key, minid=pty.in_last)
-        else:
-            pty.in_last = (await self.redis.xadd(key, {"m": b""})).decode()
+        marker = await self.redis.xadd(key, {"o": b""}, maxlen=streams.INPUT_MAXLEN, approximate=True)
+        pty.in_last = marker.decode()
+        await self.redis.xtrim(key, minid=pty.in_last)
         self.ptys[sid] = pty
         self.loop.add_reader(fd, self._on_readable, pty)
         await self.redis.xadd(streams.wake_key(self.cfg.host), {"s": sid}, maxlen=16, approximate=True)

@@ -4,7 +4,9 @@ term:<sid>:out  output entries {d: bytes}, trimmed to ~STREAM_BYTES by the relay
                 reconnecting browser resumes exactly from the last id it saw; a fresh
                 page replays only the last REPLAY_BYTES of it.
 term:<sid>:in   input entries {d: bytes} keystrokes, {r: "cols rows"} resize,
-                {a: id} a viewer's acknowledgement (flow control).
+                {a: id} a viewer's acknowledgement (flow control). Made by the relay
+                when the sandbox starts ({o: ""}), deleted when it ends; viewers append
+                with NOMKSTREAM, so input to an ended session is refused, not stored.
 lab:host:<name> a host's heartbeat: capacity and live sandboxes (expires when it dies).
 lab:hold:<name> its PTY holder's heartbeat: the sandboxes are alive while this is set.
 """
@@ -18,6 +20,11 @@ REPLAY_BYTES = 512 * 1024
 HOST_TTL = 5
 # A relay handing over to its successor keeps its host alive this long.
 HOST_HANDOVER_TTL = 30
+# term:<sid>:in holds at most this many entries (64 KiB each at most): the relay trims
+# what it has read, so this bounds only input nobody reads (relay away, session over).
+INPUT_MAXLEN = 128
+# Output of an ended session stays this long for a last look, then expires.
+ENDED_TTL = 3600
 HOSTS_SET = "lab:hosts"
 
 

@@ -280,11 +280,11 @@ def test_invalid_step_id_is_reported(tmp_path):
 def test_wrong_scalar_types_and_ranges_are_reported(tmp_path):
     extra = "minutes: '20'\nlimits: {cpu: fast, network: 'no', pids: 1}\nlevel: expert\n"
     assert errors(tmp_path, LAB + "    check_timeout: 0\n" + extra) == [
-        "lab.yaml:7:20: steps[0].check_timeout: 0 is out of range (1 to 300)",
+        "lab.yaml:7:20: steps[0].check_timeout: 0 is out of range (1 to 60)",
         "lab.yaml:8:10: minutes: expected an integer, got a string",
         "lab.yaml:9:15: limits.cpu: expected a number, got a string",
         "lab.yaml:9:30: limits.network: expected true or false, got a string",
-        "lab.yaml:9:42: limits.pids: 1 is out of range (8 to 4096)",
+        "lab.yaml:9:42: limits.pids: 1 is out of range (8 to 512)",
         "lab.yaml:10:8: level: expected one of beginner, intermediate, advanced, got 'expert'",
     ]
 

@@ -300,3 +300,221 @@ def test_inodes_stop_at_the_upper_tmpfs_cap(escape_sandbox_factory):
     assert out.startswith("FULL"), out
     assert int(out.split()[1]) < 1024
     assert box.sh("echo still-alive").output.strip() == "still-alive"
+
+
+# --- checks: integrity and availability (issue 13, item 4) -----------------------------
+
+FAKE = "printf '#!/var/lib/lab/bin/busybox sh\\nexit 0\\n' > /tmp/fake && chmod 755 /tmp/fake"
+
+
+def check(box, script: str, *, timeout: float = 5.0):
+    """Run a script as a step's check is run."""
+    from sandbox.service import sandbox_exec
+
+    return sandbox_exec(box.cfg, box.sid, script, timeout=timeout, check=True)
+
+
+def test_replaced_shell_and_tools_do_not_make_a_check_pass(escape_sandbox_factory):
+    box, other = escape_sandbox_factory(), escape_sandbox_factory()
+    # The trainee replaces /bin/sh and every tool a check might use with `exit 0`.
+    assert box.sh(FAKE + " && for t in sh test grep awk cat ls; do for d in /bin /usr/bin; do"
+                  " [ -e $d/$t ] && rm -f $d/$t && cp /tmp/fake $d/$t; done; done; echo replaced").output.strip() == "replaced"
+    res = check(box, "test -e /root/never || { echo missing; exit 1; }")
+    assert (res.exit_code, res.output.strip()) == (1, "missing")
+    res = check(box, "grep -q nowhere /etc/passwd")
+    assert res.exit_code == 1
+    # The check's shell is the host's busybox, which sandbox root can neither write nor read.
+    out = box.sh("ls -ln /var/lib/lab/bin/busybox; echo x >> /var/lib/lab/bin/busybox 2>&1; "
+                 "cat /var/lib/lab/bin/busybox >/dev/null 2>&1 || echo unreadable").output
+    assert out.split()[2] == "65534" and "unreadable" in out, out
+    # Another sandbox is not affected, and host root still has its shell.
+    assert check(other, "test -e /etc/passwd && echo yes").output.strip() == "yes"
+    assert subprocess.run(["/bin/busybox", "true"]).returncode == 0
+
+
+@pytest.mark.parametrize("attack", [
+    "mount --bind /tmp/fake /var/lib/lab/bin/busybox",
+    "mkdir -p /tmp/v/bin && cp /tmp/fake /tmp/v/bin/busybox && mount --bind /tmp/v /var/lib/lab",
+    "mkdir -p /tmp/v/lib/lab/bin && cp /tmp/fake /tmp/v/lib/lab/bin/busybox && mount --bind /tmp/v /var",
+    "mkdir -p /tmp/p && mount -t tmpfs p /tmp/p && mkdir -p /tmp/p/self && cp /tmp/fake /tmp/p/self/exe && mount --bind /tmp/p /proc",
+    "mkdir -p /tmp/p && mount -t tmpfs p /tmp/p && mkdir -p /tmp/p/self && cp /tmp/fake /tmp/p/self/exe && mount -t tmpfs p /proc/self",
+])
+def test_a_covered_or_moved_trusted_shell_never_passes_a_check(escape_sandbox_factory, attack):
+    from sandbox.exceptions import SandboxError
+
+    box = escape_sandbox_factory()
+    # (Once /proc is covered, even the wrapper's `cat` runs the fake: no output to read.)
+    res = box.sh(f"{FAKE} && {attack} 2>&1 && echo done")
+    assert "done" in res.output or "/proc" in attack, res.output
+    try:
+        outcome = check(box, "test -e /root/never")
+    except SandboxError as exc:
+        assert "could not" in str(exc) or "covered" in str(exc) or "host's shell" in str(exc), exc
+    else:
+        assert outcome.exit_code != 0, outcome
+
+
+def test_a_mount_swapped_while_a_check_runs_voids_its_result(escape_sandbox):
+    from sandbox.scripts import CheckForged
+
+    box = escape_sandbox
+    # The trainee's own process mounts and unmounts in a loop while the check runs.
+    box.sh(f"{FAKE}; (while :; do mount --bind /tmp/fake /etc/hostname; umount /etc/hostname; done) >/dev/null 2>&1 &")
+    with pytest.raises(CheckForged):
+        check(box, "sleep 0.5; true")
+
+
+def test_a_timed_out_check_leaves_no_process_behind(escape_sandbox_factory):
+    from sandbox.exceptions import CheckTimeout
+
+    box, other = escape_sandbox_factory(), escape_sandbox_factory()
+    with pytest.raises(CheckTimeout):
+        # Daemons that leave the check's session and process group, then a hang.
+        check(box, "setsid sleep 1001 & (setsid sh -c 'sleep 1002 & sleep 1003') & sleep 1004", timeout=2)
+    assert box.sh("ps -o args | grep -c '[s]leep 100'; true").output.split()[0] == "0"
+    # A check that ends normally does not leave its background processes either.
+    assert check(box, "setsid sleep 1005 & echo started").output.strip() == "started"
+    assert box.sh("ps -o args | grep -c '[s]leep 100'; true").output.split()[0] == "0"
+    # Processes the trainee started are not the check's: they live on.
+    box.sh("sleep 1006 >/dev/null 2>&1 &")
+    check(box, "true")
+    assert box.sh("ps -o args | grep -c '[s]leep 1006'").output.split()[0] != "0"
+    assert check(other, "echo fine").output.strip() == "fine"
+
+
+def test_the_trusted_shell_cannot_be_traced_by_sandbox_root(escape_sandbox, escape_probe_binary):
+    escape_install_probe(escape_sandbox, escape_probe_binary)
+    # A long check's shell, then the trainee tries to ptrace it and read its memory.
+    import threading
+
+    t = threading.Thread(target=lambda: check(escape_sandbox, "sleep 3; : marker-check", timeout=5))
+    t.start()
+    try:
+        wait_pid = None
+        for _ in range(200):
+            out = escape_sandbox.sh("m=marker; for p in /proc/[0-9]*; do"
+                                    ' grep -q "$m-check" $p/cmdline 2>/dev/null && echo ${p#/proc/}; done; true').output.split()
+            if out:
+                wait_pid = out[0]
+                break
+        assert wait_pid, "the check's shell was not seen"
+        res = escape_sandbox.sh(f"probe ptrace {wait_pid}; head -c 1 /proc/{wait_pid}/mem >/dev/null 2>&1 || echo no-mem").output.split()
+        assert res[0] != "0" and "no-mem" in res, res
+    finally:
+        t.join()
+
+
+# --- kernel-global quotas, one sandbox at its worst (issue 13, item 1) -------------------
+
+
+def hold(box, command: str, *, wait: float = 1.0) -> int:
+    """Run a holding prober command in the background; the count it reached."""
+    out = box.sh(f"{command} > /tmp/held.out 2>&1 & sleep {wait}; cat /tmp/held.out", timeout=30).output.split()
+    return int(out[0]) if out else 0
+
+
+def test_a_new_devpts_instance_cannot_take_the_hosts_ptys(escape_sandbox_factory, escape_probe_binary):
+    box = escape_sandbox_factory()
+    escape_install_probe(box, escape_probe_binary)
+    # A devpts instance of its own, without max=: its PTYs would count against
+    # kernel.pty.max (4096, 3072 of them outside the host's reserve) shared by every console.
+    assert "mounted" in box.sh("mkdir -p /tmp/pts && mount -t devpts -o newinstance,ptmxmode=0666 devpts /tmp/pts"
+                               " && echo mounted").output
+    assert hold(box, "probe ptys 4000 /tmp/pts/ptmx") <= 0
+    assert hold(box, "probe ptys 4000 /dev/ptmx") <= 0
+    # The sandbox's own terminal is untouched; another sandbox starts; host root has PTYs.
+    assert box.sh("echo alive").output.strip() == "alive"
+    other = escape_sandbox_factory()
+    assert other.sh("echo started").output.strip() == "started"
+    master, slave = os.openpty()
+    os.close(master)
+    os.close(slave)
+
+
+def test_aio_cannot_reserve_the_hosts_aio_max_nr(escape_sandbox, escape_probe_binary):
+    escape_install_probe(escape_sandbox, escape_probe_binary)
+    assert escape_sandbox.sh("probe aio 65536").output.split() == [ENOSYS]
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    ctx = ctypes.c_ulong(0)
+    assert libc.syscall(206, 128, ctypes.byref(ctx)) == 0  # host root still gets an AIO context
+    libc.syscall(207, ctx)
+
+
+def test_message_queues_and_queued_signals_are_bounded_per_sandbox(escape_sandbox_factory, escape_probe_binary):
+    box, other = escape_sandbox_factory(), escape_sandbox_factory()
+    for b in (box, other):
+        escape_install_probe(b, escape_probe_binary)
+    # Both are charged up the user-namespace chain to host root, the namespace's owner.
+    assert box.sh("probe mq 1000").output.split()[0] == "-24"  # RLIMIT_MSGQUEUE 0: EMFILE
+    assert hold(box, "probe sigq 1000000") == 256  # RLIMIT_SIGPENDING
+    assert box.sh("ulimit -i 100000 2>&1; ulimit -q 1000000 2>&1; ulimit -i").output.split()[-1] == "256"
+    assert hold(other, "probe sigq 100") == 100
+    # Host root queues signals as before (the prober holds, so run it with a deadline).
+    probe = escape_probe_path(escape_probe_binary)
+    proc = subprocess.Popen([str(probe), "sigq", "100"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "100"
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def escape_probe_path(blob: bytes) -> Path:
+    """The prober as a host file (host root runs it too, to prove it is not starved)."""
+    import tempfile
+
+    path = Path(tempfile.gettempdir()) / f"lab-probe-{hashlib.sha256(blob).hexdigest()[:12]}"
+    if not path.exists():
+        path.write_bytes(blob)
+        path.chmod(0o755)
+    return path
+
+
+def test_namespaces_are_bounded_by_the_sandboxs_own_user_namespace(escape_sandbox_factory):
+    box = escape_sandbox_factory()
+    assert box.sh("cat /proc/sys/user/max_mnt_namespaces /proc/sys/user/max_user_namespaces").output.split() == ["64", "0"]
+    # Sandbox root cannot raise them, not even with /proc/sys's read-only bind gone.
+    out = box.sh("umount /proc/sys 2>/dev/null; echo 100000 > /proc/sys/user/max_mnt_namespaces 2>&1;"
+                 " cat /proc/sys/user/max_mnt_namespaces").output
+    assert out.split()[-1] == "64", out
+    # Make and pin (bind-mount /proc/<pid>/ns/mnt) as many as it can: it stops at 64.
+    script = ("mkdir -p /tmp/pin; i=0; while [ $i -lt 300 ]; do touch /tmp/pin/$i;"
+              " unshare -m sleep 600 2>/dev/null & p=$!; sleep 0.01;"
+              " mount --bind /proc/$p/ns/mnt /tmp/pin/$i 2>/dev/null; i=$((i+1)); done;"
+              " unshare -m true 2>&1; echo rc=$?")
+    out = box.sh(script, timeout=60).output
+    assert "No space left on device" in out and "rc=1" in out, out[-500:]
+    # Another sandbox starts (runc makes 7 namespaces for it) and makes its own.
+    other = escape_sandbox_factory()
+    assert other.sh("unshare -m -u -p -f true && echo ok").output.strip() == "ok"
+    assert subprocess.run(["unshare", "-m", "-u", "true"]).returncode == 0  # host root too
+
+
+def test_pipe_buffers_of_one_sandbox_do_not_shrink_anothers(escape_sandbox_factory, escape_probe_binary):
+    box, other = escape_sandbox_factory(), escape_sandbox_factory()
+    for b in (box, other):
+        escape_install_probe(b, escape_probe_binary)
+    assert Path("/proc/sys/fs/pipe-user-pages-soft").read_text().strip() == "0"
+    # 200 pipes of 1 MiB: past the 64 MiB per-uid soft limit that every sandbox shares.
+    assert hold(box, "probe pipes 200", wait=2) == 200
+    assert hold(other, "probe pipes 8") == 8
+
+
+def test_fds_in_flight_do_not_stop_a_new_sandbox(escape_sandbox_factory, escape_probe_binary):
+    box = escape_sandbox_factory()
+    escape_install_probe(box, escape_probe_binary)
+    # As many fds in flight (SCM_RIGHTS, never received) as its RLIMIT_NOFILE allows.
+    assert hold(box, "ulimit -n 4096; probe scm 1000000", wait=2) >= 4096
+    other = escape_sandbox_factory()  # runc hands the new console over SCM_RIGHTS
+    assert other.sh("echo started").output.strip() == "started"
+    import array
+
+    a, b = socket.socketpair()
+    with a, b:
+        a.sendmsg([b"x"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [a.fileno()]))])
+        msg, anc, _, _ = b.recvmsg(1, socket.CMSG_SPACE(4))
+        assert msg == b"x" and anc
+        for level, kind, data in anc:
+            os.close(array.array("i", data[:4])[0])

@@ -116,7 +116,7 @@ def test_devpts_is_a_new_instance_capped_at_limits_ptys():
 
 def test_cgroup_limits_come_from_limits_and_allow_no_devices_or_swap():
     res = spec(memory_mb=64, pids=50, cpu=0.25)["linux"]["resources"]
-    assert res["memory"] == {"limit": 64 * 2**20, "swap": 64 * 2**20}
+    assert res["memory"] == {"limit": 64 * 2**20, "swap": 64 * 2**20, "kernelTCP": 16 * 2**20}
     assert res["pids"] == {"limit": 50}
     assert res["cpu"] == {"period": 100000, "quota": 25000}
     assert res["devices"] == [{"allow": False, "access": "rwm"}]
@@ -133,7 +133,7 @@ def test_upper_tmpfs_caps_bytes_and_inodes():
 
 def test_every_view_is_a_read_only_nosuid_nodev_bind():
     mounts = view_mounts(image=FakeImage(), layout=Layout(Path("/s")))
-    assert len(mounts) == 2 + 1 + 1 + 1  # views dir, two layers, the upper, the init
+    assert len(mounts) == 2 + 1 + 1 + 1 + 1  # views dir, two layers, the upper, the init, the trusted shell
     for m in mounts:
         assert {"bind", "ro", "nosuid", "nodev"} <= set(m.options), m
         assert m.flags_and_data()[1] == ""  # nothing that mount(2) would ignore
@@ -150,3 +150,24 @@ def test_home_and_tmp_are_volumes_on_the_sessions_capped_tmpfs():
     binds = {m["destination"]: m for m in config["mounts"] if m["type"] == "bind"}
     assert binds["/root"]["source"] == "/s/rw/home" and binds["/tmp"]["source"] == "/s/rw/tmp"
     assert "nosuid" in binds["/root"]["options"] and "ro" not in binds["/root"]["options"]
+
+
+def test_kernel_counters_charged_to_the_owner_are_bounded_per_sandbox():
+    s = spec()
+    rlimits = {r["type"]: (r["soft"], r["hard"]) for r in s["process"]["rlimits"]}
+    assert rlimits["RLIMIT_SIGPENDING"] == (256, 256) and rlimits["RLIMIT_MSGQUEUE"] == (0, 0)
+    assert rlimits["RLIMIT_NOFILE"][1] <= 4096
+    (hook,) = s["hooks"]["createRuntime"]
+    script = hook["args"][-1]
+    assert "nsenter --user" in script and "echo 0 > /proc/sys/user/max_user_namespaces" in script
+    assert "echo 64 > /proc/sys/user/max_mnt_namespaces" in script
+    enosys = next(r for r in seccomp_profile()["syscalls"] if r.get("errnoRet") == 38)
+    assert "io_setup" in enosys["names"]
+
+
+def test_socket_buffers_get_a_limit_of_their_own_before_the_process_starts():
+    s = spec(memory_mb=128)
+    assert s["linux"]["resources"]["memory"]["kernelTCP"] == 32 * 2**20
+    script = s["hooks"]["createRuntime"][0]["args"][-1]
+    assert f"echo {32 * 2**20} > /sys/fs/cgroup/memory/" in script and "memory.kmem.tcp.limit_in_bytes" in script
+    assert spec(memory_mb=512)["linux"]["resources"]["memory"]["kernelTCP"] == 32 * 2**20  # at most 32 MiB
