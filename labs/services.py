@@ -62,8 +62,9 @@ def _choose_host() -> str:
     return best[1]
 
 
-def session_start(*, user: AbstractBaseUser, lab: Lab) -> tuple[Session, bool]:
-    """The user's live session of the lab, or a new one being started; (session, created)."""
+def session_start(*, user: AbstractBaseUser, lab: Lab, cols: int = 80, rows: int = 24) -> tuple[Session, bool]:
+    """The user's live session of the lab, or a new one being started with a terminal
+    of cols x rows (the page's); (session, created)."""
     existing = selectors.live_session_for_lab(user=user, lab=lab)
     if existing is not None:
         return existing, False
@@ -77,7 +78,8 @@ def session_start(*, user: AbstractBaseUser, lab: Lab) -> tuple[Session, bool]:
             user=user, lab=lab, host=host, state=Session.State.STARTING,
             expires_at=timezone.now() + timedelta(minutes=lifetime),
         )
-        transaction.on_commit(lambda: _send(session, "labs.tasks.sandbox_start", expires=START_EXPIRES))
+        transaction.on_commit(lambda: _send(session, "labs.tasks.sandbox_start", expires=START_EXPIRES,
+                                            kwargs={"cols": cols, "rows": rows}))
     return session, True
 
 

@@ -21,13 +21,13 @@ S = Session.State
 
 
 @shared_task(name="labs.tasks.sandbox_start", soft_time_limit=60, time_limit=90)
-def sandbox_start(sid: str) -> None:
-    """Provision the sandbox of a starting session."""
+def sandbox_start(sid: str, cols: int = 80, rows: int = 24) -> None:
+    """Provision the sandbox of a starting session, its terminal cols x rows."""
     session = Session.objects.select_related("lab").filter(id=sid).first()
     if session is None or session.state != S.STARTING:
         return  # stopped meanwhile, or a redelivered task
     cfg = host_config()
-    req = SandboxRequest(sid=sid, image=session.lab.image, hostname=f"lab-{sid[:8]}", limits=Limits.from_lab(session.lab.limits))
+    req = SandboxRequest(sid=sid, image=session.lab.image, hostname=f"lab-{sid[:8]}", limits=Limits.from_lab(session.lab.limits), cols=cols, rows=rows)
     try:
         engine_start(cfg, req)
     except Exception as exc:

@@ -66,6 +66,7 @@ class Limits:
 def sandbox_spec(
     *, sid: str, rootfs: Path, views: Path, hostname: str, uid: int, id_count: int,
     cgroup_parent: str, limits: Limits, args: list[str] | None = None, terminal: bool = True,
+    cols: int = 80, rows: int = 24,
 ) -> dict:
     """The OCI runtime config for one sandbox."""
     if limits.network:
@@ -79,7 +80,7 @@ def sandbox_spec(
     caps = list(CAPABILITIES)
     # Always a fresh network namespace: only loopback, which runc brings up.
     ns = ["pid", "ipc", "uts", "mount", "user", "cgroup", "network"]
-    return {
+    spec = {
         "ociVersion": "1.0.2",
         "hostname": hostname,
         "root": {"path": str(rootfs), "readonly": False},
@@ -126,6 +127,11 @@ def sandbox_spec(
             "sysctl": {},
         },
     }
+    if terminal:
+        # runc sizes the PTY before the shell starts: the first prompt already knows
+        # the page's geometry (no 80x24 shell until the page's resize arrives).
+        spec["process"]["consoleSize"] = {"height": max(1, min(rows, 500)), "width": max(1, min(cols, 1000))}
+    return spec
 
 
 def write_spec(path: Path, spec: dict) -> None:

@@ -49,6 +49,7 @@ def sandbox_start(cfg: HostConfig, req: SandboxRequest) -> int:
         spec = sandbox_spec(
             sid=req.sid, rootfs=layout.rootfs, views=layout.views, hostname=req.hostname,
             uid=cfg.uid_base, id_count=cfg.id_count, cgroup_parent=cfg.cgroup_parent, limits=req.limits,
+            cols=req.cols, rows=req.rows,
         )
         write_spec(layout.config, spec)
         return relay_call(cfg, "run", sid=req.sid, bundle=str(layout.root), cols=req.cols, rows=req.rows)["pid"]

@@ -169,14 +169,19 @@ class Relay:
         finally:
             listener.close()
             sock_path.unlink(missing_ok=True)
+        # Keys from before this shell (a reset sandbox, keys sent while starting) are
+        # not for it: read only what arrives from now on. But the page's newest size
+        # is: a page that connected while the sandbox was starting sent it already.
+        recent = await self.redis.xrevrange(streams.in_key(sid), count=64)
+        for _, fields in recent:
+            if b"r" in fields:
+                cols, rows = (int(x) for x in fields[b"r"].split())
+                break
         self._set_size(fd, cols, rows)
         os.set_blocking(fd, False)
         pty = Pty(sid=sid, fd=fd, recorder=Recorder(recording_path(self.cfg.data_dir, sid), cols=cols, rows=rows))
-        # Input from before this shell (a reset sandbox, keys sent while starting) is
-        # not for it: read only what arrives from now on.
-        newest = await self.redis.xrevrange(streams.in_key(sid), count=1)
-        if newest:
-            pty.in_last = newest[0][0].decode()
+        if recent:
+            pty.in_last = recent[0][0].decode()
         self.ptys[sid] = pty
         self.loop.add_reader(fd, self._on_readable, pty)
         await self.redis.xadd(streams.wake_key(self.cfg.host), {"s": sid}, maxlen=16, approximate=True)

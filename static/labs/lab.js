@@ -196,7 +196,10 @@
     busy = true;
     showMessage("");
     render();
-    api("POST", "sessions/", { lab: pageData.lab }).then(
+    // The sandbox's shell starts with this geometry (docs/protocol.md): its first
+    // prompt already wraps where the page does.
+    var size = terminal.size();
+    api("POST", "sessions/", { lab: pageData.lab, cols: size.cols, rows: size.rows }).then(
       function (response) {
         busy = false;
         openSession(response.body);

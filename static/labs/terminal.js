@@ -183,6 +183,14 @@
 
   LabTerminal.prototype.focus = function () { this.term.focus(); };
 
+  /** The terminal's geometry fitted to its container now: what a new sandbox starts with. */
+  LabTerminal.prototype.size = function () {
+    if (this.container.offsetWidth && this.container.offsetHeight) {
+      try { this.fit.fit(); } catch (e) { /* not rendered yet */ }
+    }
+    return { cols: this.term.cols, rows: this.term.rows };
+  };
+
   LabTerminal.prototype._closeSocket = function () {
     if (this.retryTimer !== null) {
       window.clearTimeout(this.retryTimer);

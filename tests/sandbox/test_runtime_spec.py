@@ -137,3 +137,12 @@ def test_every_view_is_a_read_only_nosuid_nodev_bind():
     for m in mounts:
         assert {"bind", "ro", "nosuid", "nodev"} <= set(m.options), m
         assert m.flags_and_data()[1] == ""  # nothing that mount(2) would ignore
+
+
+def test_the_console_has_the_pages_geometry_before_the_shell_starts():
+    base = dict(sid="abc123", rootfs=Path("/s/rootfs"), views=Path("/s/lab"), hostname="box", uid=UID,
+                id_count=65536, cgroup_parent="/lab", limits=Limits())
+    assert sandbox_spec(**base, cols=132, rows=43)["process"]["consoleSize"] == {"height": 43, "width": 132}
+    assert sandbox_spec(**base)["process"]["consoleSize"] == {"height": 24, "width": 80}
+    assert sandbox_spec(**base, cols=5000, rows=0)["process"]["consoleSize"] == {"height": 1, "width": 1000}
+    assert "consoleSize" not in sandbox_spec(**base, terminal=False)["process"]
