@@ -44,6 +44,9 @@
       fontFamily: options.fontFamily ||
         '"DejaVu Sans Mono", "Noto Sans Mono CJK SC", "Cascadia Mono", Menlo, Consolas, monospace',
       fontSize: options.fontSize || 14,
+      // At lineHeight 1 the DOM renderer's rows are exactly one glyph box tall and
+      // clip what sits at the bottom of it: at 1x, `_` vanished (diff_id read "diff id").
+      lineHeight: 1.2,
       scrollback: 5000,
       theme: {
         background: "#0f1720",

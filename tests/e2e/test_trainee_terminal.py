@@ -83,3 +83,47 @@ def test_the_shell_has_the_pages_geometry_from_the_first_prompt_without_a_reload
     wait_for_line(page, r"^size-2$")
     assert f"{rows} {cols}" in screen(page), (rows, cols, screen(page))
     shot(page, f"geometry-{viewport['width']}-{scale}x")
+
+
+WRITE_JS = """(text) => new Promise((done) => {
+  document.querySelector('[data-overlay]').hidden = true;  // the renderer alone, not the idle overlay
+  window.__labTerm.write(text, () => requestAnimationFrame(() => requestAnimationFrame(done)));
+})"""
+
+
+def cell_box(page, col: int, row: int, width: int = 1) -> dict:
+    """The CSS-pixel box of `width` cells starting at (col, row) of the terminal's screen."""
+    return page.evaluate("""([col, row, width]) => {
+      const term = window.__labTerm, box = term.element.querySelector('.xterm-screen').getBoundingClientRect();
+      const w = box.width / term.cols, h = box.height / term.rows;
+      return {x: box.left + col * w, y: box.top + row * h, width: w * width, height: h};
+    }""", [col, row, width])
+
+
+def lit_rows(page, box: dict, name: str) -> list[float]:
+    """For each device-pixel row of the box, the share of its pixels drawn in a light colour."""
+    from tests.e2e.pixels import png_pixels
+
+    path = shot(page, name, clip=box)
+    _, _, rows = png_pixels(path.read_bytes())
+    return [sum(1 for r, g, b in row if r + g + b > 3 * 110) / len(row) for row in rows]
+
+
+@pytest.mark.parametrize("scale", [1, 2], ids=["1x", "2x"])
+def test_an_underscore_is_drawn_as_a_line_at_1x_and_2x(web, builtin_labs, trainee, open_browser, scale):
+    page = open_browser(DESKTOP, scale)
+    log_in(page, web, trainee, LAB)
+    page.evaluate("document.fonts.ready.then(() => true)")
+    for size in (12, 14, 17, 20):  # the font sizes the trainee can choose
+        page.evaluate("(size) => { window.__labTerm.options.fontSize = size; }", size)
+        page.evaluate(WRITE_JS, "\x1b[2J\x1b[H__________ diff_id\r\nchain_id\r\n")
+        # Ten underscores in a row: one row of device pixels is lit nearly end to end.
+        row = lit_rows(page, cell_box(page, 0, 0, 10), f"underscores-{scale}x-{size}px")
+        assert max(row) >= 0.8, (size, [round(v, 2) for v in row])
+        # The underscore of diff_id (column 15) and of chain_id (column 5): light pixels
+        # in the lower part of its cell, where a `_` is, not an empty cell ("diff id").
+        for col, line, name in [(15, 0, "diff_id"), (5, 1, "chain_id")]:
+            cell = lit_rows(page, cell_box(page, col, line), f"{name}-{scale}x-{size}px")
+            assert max(cell[len(cell) // 2:]) >= 0.5, (size, name, [round(v, 2) for v in cell])
+        shot(page, f"underscore-page-{scale}x-{size}px",
+             clip=cell_box(page, 0, 0, 40) | {"height": cell_box(page, 0, 0)["height"] * 2})
