@@ -127,3 +127,66 @@ def test_an_underscore_is_drawn_as_a_line_at_1x_and_2x(web, builtin_labs, traine
             assert max(cell[len(cell) // 2:]) >= 0.5, (size, name, [round(v, 2) for v in cell])
         shot(page, f"underscore-page-{scale}x-{size}px",
              clip=cell_box(page, 0, 0, 40) | {"height": cell_box(page, 0, 0)["height"] * 2})
+
+
+def prompt_line(page) -> str:
+    """The last non-blank line of the terminal (where the cursor's command line is)."""
+    return [line for line in screen(page) if line.strip()][-1]
+
+
+def wait_prompt_line(page, ending: str) -> None:
+    """Wait until the command line being edited ends with `ending` (as drawn by the shell)."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        page.wait_for_function("""(ending) => {
+          const b = window.__labTerm.buffer.active, lines = [];
+          for (let i = 0; i < b.length; i++) { const l = b.getLine(i).translateToString(true).trimEnd(); if (l) lines.push(l); }
+          return lines.length && lines[lines.length - 1].endsWith(ending);
+        }""", arg=ending, timeout=10_000)
+    except PlaywrightTimeout:
+        raise AssertionError(f"the command line is {prompt_line(page)!r}, not ending with {ending!r}") from None
+
+
+@sandboxed
+@pytest.mark.parametrize("viewport,scale,locale", [(DESKTOP, 1, "zh-CN"), (PHONE, 2, "en-US")],
+                         ids=["1440-1x-zh", "390-2x-en"])
+def test_chinese_and_emoji_typed_into_the_shell_can_be_edited_and_recalled(
+        worker, web, builtin_labs, trainee, open_browser, viewport, scale, locale):
+    page = open_browser(viewport, scale, locale)
+    start(page, web, trainee)
+    keys = page.keyboard
+    page.locator(".xterm-helper-textarea").focus()
+
+    keys.type("echo 你好世界")
+    wait_prompt_line(page, "echo 你好世界")  # drawn as typed, not as ????
+    keys.press("Backspace")
+    keys.press("Backspace")
+    wait_prompt_line(page, "echo 你好")  # one Backspace, one whole (double-width) character
+    keys.press("ArrowLeft")
+    keys.type("X")
+    wait_prompt_line(page, "echo 你X好")  # the cursor moved over a whole character
+    keys.press("Enter")
+    wait_for_line(page, "^你X好$")
+
+    keys.type("echo 🐳ab")
+    wait_prompt_line(page, "echo 🐳ab")
+    keys.press("ArrowLeft")
+    keys.press("ArrowLeft")
+    keys.press("Backspace")  # the whale, all four bytes of it
+    keys.type("鲸")
+    wait_prompt_line(page, "echo 鲸ab")
+    keys.press("Enter")
+    wait_for_line(page, "^鲸ab$")
+    shot(page, f"unicode-typed-{viewport['width']}-{scale}x-{locale}")
+
+    keys.press("ArrowUp")  # history: the last command comes back whole
+    wait_prompt_line(page, "echo 鲸ab")
+    keys.press("Enter")
+    page.wait_for_function("() => { const b = window.__labTerm.buffer.active; let n = 0;"
+                           " for (let i = 0; i < b.length; i++) if (b.getLine(i).translateToString(true).trim() === '鲸ab') n++;"
+                           " return n === 2; }", timeout=10_000)
+    # A Chinese file name round-trips through the shell (busybox's own ls still prints
+    # it as ???: docs/learning.md, "Typing Chinese").
+    run(page, "touch 镜像层.txt && echo *.txt")
+    wait_for_line(page, r"^镜像层\.txt$")
