@@ -148,6 +148,10 @@
 
   var terminal = new window.LabTerminal(byTestId("terminal"));
   window.labTerminal = terminal;
+  // Screen readers hear how to leave the terminal when they enter it.
+  if (terminal.term.textarea && document.getElementById("terminal-hint")) {
+    terminal.term.textarea.setAttribute("aria-describedby", "terminal-hint");
+  }
   window.__labTerm = terminal.term;
 
   terminal.onState(function (state, message) { setState(state, message); });

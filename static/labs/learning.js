@@ -60,8 +60,17 @@
     return Promise.resolve();
   }
 
+  /** The block's command as a button label says it: its first line, shortened. */
+  function commandSummary(code) {
+    var lines = String(code || "").split("\n").filter(function (l) { return l.trim(); });
+    var first = (lines[0] || "").trim();
+    if (first.length > 60) first = first.slice(0, 59) + "…";
+    return lines.length > 1 ? first + " …" : first;
+  }
+
   function decorate(block) {
     if (block.querySelector(".code-actions")) return;
+    var summary = commandSummary(block.getAttribute("data-code"));
     var bar = document.createElement("div");
     bar.className = "code-actions";
     var copy = document.createElement("button");
@@ -69,6 +78,7 @@
     copy.className = "code-button";
     copy.textContent = t("code.copy");
     copy.setAttribute("data-code-copy", "");
+    copy.setAttribute("aria-label", fill(t("code.copy.label"), { cmd: summary }));
     copy.addEventListener("click", function () {
       copyText(block.getAttribute("data-code")).then(function () {
         copy.textContent = t("code.copied");
@@ -81,6 +91,7 @@
     run.textContent = t("code.run");
     run.title = t("code.run.title");
     run.setAttribute("data-code-run", "");
+    run.setAttribute("aria-label", fill(t("code.run.label"), { cmd: summary }));
     run.addEventListener("click", function () {
       var term = window.labTerminal;
       if (!term || !term.send(block.getAttribute("data-code"))) {

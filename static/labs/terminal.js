@@ -16,6 +16,37 @@
   var BACKOFF_MAX_MS = 5000;
 
   var encoder = new TextEncoder();
+  // Escape, then Tab within this time, moves the focus out of the terminal (Shift+Tab:
+  // backwards), as in CodeMirror; otherwise Tab completes in the shell. docs/learning.md.
+  var LEAVE_WINDOW_MS = 2000;
+
+  // Terminal colours per page theme (static/labs/theme.js). The light one has dark
+  // ANSI colours: xterm's defaults (yellow #e5e510…) are unreadable on white.
+  var THEMES = {
+    dark: {
+      background: "#0f1720",
+      foreground: "#d8dee9",
+      cursor: "#f5c518",
+      cursorAccent: "#0f1720",
+      selectionBackground: "#3b4b5e",
+    },
+    light: {
+      background: "#fbfcfd",
+      foreground: "#1d2733",
+      cursor: "#1a5dc9",
+      cursorAccent: "#fbfcfd",
+      selectionBackground: "#c9dcfb",
+      black: "#24292f", red: "#cf222e", green: "#116329", yellow: "#6b4700",
+      blue: "#0969da", magenta: "#8250df", cyan: "#1b7c83", white: "#57606a",
+      brightBlack: "#57606a", brightRed: "#a40e26", brightGreen: "#1a7f37", brightYellow: "#633c01",
+      brightBlue: "#0550ae", brightMagenta: "#6639ba", brightCyan: "#136061", brightWhite: "#424a53",
+    },
+  };
+
+  /** "light" or "dark": the page's theme now. */
+  function pageTheme() {
+    return window.labTheme ? window.labTheme.current() : "dark";
+  }
 
   /** Absolute ws:/wss: URL for a path or URL given by the server. */
   function socketUrl(ws, since) {
@@ -48,12 +79,7 @@
       // clip what sits at the bottom of it: at 1x, `_` vanished (diff_id read "diff id").
       lineHeight: 1.2,
       scrollback: 5000,
-      theme: {
-        background: "#0f1720",
-        foreground: "#d8dee9",
-        cursor: "#f5c518",
-        selectionBackground: "#3b4b5e",
-      },
+      theme: THEMES[pageTheme()],
     });
     this.fit = new window.FitAddon.FitAddon();
     this.term.loadAddon(this.fit);
@@ -79,7 +105,39 @@
     this._listeners = { state: [], check: [], error: [], connection: [], event: [] };
     this._bindTerminal();
     this._bindResize();
+    this._bindKeys();
+    this._bindTheme();
   }
+
+  /** Escape then Tab leaves the terminal; everything else goes to the shell. */
+  LabTerminal.prototype._bindKeys = function () {
+    var escapedAt = 0;
+    this.term.attachCustomKeyEventHandler(function (event) {
+      if (event.type !== "keydown") return true;
+      if (event.key === "Escape") {
+        escapedAt = Date.now();
+        return true; // the shell still gets its Escape (vi, less…)
+      }
+      var leave = event.key === "Tab" && !event.ctrlKey && !event.altKey && !event.metaKey &&
+        Date.now() - escapedAt < LEAVE_WINDOW_MS;
+      if (event.key !== "Shift") escapedAt = 0;
+      // false: xterm ignores the key and does not prevent its default, so the browser
+      // moves the focus to the next (Shift: previous) control, as Tab does elsewhere.
+      return !leave;
+    });
+  };
+
+  /** The terminal's colours follow the page's light or dark theme. */
+  LabTerminal.prototype._bindTheme = function () {
+    var term = this.term, container = this.container;
+    function apply() {
+      var theme = pageTheme();
+      term.options.theme = THEMES[theme];
+      container.setAttribute("data-term-theme", theme);
+    }
+    document.addEventListener("lab:theme", apply);
+    apply();
+  };
 
   LabTerminal.prototype._emit = function (kind, a, b) {
     this._listeners[kind].forEach(function (cb) {

@@ -101,31 +101,35 @@ def cell_box(page, col: int, row: int, width: int = 1) -> dict:
 
 
 def lit_rows(page, box: dict, name: str) -> list[float]:
-    """For each device-pixel row of the box, the share of its pixels drawn in a light colour."""
+    """For each device-pixel row of the box, the share of its pixels drawn in ink: far
+    from the terminal's background colour (light text on dark, or dark on light)."""
     from tests.e2e.pixels import png_pixels
 
+    bg = page.evaluate("() => window.__labTerm.options.theme.background")
+    br, bgg, bb = (int(bg[i:i + 2], 16) for i in (1, 3, 5))
     path = shot(page, name, clip=box)
     _, _, rows = png_pixels(path.read_bytes())
-    return [sum(1 for r, g, b in row if r + g + b > 3 * 110) / len(row) for row in rows]
+    return [sum(1 for r, g, b in row if abs(r - br) + abs(g - bgg) + abs(b - bb) > 3 * 90) / len(row) for row in rows]
 
 
-@pytest.mark.parametrize("scale", [1, 2], ids=["1x", "2x"])
-def test_an_underscore_is_drawn_as_a_line_at_1x_and_2x(web, builtin_labs, trainee, open_browser, scale):
-    page = open_browser(DESKTOP, scale)
+@pytest.mark.parametrize("scale,scheme", [(1, "light"), (1, "dark"), (2, "light"), (2, "dark")],
+                         ids=["1x-light", "1x-dark", "2x-light", "2x-dark"])
+def test_an_underscore_is_drawn_as_a_line_at_1x_and_2x(web, builtin_labs, trainee, open_browser, scale, scheme):
+    page = open_browser(DESKTOP, scale, color_scheme=scheme)
     log_in(page, web, trainee, LAB)
     page.evaluate("document.fonts.ready.then(() => true)")
     for size in (12, 14, 17, 20):  # the font sizes the trainee can choose
         page.evaluate("(size) => { window.__labTerm.options.fontSize = size; }", size)
         page.evaluate(WRITE_JS, "\x1b[2J\x1b[H__________ diff_id\r\nchain_id\r\n")
         # Ten underscores in a row: one row of device pixels is lit nearly end to end.
-        row = lit_rows(page, cell_box(page, 0, 0, 10), f"underscores-{scale}x-{size}px")
+        row = lit_rows(page, cell_box(page, 0, 0, 10), f"underscores-{scale}x-{size}px-{scheme}")
         assert max(row) >= 0.8, (size, [round(v, 2) for v in row])
         # The underscore of diff_id (column 15) and of chain_id (column 5): light pixels
         # in the lower part of its cell, where a `_` is, not an empty cell ("diff id").
         for col, line, name in [(15, 0, "diff_id"), (5, 1, "chain_id")]:
-            cell = lit_rows(page, cell_box(page, col, line), f"{name}-{scale}x-{size}px")
+            cell = lit_rows(page, cell_box(page, col, line), f"{name}-{scale}x-{size}px-{scheme}")
             assert max(cell[len(cell) // 2:]) >= 0.5, (size, name, [round(v, 2) for v in cell])
-        shot(page, f"underscore-page-{scale}x-{size}px",
+        shot(page, f"underscore-page-{scale}x-{size}px-{scheme}",
              clip=cell_box(page, 0, 0, 40) | {"height": cell_box(page, 0, 0)["height"] * 2})
 
 
