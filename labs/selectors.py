@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import QuerySet
+from django.utils import timezone
 
 from labs.exceptions import NotFound
 from labs.markdown import render_markdown
@@ -88,13 +91,63 @@ def lab_detail(*, slug: str, lang: str) -> dict:
 
 
 def session_view(session: Session) -> dict:
-    """A session as the API returns it."""
-    return {
+    """A session as the API returns it; a live one says when it stops unless someone
+    acts (`ends_at`), and why (`ends_because`: "idle" or "lifetime")."""
+    view = {
         "id": session.id, "state": session.state, "lab": session.lab.slug, "host": session.host,
         "message": session.message, "ws": f"/ws/terminal/{session.id}/",
         "created_at": session.created_at.isoformat() if session.created_at else None,
         "expires_at": session.expires_at.isoformat() if session.expires_at else None,
     }
+    if session.state in Session.LIVE_STATES:
+        idle_end = session_idle_end(session, activity=session_activity(), extended=session_extended(session.id))
+        reason, end = session_end(session, idle_end=idle_end)
+        view.update(ends_at=end.isoformat(), ends_because=reason, idle_ends_at=idle_end.isoformat(),
+                    idle_minutes=idle_minutes(session.lab))
+    return view
+
+
+def idle_minutes(lab: Lab) -> int:
+    """Minutes without a keystroke after which a lab's sandbox stops."""
+    return int((lab.limits or {}).get("idle_minutes", 30))
+
+
+def extended_key(sid: str) -> str:
+    """Redis key: when the trainee last pressed Extend (it restarts the idle clock too)."""
+    return f"lab:extended:{sid}"
+
+
+def session_extended(sid: str) -> float | None:
+    """When the trainee last pressed Extend (epoch seconds), if they did."""
+    value = sync_redis().get(extended_key(sid))
+    return float(value) if value else None
+
+
+def session_activity() -> dict[str, float]:
+    """Session id -> time of its last keystroke (epoch seconds), as the live hosts report it."""
+    activity: dict[str, float] = {}
+    for beat in hosts_alive():
+        activity.update(beat.get("activity") or {})
+    return activity
+
+
+def session_idle_end(session: Session, *, activity: dict[str, float], extended: float | None) -> datetime:
+    """When the idle limit stops the sandbox: its limit after the last keystroke or Extend
+    (or after it became ready, before either)."""
+    stamps = [t for t in (activity.get(session.id), extended) if t]
+    if stamps:
+        last = datetime.fromtimestamp(max(stamps), tz=dt_timezone.utc)
+    else:
+        last = session.ready_at or session.created_at or timezone.now()
+    return last + timedelta(minutes=idle_minutes(session.lab))
+
+
+def session_end(session: Session, *, idle_end: datetime) -> tuple[str, datetime]:
+    """(reason, when): whichever ends the sandbox first, the idle limit or the lifetime."""
+    ends = [("idle", idle_end)]
+    if session.expires_at:
+        ends.append(("lifetime", session.expires_at))
+    return min(ends, key=lambda e: e[1])
 
 
 def session_of_user(*, user: AbstractBaseUser, sid: str) -> Session:

@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from datetime import timezone as dt_timezone
+from datetime import timedelta
 
 from asgiref.sync import async_to_sync
 from celery.exceptions import TimeoutError as CeleryTimeout
@@ -21,6 +20,7 @@ from django.utils import timezone
 from labs import selectors
 from labs.exceptions import BadRequest, Conflict, NotFound, ServiceUnavailable
 from labs.models import Lab, Session, Step, StepProgress
+from labs.redis import sync_redis
 
 log = logging.getLogger(__name__)
 # A start task not taken by its host within this time is dropped (the host is gone).
@@ -275,12 +275,22 @@ def session_extend(*, session: Session) -> Session:
         raise Conflict(f"the sandbox is {session.state}, not ready")
     block, most = lifetime_limits(session.lab)
     latest = session.created_at + most
-    new_end = min(timezone.now() + block, latest)
+    now = timezone.now()
+    # One more block after the current end (not after now: pressing Extend early must
+    # not shorten what is left), never past the lab's cap.
+    new_end = min(max(session.expires_at or now, now) + block, latest)
     if session.expires_at and new_end <= session.expires_at:
         raise Conflict("已达到本实验允许的最长时间。This lab's time limit is reached; it cannot be extended further.")
     session.expires_at = new_end
     session.save(update_fields=["expires_at"])
-    session_broadcast(sid=session.id, event={"type": "expiry", "expires_at": new_end.isoformat()})
+    # Pressing Extend is activity: the idle clock starts again as after a keystroke.
+    sync_redis().set(selectors.extended_key(session.id), f"{now.timestamp():.1f}",
+                     ex=(selectors.idle_minutes(session.lab) + 5) * 60)
+    idle_end = selectors.session_idle_end(session, activity=selectors.session_activity(), extended=now.timestamp())
+    reason, end = selectors.session_end(session, idle_end=idle_end)
+    session_broadcast(sid=session.id, event={"type": "expiry", "expires_at": new_end.isoformat(),
+                                             "idle_ends_at": idle_end.isoformat(),
+                                             "ends_at": end.isoformat(), "ends_because": reason})
     return session
 
 
@@ -291,19 +301,16 @@ def sessions_reap(*, now=None) -> dict[str, int]:
     """Stop sandboxes past their lifetime or idle too long; warn those close to either;
     fail starts that no host took. Run by Celery beat."""
     now = now or timezone.now()
-    activity: dict[str, float] = {}
-    for beat in selectors.hosts_alive():
-        activity.update(beat.get("activity") or {})
+    activity = selectors.session_activity()
     counts = {"expired": 0, "idle": 0, "warned": 0, "stale": 0}
-    for session in Session.objects.filter(state=Session.State.READY).select_related("lab"):
-        idle_limit = timedelta(minutes=int((session.lab.limits or {}).get("idle_minutes", 30)))
-        last = activity.get(session.id)
-        last_seen = datetime.fromtimestamp(last, tz=dt_timezone.utc) if last else (session.ready_at or now)
-        # The sooner of the two ends: its lifetime, or the idle limit since the last keystroke.
-        ends = [("idle", last_seen + idle_limit)]
-        if session.expires_at:
-            ends.append(("lifetime", session.expires_at))
-        reason, end = min(ends, key=lambda e: e[1])
+    ready = list(Session.objects.filter(state=Session.State.READY).select_related("lab"))
+    stamps = sync_redis().mget([selectors.extended_key(s.id) for s in ready]) if ready else []
+    for session, extended in zip(ready, stamps):
+        idle_limit = timedelta(minutes=selectors.idle_minutes(session.lab))
+        # The sooner of the two ends: its lifetime, or the idle limit since the last
+        # keystroke (or Extend) — what the page's countdown shows (selectors.session_view).
+        idle_end = selectors.session_idle_end(session, activity=activity, extended=float(extended) if extended else None)
+        reason, end = selectors.session_end(session, idle_end=idle_end)
         if end <= now:
             message = ("已到时间。The session's time is up." if reason == "lifetime" else
                        f"闲置超过 {idle_limit.seconds // 60} 分钟。Stopped after {idle_limit.seconds // 60} idle minutes.")

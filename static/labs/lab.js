@@ -184,8 +184,16 @@
     }
   });
 
+  /** The session's ends as the server says them: lifetime, idle limit (docs/learning.md). */
+  function copyTimes(target, data) {
+    ["expires_at", "idle_ends_at", "idle_minutes"].forEach(function (key) {
+      if (data[key] !== undefined) target[key] = data[key];
+    });
+  }
+
   function openSession(data) {
-    session = { id: String(data.id), state: data.state || "starting", ws: data.ws, expires_at: data.expires_at || null };
+    session = { id: String(data.id), state: data.state || "starting", ws: data.ws };
+    copyTimes(session, data);
     render();
     emit("lab:session", { session: session });
     if (isActive()) terminal.connect(session.id, session.ws);
@@ -350,7 +358,7 @@
     api: api,
     t: t,
     session: function () { return session; },
-    setSession: function (data) { if (session && data && String(data.id) === session.id) session.expires_at = data.expires_at; },
+    setSession: function (data) { if (session && data && String(data.id) === session.id) copyTimes(session, data); },
     showResult: showResult,
     showMessage: showMessage,
     stepElement: stepElement,

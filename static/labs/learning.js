@@ -304,6 +304,7 @@
   var extendButtons = document.querySelectorAll('[data-action="extend"]');
   var countdown = byTestId("countdown");
   var countdownValue = countdown.querySelector("[data-countdown-value]");
+  var countdownLabel = countdown.querySelector("[data-countdown-label]");
   var banner = byTestId("session-banner");
   var bannerText = banner.querySelector("[data-banner-text]");
   var busy = false;
@@ -315,13 +316,33 @@
     var s = current();
     resetButton.disabled = busy || !isReady();
     extendButtons.forEach(function (b) { b.disabled = busy || !isReady(); });
-    var live = s && FINAL_STATES.indexOf(s.state) === -1 && s.expires_at;
-    countdown.hidden = !live;
-    if (!live) { banner.hidden = true; return; }
-    var left = (new Date(s.expires_at).getTime() - Date.now()) / 1000;
+    var end = s && FINAL_STATES.indexOf(s.state) === -1 ? sessionEnd(s) : null;
+    countdown.hidden = !end;
+    if (!end) { banner.hidden = true; return; }
+    var left = (end.at - Date.now()) / 1000;
     var m = Math.max(0, Math.floor(left / 60)), sec = Math.max(0, Math.floor(left % 60));
     countdownValue.textContent = m + ":" + (sec < 10 ? "0" : "") + sec;
     countdown.classList.toggle("is-low", left < 300);
+    if (countdown.getAttribute("data-reason") !== end.reason) {
+      countdown.setAttribute("data-reason", end.reason);
+      countdownLabel.textContent = t("countdown." + end.reason);
+      countdown.title = end.reason === "idle" ? fill(t("countdown.idle.title"), { n: s.idle_minutes || "" }) : t("countdown.lifetime.title");
+    }
+  }
+
+  /**
+   * {reason, at}: what stops the sandbox first unless the trainee acts — the idle limit
+   * (restarted by every keystroke this page sends, and by Extend) or the lifetime.
+   */
+  function sessionEnd(s) {
+    var life = s.expires_at ? Date.parse(s.expires_at) : Infinity;
+    var idle = s.idle_ends_at ? Date.parse(s.idle_ends_at) : Infinity;
+    var term = window.labTerminal;
+    if (s.idle_minutes && term && term.lastInputAt) {
+      idle = Math.max(idle === Infinity ? 0 : idle, term.lastInputAt + s.idle_minutes * 60000);
+    }
+    if (life === Infinity && idle === Infinity) return null;
+    return idle < life ? { reason: "idle", at: idle } : { reason: "lifetime", at: life };
   }
   window.setInterval(renderSession, 1000);
 
@@ -344,9 +365,11 @@
     if (msg.type === "warning" && (msg.reason === "idle" || msg.reason === "lifetime")) {
       showBanner(fill(t("warning." + msg.reason), { time: clockTime(msg.ends_at) }), true);
       banner.setAttribute("data-reason", msg.reason);
-      if (msg.reason === "lifetime" && s) { s.expires_at = msg.ends_at; renderSession(); }
+      if (msg.reason === "lifetime" && s) s.expires_at = msg.ends_at;
+      if (msg.reason === "idle" && s) s.idle_ends_at = msg.ends_at;
+      renderSession();
     } else if (msg.type === "expiry" && s) {
-      s.expires_at = msg.expires_at;
+      page.setSession({ id: s.id, expires_at: msg.expires_at, idle_ends_at: msg.idle_ends_at });
       if (banner.getAttribute("data-reason") === "lifetime") showBanner("");
       renderSession();
     }
@@ -378,7 +401,7 @@
       busy = true;
       renderSession();
       page.api("POST", "sessions/" + encodeURIComponent(s.id) + "/extend").then(function (response) {
-        s.expires_at = response.body.expires_at;
+        page.setSession(response.body);
         showBanner(fill(t("extended"), { time: clockTime(response.body.expires_at) }));
         banner.setAttribute("data-reason", "extended");
       }, function (error) {

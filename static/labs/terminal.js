@@ -97,6 +97,7 @@
     this.replaying = false;  // between hello(replay) and live: drop xterm's answers
     this.live = false;
     this.state = null;
+    this.lastInputAt = 0;    // when this page last sent a keystroke (Date.now())
     this.stopped = true;     // no reconnects after disconnect() or a final close
     this.backoff = BACKOFF_FIRST_MS;
     this.retryTimer = null;
@@ -163,6 +164,7 @@
   LabTerminal.prototype.send = function (text) {
     if (this.replaying || !this.live || !this._isOpen()) return false;
     var lines = String(text).replace(/\r\n?/g, "\n").replace(/\n+$/, "").split("\n");
+    this.lastInputAt = Date.now();
     this.ws.send(encoder.encode(lines.join("\r") + "\r"));
     return true;
   };
@@ -210,6 +212,7 @@
   LabTerminal.prototype._sendInput = function (bytes) {
     // xterm answers queries (DA, DSR) found in replayed output: never to the shell.
     if (this.replaying || !this.live || !this._isOpen()) return;
+    this.lastInputAt = Date.now(); // the idle limit restarts with every keystroke
     this.ws.send(bytes);
   };
 

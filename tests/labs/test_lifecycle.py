@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from django.utils import timezone
@@ -82,7 +82,13 @@ def test_extend_pushes_the_end_back_within_the_labs_limit(worker, smoke_lab, mak
     resp = client.post(f"/api/sessions/{sid}/extend")
     assert resp.status_code == 200
     new_end = Session.objects.get(id=sid).expires_at
-    assert new_end > timezone.now() + timedelta(minutes=100)  # one more 120-minute block
+    # One more 120-minute block after the current end (2 minutes from now), not from now.
+    assert timedelta(minutes=121) < new_end - timezone.now() <= timedelta(minutes=122)
+    view = resp.json()
+    assert view["expires_at"] == new_end.isoformat()
+    # The smoke lab's idle limit (30 minutes, restarted by Extend) now ends it first.
+    assert view["ends_because"] == "idle" and view["idle_minutes"] == 30
+    assert timedelta(minutes=29) < datetime.fromisoformat(view["ends_at"]) - timezone.now() <= timedelta(minutes=30)
     Session.objects.filter(id=sid).update(expires_at=s.created_at + timedelta(minutes=240))
     refused = client.post(f"/api/sessions/{sid}/extend")
     assert refused.status_code == 409 and "limit" in refused.json()["error"]
