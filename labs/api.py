@@ -109,7 +109,7 @@ def session_check(request: HttpRequest, sid: str) -> HttpResponse:
 
 @api("POST")
 def session_reset(request: HttpRequest, sid: str) -> HttpResponse:
-    services.session_reset(session=selectors.session_of_user(user=request.user, sid=sid))
+    services.session_reset(session=selectors.session_of_user(user=request.user, sid=sid), lang=request.LANGUAGE_CODE)
     return HttpResponse(status=202)
 
 

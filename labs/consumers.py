@@ -32,6 +32,12 @@ STREAM_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
 INPUT_MAX = 64 * 1024
 HOST_CHECK_MS = 3000
 ACK_STEP = 256 * 1024
+WATCHERS_TTL = 24 * 3600
+
+
+def watchers_key(sid: str) -> str:
+    """Redis hash: channel name -> display name of each read-only viewer of a session."""
+    return f"lab:watchers:{sid}"
 
 
 def _id(entry_id: str) -> tuple[int, int]:
@@ -84,16 +90,39 @@ class TerminalConsumer(AsyncWebsocketConsumer):
             since = None
         self.redis = async_redis()
         await self.channel_layer.group_add(session_group(self.sid), self.channel_name)
+        if self.read_only:
+            # Someone allowed to watch (an instructor, staff) opened this terminal: the
+            # trainee's page says who, for as long as they watch.
+            name = user.get_full_name() or user.get_username()
+            await self.redis.hset(watchers_key(self.sid), self.channel_name, name)
+            await self.redis.expire(watchers_key(self.sid), WATCHERS_TTL)
+            await self._announce_watchers()
         await self._send_json({"type": "hello", "session": self.sid, "state": session.state, "replay": since is None,
-                               "message": session.message, "readonly": self.read_only})
+                               "message": session.message, "readonly": self.read_only,
+                               "watchers": await self._watchers()})
         self.reader = asyncio.create_task(self._pump_output(since or "0-0", replay=since is None))
 
     async def disconnect(self, code: int) -> None:
         if self.reader:
             self.reader.cancel()
         if self.redis is not None:
+            if self.read_only:
+                try:
+                    await self.redis.hdel(watchers_key(self.sid), self.channel_name)
+                    await self._announce_watchers()
+                except Exception:  # Redis gone: the entry expires with WATCHERS_TTL
+                    log.warning("could not drop watcher of %s", self.sid)
             await self.channel_layer.group_discard(session_group(self.sid), self.channel_name)
             await self.redis.aclose()
+
+    async def _watchers(self) -> list[str]:
+        """Names of the people watching this terminal now (read-only viewers)."""
+        return sorted({v.decode() for v in await self.redis.hvals(watchers_key(self.sid))})
+
+    async def _announce_watchers(self) -> None:
+        """Tell every viewer of the session who is watching (a small control event)."""
+        await self.channel_layer.group_send(session_group(self.sid), {
+            "type": "session.event", "event": {"type": "watchers", "names": await self._watchers()}})
 
     async def _send_json(self, data: dict) -> None:
         await self.send(text_data=json.dumps(data, ensure_ascii=False))

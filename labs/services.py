@@ -89,8 +89,12 @@ def _send(session: Session, task: str, **options: object):
     return app.send_task(task, args=[session.id], queue=f"host.{session.host}", **options)
 
 
-def session_set_state(*, sid: str, state: str, message: str = "", only_from: tuple[str, ...] | None = None) -> bool:
-    """Move a session to a state (optionally only from some states) and tell its viewers."""
+def session_set_state(*, sid: str, state: str, message: str = "", only_from: tuple[str, ...] | None = None,
+                      reason: str = "") -> bool:
+    """Move a session to a state (optionally only from some states) and tell its viewers.
+
+    `reason` is a code the page words in the trainee's language (docs/protocol.md):
+    instructor, idle, lifetime, lost, exited, reset."""
     now = timezone.now()
     fields: dict = {"state": state, "message": message}
     if state == Session.State.READY:
@@ -102,18 +106,22 @@ def session_set_state(*, sid: str, state: str, message: str = "", only_from: tup
         qs = qs.filter(state__in=only_from)
     changed = qs.update(**fields) > 0
     if changed:
-        session_broadcast(sid=sid, event={"type": "state", "state": state, "message": message})
+        event = {"type": "state", "state": state, "message": message}
+        if reason:
+            event["reason"] = reason
+        session_broadcast(sid=sid, event=event)
         from cohorts.services import dashboards_notify_safely  # never fails a state change
 
         dashboards_notify_safely(sid=sid)
     return changed
 
 
-def session_stop(*, session: Session) -> None:
-    """Ask the session's host to stop it; the state becomes stopped when it is gone."""
+def session_stop(*, session: Session, by: str = "trainee") -> None:
+    """Ask the session's host to stop it; the state becomes stopped when it is gone.
+    `by` is who asked: "trainee", or "instructor" (the trainee's page then says so)."""
     if not session.is_live:
         return
-    session_set_state(sid=session.id, state=Session.State.STOPPING)
+    session_set_state(sid=session.id, state=Session.State.STOPPING, reason="instructor" if by == "instructor" else "")
     transaction.on_commit(lambda: _send(session, "labs.tasks.sandbox_stop", expires=300))
 
 
@@ -221,7 +229,8 @@ def session_verify_host(*, sid: str) -> str | None:
         state, message = Session.State.FAILED, "沙箱服务不可用：工作节点已离线。The sandbox service is unavailable: its worker host went offline."
     else:
         state, message = Session.State.LOST, "沙箱已丢失：工作节点已离线。The sandbox was lost: its worker host went offline."
-    return state if session_set_state(sid=sid, state=state, message=message, only_from=Session.LIVE_STATES) else None
+    return state if session_set_state(sid=sid, state=state, message=message, only_from=Session.LIVE_STATES,
+                                      reason="lost") else None
 
 
 def _login_keys(*, address: str, username: str) -> list[str]:
@@ -255,12 +264,14 @@ def login_succeeded(*, address: str, username: str) -> None:
     cache.delete(_login_keys(address=address, username=username)[0])
 
 
-def session_reset(*, session: Session) -> None:
-    """A fresh sandbox (new, empty upper layer) for the same session; progress is kept."""
+def session_reset(*, session: Session, lang: str = "") -> None:
+    """A fresh sandbox (new, empty upper layer) for the same session; progress is kept.
+    The terminal gets a marker line (in `lang`) where the fresh sandbox begins."""
     if session.state != Session.State.READY:
         raise Conflict(f"the sandbox is {session.state}, not ready")
-    session_set_state(sid=session.id, state=Session.State.STARTING, message="重置中… Resetting…")
-    transaction.on_commit(lambda: _send(session, "labs.tasks.sandbox_reset", expires=START_EXPIRES))
+    session_set_state(sid=session.id, state=Session.State.STARTING, message="重置中… Resetting…", reason="reset")
+    transaction.on_commit(lambda: _send(session, "labs.tasks.sandbox_reset", expires=START_EXPIRES,
+                                        kwargs={"lang": lang}))
 
 
 def lifetime_limits(lab: Lab) -> tuple[timedelta, timedelta]:
@@ -314,7 +325,7 @@ def sessions_reap(*, now=None) -> dict[str, int]:
         if end <= now:
             message = ("已到时间。The session's time is up." if reason == "lifetime" else
                        f"闲置超过 {idle_limit.seconds // 60} 分钟。Stopped after {idle_limit.seconds // 60} idle minutes.")
-            session_set_state(sid=session.id, state=Session.State.STOPPING, message=message)
+            session_set_state(sid=session.id, state=Session.State.STOPPING, message=message, reason=reason)
             _send(session, "labs.tasks.sandbox_stop", expires=300)
             counts["expired" if reason == "lifetime" else "idle"] += 1
         elif end - now <= WARN_BEFORE:
@@ -337,3 +348,22 @@ def recording_save(*, sid: str) -> None:
     cast = recording_take(host_config().data_dir, sid)
     if cast and Session.objects.filter(id=sid).exists():
         Recording.objects.update_or_create(session_id=sid, defaults={"cast": cast})
+
+
+def reset_mark(lang: str) -> str:
+    """The line the terminal shows where a reset sandbox begins, in the trainee's language."""
+    from django.utils import translation
+    from django.utils.translation import gettext
+
+    with translation.override(lang or settings.LANGUAGE_CODE):
+        return gettext("Reset at %(time)s UTC: a fresh sandbox begins below; your files above are gone, "
+                       "your progress is kept.") % {"time": timezone.now().strftime("%H:%M:%S")}
+
+
+def terminal_mark(*, sid: str, text: str) -> None:
+    """Write a highlighted line into the session's terminal output, where it stays for
+    replays and reloads (the relay trims the stream, ids keep increasing)."""
+    from sandbox.relay import streams
+
+    line = f"\r\n\x1b[0;7m ↻ {text} \x1b[0m\r\n".encode()
+    sync_redis().xadd(streams.out_key(sid), {"d": line})

@@ -10,7 +10,7 @@ import logging
 from celery import shared_task
 
 from labs.models import Session, Step
-from labs.services import recording_save, session_set_state
+from labs.services import recording_save, reset_mark, session_set_state, terminal_mark
 from sandbox.config import host_config
 from sandbox.exceptions import CheckTimeout, SandboxError
 from sandbox.runtime import Limits
@@ -75,7 +75,7 @@ def sandbox_exited(sid: str) -> None:
     engine_stop(host_config(), sid)
     recording_save(sid=sid)
     session_set_state(sid=sid, state=S.STOPPED, message="终端已退出。The shell exited.",
-                      only_from=(S.STARTING, S.READY, S.STOPPING))
+                      only_from=(S.STARTING, S.READY, S.STOPPING), reason="exited")
 
 
 def host_reconcile(*, host: str, keep: set[str]) -> list[str]:
@@ -85,7 +85,8 @@ def host_reconcile(*, host: str, keep: set[str]) -> list[str]:
         recording_save(sid=sid)
     lost = Session.objects.filter(host=host, state__in=Session.LIVE_STATES).exclude(id__in=keep)
     for sid in list(lost.values_list("id", flat=True)):
-        session_set_state(sid=sid, state=S.LOST, message="沙箱已丢失（工作节点重启）。The sandbox was lost: its worker host restarted.")
+        session_set_state(sid=sid, state=S.LOST, message="沙箱已丢失（工作节点重启）。The sandbox was lost: its worker host restarted.",
+                          reason="lost")
     return removed
 
 
@@ -98,11 +99,13 @@ def reap_sessions() -> dict[str, int]:
 
 
 @shared_task(name="labs.tasks.sandbox_reset", soft_time_limit=60, time_limit=90)
-def sandbox_reset(sid: str) -> None:
-    """Same session, fresh sandbox: a new empty upper layer; progress is untouched."""
+def sandbox_reset(sid: str, lang: str = "") -> None:
+    """Same session, fresh sandbox: a new empty upper layer; progress is untouched. The
+    terminal shows a marker line (in the trainee's language) where the new one begins."""
     session = Session.objects.select_related("lab").filter(id=sid).first()
     if session is None or session.state != S.STARTING:
         return
     cfg = host_config()
     engine_stop(cfg, sid)
+    terminal_mark(sid=sid, text=reset_mark(lang))  # after the old shell's last byte
     sandbox_start(sid)

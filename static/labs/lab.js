@@ -87,6 +87,7 @@
   function showMessage(text) {
     messageBox.textContent = text || "";
     messageBox.hidden = !text;
+    if (!text) messageBox.removeAttribute("data-reason");
   }
 
   function setOverlay(key) {
@@ -122,12 +123,24 @@
     else setOverlay(null);
   }
 
-  function setState(state, message) {
+  /** The page's own words for a reason code the server gives with a state, if it has them. */
+  function reasonText(reason) {
+    return reason && Object.prototype.hasOwnProperty.call(strings, "ended." + reason) ? t("ended." + reason) : "";
+  }
+
+  function setState(state, message, reason) {
     if (!session) return;
     session.state = state;
+    // Why it ends (an instructor, the idle limit, a lost host…) is said when it begins
+    // to end and stays said when it has ended, in the trainee's language.
+    if (reason && reason !== "reset") session.reason = reason;
+    var why = reasonText(session.reason);
     // Messages explain an end (failed, lost, idle timeout); on other states they are
     // informational and the badge says enough.
-    if (state === "failed" || state === "lost") {
+    if (why && (state === "stopping" || FINAL_STATES.indexOf(state) !== -1)) {
+      showMessage(why);
+      messageBox.setAttribute("data-reason", session.reason);
+    } else if (state === "failed" || state === "lost") {
       showMessage(message || t("state." + state + ".message"));
     } else if (state === "stopped" && message) {
       showMessage(message);
@@ -135,6 +148,7 @@
     if (state === "ready") {
       terminal.focus();
     }
+    if (FINAL_STATES.indexOf(state) !== -1) showWatchers([]);
     render();
     emit("lab:state", { state: state, session: session });
   }
@@ -154,9 +168,19 @@
   }
   window.__labTerm = terminal.term;
 
-  terminal.onState(function (state, message) { setState(state, message); });
+  terminal.onState(function (state, message, reason) { setState(state, message, reason); });
   terminal.onCheck(function (result) { showResult(result.step, result.passed, result.message, true); });
-  terminal.onEvent(function (message) { emit("lab:event", message); });
+  terminal.onEvent(function (message) {
+    if (message.type === "watchers") showWatchers(message.names || []);
+    emit("lab:event", message);
+  });
+
+  /** Say, for as long as it lasts, who is watching this terminal (read-only). */
+  var watchBadge = byTestId("watch-badge");
+  function showWatchers(names) {
+    watchBadge.hidden = !names.length;
+    watchBadge.querySelector("[data-watchers]").textContent = names.join(", ");
+  }
   terminal.onError(function (message) { showMessage(message); });
   terminal.onConnection(function (status, detail) {
     if (status === "open") {
@@ -196,6 +220,7 @@
     copyTimes(session, data);
     render();
     emit("lab:session", { session: session });
+    showWatchers([]);
     if (isActive()) terminal.connect(session.id, session.ws);
   }
 

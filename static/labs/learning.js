@@ -375,7 +375,22 @@
     }
   });
 
+  // Reset throws the trainee's files away: it asks first, in a modal dialog (Escape or
+  // Cancel keeps everything; the focus returns to Reset).
+  var resetDialog = byTestId("reset-dialog");
   resetButton.addEventListener("click", function () {
+    if (!current() || busy) return;
+    if (resetDialog && resetDialog.showModal) resetDialog.showModal();
+    else if (window.confirm(t("reset.confirm"))) resetNow();
+  });
+  if (resetDialog) {
+    resetDialog.addEventListener("close", function () {
+      if (resetDialog.returnValue === "reset") resetNow();
+      resetButton.focus();
+    });
+  }
+
+  function resetNow() {
     var s = current();
     if (!s || busy) return;
     busy = true;
@@ -392,7 +407,7 @@
       busy = false;
       renderSession();
     });
-  });
+  }
 
   extendButtons.forEach(function (button) {
     button.addEventListener("click", function () {

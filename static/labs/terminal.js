@@ -140,13 +140,14 @@
     apply();
   };
 
-  LabTerminal.prototype._emit = function (kind, a, b) {
+  LabTerminal.prototype._emit = function (kind, a, b, c) {
     this._listeners[kind].forEach(function (cb) {
-      try { cb(a, b); } catch (e) { console.error(e); }
+      try { cb(a, b, c); } catch (e) { console.error(e); }
     });
   };
 
-  /** cb(state, message) on every session state the server reports. */
+  /** cb(state, message, reason) on every session state the server reports; reason is a
+   *  code the page words itself (instructor, idle, lifetime, lost, exited, reset). */
   LabTerminal.prototype.onState = function (cb) { this._listeners.state.push(cb); };
   /** cb({step, passed, message}) on automatic check results. */
   LabTerminal.prototype.onCheck = function (cb) { this._listeners.check.push(cb); };
@@ -316,6 +317,7 @@
         this._emit("connection", "open");
         this._sendSize();
         if (msg.state) this._setState(msg.state, msg.message || "");
+        if (msg.watchers) this._emit("event", { type: "watchers", names: msg.watchers });
         break;
       case "live":
         // Wait for the replay to be parsed: xterm answers queries while it parses.
@@ -334,7 +336,7 @@
         });
         break;
       case "state":
-        this._setState(msg.state, msg.message || "");
+        this._setState(msg.state, msg.message || "", msg.reason || "");
         break;
       case "check":
         this._emit("check", { step: msg.step, passed: Boolean(msg.passed), message: msg.message || "", by: msg.by || "" });
@@ -353,13 +355,13 @@
     this._sendJson({ type: "resize", cols: this.term.cols, rows: this.term.rows });
   };
 
-  LabTerminal.prototype._setState = function (state, message) {
+  LabTerminal.prototype._setState = function (state, message, reason) {
     this.state = state;
     if (FINAL_STATES.indexOf(state) !== -1) {
       // The session is over: nothing to reconnect to.
       this.stopped = true;
     }
-    this._emit("state", state, message);
+    this._emit("state", state, message, reason || "");
   };
 
   LabTerminal.prototype._onClose = function (event) {
