@@ -248,6 +248,13 @@
 
   LabTerminal.prototype.focus = function () { this.term.focus(); };
 
+  /** A new font size: the grid is fitted again and the shell told its new size. */
+  LabTerminal.prototype.setFontSize = function (size) {
+    if (this.term.options.fontSize === size) return;
+    this.term.options.fontSize = size;
+    this._refit();
+  };
+
   /** The terminal's geometry fitted to its container now: what a new sandbox starts with. */
   LabTerminal.prototype.size = function () {
     if (this.container.offsetWidth && this.container.offsetHeight) {

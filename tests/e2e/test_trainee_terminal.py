@@ -194,3 +194,48 @@ def test_chinese_and_emoji_typed_into_the_shell_can_be_edited_and_recalled(
     # it as ???: docs/learning.md, "Typing Chinese").
     run(page, "touch 镜像层.txt && echo *.txt")
     wait_for_line(page, r"^镜像层\.txt$")
+
+
+@pytest.mark.parametrize("scale", [1, 2], ids=["1x", "2x"])
+def test_font_size_and_the_split_are_adjustable_by_mouse_and_keyboard_and_remembered(
+        web, builtin_labs, trainee, open_browser, scale):
+    from playwright.sync_api import expect
+
+    page = open_browser(DESKTOP, scale, "en-US")
+    log_in(page, web, trainee, LAB)
+    page.wait_for_function("() => window.labTerminal !== undefined")
+    size = "() => window.__labTerm.options.fontSize"
+    cols = "() => window.__labTerm.cols"
+    assert page.evaluate(size) == 14
+    before = page.evaluate(cols)
+    page.get_by_test_id("font-larger").click()
+    page.get_by_test_id("font-larger").click()
+    expect(page.get_by_test_id("font-size")).to_have_text("16")
+    page.wait_for_function(f"() => window.__labTerm.cols < {before}")  # refitted: bigger cells, fewer columns
+    page.locator(".xterm-helper-textarea").focus()
+    page.keyboard.press("Control+Alt+Minus")
+    assert page.evaluate(size) == 15
+    expect(page.get_by_role("button", name="Smaller terminal text (Ctrl+Alt+-)")).to_be_visible()
+
+    handle = page.get_by_test_id("split-handle")
+    steps_width = "() => document.querySelector('.lab-steps').getBoundingClientRect().width"
+    start = page.evaluate(steps_width)
+    handle.focus()
+    for _ in range(5):
+        page.keyboard.press("ArrowRight")
+    assert handle.get_attribute("aria-valuenow") == "48"
+    assert page.evaluate(steps_width) > start + 100
+    box = handle.bounding_box()
+    page.mouse.move(box["x"] + 4, box["y"] + 200)
+    page.mouse.down()
+    page.mouse.move(DESKTOP["width"] * 0.30, box["y"] + 220, steps=5)
+    page.mouse.up()
+    assert 28 <= int(handle.get_attribute("aria-valuenow")) <= 32
+    narrow = page.evaluate(steps_width)
+    shot(page, f"split-and-font-{scale}x")
+
+    page.reload()  # both remembered
+    page.wait_for_function("() => window.labTerminal !== undefined")
+    assert page.evaluate(size) == 15
+    expect(page.get_by_test_id("font-size")).to_have_text("15")
+    assert abs(page.evaluate(steps_width) - narrow) < 2
