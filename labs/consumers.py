@@ -19,6 +19,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 
 from labs.models import Session
 from labs.redis import async_redis
+from labs.selectors import display_name
 from labs.services import session_group, session_verify_host
 from sandbox.relay import streams
 
@@ -93,7 +94,7 @@ class TerminalConsumer(AsyncWebsocketConsumer):
         if self.read_only:
             # Someone allowed to watch (an instructor, staff) opened this terminal: the
             # trainee's page says who, for as long as they watch.
-            name = user.get_full_name() or user.get_username()
+            name = await database_sync_to_async(display_name)(user)
             await self.redis.hset(watchers_key(self.sid), self.channel_name, name)
             await self.redis.expire(watchers_key(self.sid), WATCHERS_TTL)
             await self._announce_watchers()

@@ -8,6 +8,7 @@ from datetime import timezone as dt_timezone
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import QuerySet
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from labs.exceptions import NotFound
 from labs.markdown import render_markdown
@@ -35,7 +36,8 @@ def lab_get(*, slug: str) -> Lab:
     try:
         return Lab.objects.get(slug=slug, published=True)
     except Lab.DoesNotExist:
-        raise NotFound(f"no lab named {slug!r}") from None
+        raise NotFound(_("There is no lab named “%(slug)s”: it may have been renamed, or not be published yet.")
+                       % {"slug": slug}) from None
 
 
 def lab_summary(lab: Lab, lang: str) -> dict:
@@ -155,7 +157,7 @@ def session_of_user(*, user: AbstractBaseUser, sid: str) -> Session:
     try:
         return Session.objects.select_related("lab").get(id=sid, user=user)
     except Session.DoesNotExist:
-        raise NotFound("no such session") from None
+        raise NotFound(_("There is no such sandbox session.")) from None
 
 
 def live_sessions(*, user: AbstractBaseUser) -> QuerySet[Session]:
@@ -196,12 +198,12 @@ def session_for_viewer(*, user: AbstractBaseUser, sid: str) -> tuple[Session, bo
     """(session, read_only) for the owner or someone allowed to watch; NotFound otherwise."""
     session = Session.objects.select_related("lab", "user").filter(id=sid).first()
     if session is None:
-        raise NotFound("no such session")
+        raise NotFound(_("There is no such sandbox session."))
     if session.user_id == user.id:
         return session, False
     if can_watch(user=user, session=session):
         return session, True
-    raise NotFound("no such session")
+    raise NotFound(_("There is no such sandbox session."))
 
 
 def recording_of(*, session: Session) -> str:
@@ -212,3 +214,14 @@ def recording_of(*, session: Session) -> str:
     if rec is None:
         raise NotFound("no recording for this session (yet): recordings are kept when a session ends")
     return rec.cast
+
+
+def display_name(user: AbstractBaseUser) -> str:
+    """A person's name as people write it: family name first and no space when it is
+    Chinese (陈晨, not 晨 陈), "First Last" otherwise, the user name when there is none."""
+    from labs.markdown import is_cjk
+
+    first, last = (getattr(user, "first_name", "") or "").strip(), (getattr(user, "last_name", "") or "").strip()
+    if first and last and (is_cjk(first) or is_cjk(last)):
+        return last + first
+    return " ".join(p for p in (first, last) if p) or user.get_username()

@@ -16,6 +16,7 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from labs import selectors
 from labs.exceptions import BadRequest, Conflict, NotFound, ServiceUnavailable
@@ -49,7 +50,7 @@ def _choose_host() -> str:
 
     hosts = selectors.hosts_alive()
     if not hosts:
-        raise ServiceUnavailable("沙箱服务不可用：没有在线的工作节点。The sandbox service is unavailable: no worker host is online.")
+        raise ServiceUnavailable(_("The sandbox service is unavailable: no worker host is online."))
     live = dict(Session.objects.filter(state__in=Session.LIVE_STATES, host__in=[h["host"] for h in hosts])
                 .values_list("host").annotate(n=Count("id")))
     free = [(h["capacity"] - max(h["live"], live.get(h["host"], 0)), h["host"]) for h in hosts]
@@ -58,7 +59,7 @@ def _choose_host() -> str:
         soonest = (Session.objects.filter(state=Session.State.READY, expires_at__isnull=False)
                    .order_by("expires_at").values_list("expires_at", flat=True).first())
         minutes = max(1, -(-int((soonest - timezone.now()).total_seconds()) // 60)) if soonest else 5
-        raise ServiceUnavailable(f"实验室已满，请 {minutes} 分钟后再试。The lab is full, try again in {minutes} minutes.")
+        raise ServiceUnavailable(_("The lab is full, try again in %(minutes)d minutes.") % {"minutes": minutes})
     return best[1]
 
 
@@ -69,8 +70,7 @@ def session_start(*, user: AbstractBaseUser, lab: Lab, cols: int = 80, rows: int
     if existing is not None:
         return existing, False
     if selectors.live_sessions(user=user).count() >= settings.LAB_USER_SESSION_LIMIT:
-        raise Conflict(f"最多同时运行 {settings.LAB_USER_SESSION_LIMIT} 个沙箱。You may run at most "
-                       f"{settings.LAB_USER_SESSION_LIMIT} sandboxes at once: stop one first.")
+        raise Conflict(_("You may run at most %(n)d sandboxes at once: stop one first.") % {"n": settings.LAB_USER_SESSION_LIMIT})
     host = _choose_host()
     lifetime = int((lab.limits or {}).get("lifetime_minutes", 120))
     with transaction.atomic():
@@ -151,7 +151,7 @@ def session_check(*, session: Session, step_key: str, by: str = "check") -> Chec
     try:
         result = _send(session, "labs.tasks.sandbox_check", kwargs={"step_id": step.id}, expires=10).get(timeout=timeout + 15)
     except CeleryTimeout:
-        raise ServiceUnavailable("沙箱主机没有及时响应。The sandbox host did not answer in time; try again.") from None
+        raise ServiceUnavailable(_("The sandbox host did not answer in time; try again.")) from None
     outcome = CheckResult(passed=bool(result["passed"]), message=result["message"])
     progress_record_check(user=session.user, step=step, result=outcome, by=by)
     return outcome
@@ -226,9 +226,9 @@ def session_verify_host(*, sid: str) -> str | None:
     if session.host in {h["host"] for h in selectors.hosts_alive()}:
         return None
     if session.state == Session.State.STARTING:
-        state, message = Session.State.FAILED, "沙箱服务不可用：工作节点已离线。The sandbox service is unavailable: its worker host went offline."
+        state, message = Session.State.FAILED, _("The sandbox service is unavailable: its worker host went offline.")
     else:
-        state, message = Session.State.LOST, "沙箱已丢失：工作节点已离线。The sandbox was lost: its worker host went offline."
+        state, message = Session.State.LOST, _("The sandbox was lost: its worker host went offline.")
     return state if session_set_state(sid=sid, state=state, message=message, only_from=Session.LIVE_STATES,
                                       reason="lost") else None
 
@@ -269,7 +269,7 @@ def session_reset(*, session: Session, lang: str = "") -> None:
     The terminal gets a marker line (in `lang`) where the fresh sandbox begins."""
     if session.state != Session.State.READY:
         raise Conflict(f"the sandbox is {session.state}, not ready")
-    session_set_state(sid=session.id, state=Session.State.STARTING, message="重置中… Resetting…", reason="reset")
+    session_set_state(sid=session.id, state=Session.State.STARTING, message=_("Resetting…"), reason="reset")
     transaction.on_commit(lambda: _send(session, "labs.tasks.sandbox_reset", expires=START_EXPIRES,
                                         kwargs={"lang": lang}))
 
@@ -291,7 +291,7 @@ def session_extend(*, session: Session) -> Session:
     # not shorten what is left), never past the lab's cap.
     new_end = min(max(session.expires_at or now, now) + block, latest)
     if session.expires_at and new_end <= session.expires_at:
-        raise Conflict("已达到本实验允许的最长时间。This lab's time limit is reached; it cannot be extended further.")
+        raise Conflict(_("This lab's time limit is reached; it cannot be extended further."))
     session.expires_at = new_end
     session.save(update_fields=["expires_at"])
     # Pressing Extend is activity: the idle clock starts again as after a keystroke.
@@ -323,8 +323,8 @@ def sessions_reap(*, now=None) -> dict[str, int]:
         idle_end = selectors.session_idle_end(session, activity=activity, extended=float(extended) if extended else None)
         reason, end = selectors.session_end(session, idle_end=idle_end)
         if end <= now:
-            message = ("已到时间。The session's time is up." if reason == "lifetime" else
-                       f"闲置超过 {idle_limit.seconds // 60} 分钟。Stopped after {idle_limit.seconds // 60} idle minutes.")
+            message = (_("The session's time is up.") if reason == "lifetime" else
+                       _("Stopped after %(minutes)d idle minutes.") % {"minutes": idle_limit.seconds // 60})
             session_set_state(sid=session.id, state=Session.State.STOPPING, message=message, reason=reason)
             _send(session, "labs.tasks.sandbox_stop", expires=300)
             counts["expired" if reason == "lifetime" else "idle"] += 1
@@ -334,7 +334,7 @@ def sessions_reap(*, now=None) -> dict[str, int]:
     stale = Session.objects.filter(state=Session.State.STARTING, created_at__lt=now - timedelta(seconds=settings.LAB_START_TIMEOUT))
     for sid in stale.values_list("id", flat=True):
         if session_set_state(sid=sid, state=Session.State.FAILED, only_from=(Session.State.STARTING,),
-                             message="沙箱服务没有响应。The sandbox service did not respond; start again."):
+                             message=_("The sandbox service did not respond; start again.")):
             counts["stale"] += 1
     return counts
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 
 from celery import shared_task
+from django.utils.translation import gettext as _
 
 from labs.models import Session, Step
 from labs.services import recording_save, reset_mark, session_set_state, terminal_mark
@@ -74,7 +75,7 @@ def sandbox_exited(sid: str) -> None:
     """The sandbox's shell ended (the trainee typed exit): clean up, mark it stopped."""
     engine_stop(host_config(), sid)
     recording_save(sid=sid)
-    session_set_state(sid=sid, state=S.STOPPED, message="终端已退出。The shell exited.",
+    session_set_state(sid=sid, state=S.STOPPED, message=_("The shell exited."),
                       only_from=(S.STARTING, S.READY, S.STOPPING), reason="exited")
 
 
@@ -85,7 +86,7 @@ def host_reconcile(*, host: str, keep: set[str]) -> list[str]:
         recording_save(sid=sid)
     lost = Session.objects.filter(host=host, state__in=Session.LIVE_STATES).exclude(id__in=keep)
     for sid in list(lost.values_list("id", flat=True)):
-        session_set_state(sid=sid, state=S.LOST, message="沙箱已丢失（工作节点重启）。The sandbox was lost: its worker host restarted.",
+        session_set_state(sid=sid, state=S.LOST, message=_("The sandbox was lost: its worker host restarted."),
                           reason="lost")
     return removed
 

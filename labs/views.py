@@ -24,7 +24,7 @@ def lab_page(request: HttpRequest, slug: str) -> HttpResponse:
     try:
         lab = selectors.lab_get(slug=slug)
     except NotFound as exc:
-        return render(request, "labs/error.html", {"title": "404", "message": exc.message}, status=404)
+        return render(request, "labs/error.html", {"title": _("Lab not found"), "message": exc.message}, status=404)
     return render_lab(request, lab)  # the trainee's progress restored (labs.learning)
 
 
@@ -33,7 +33,7 @@ def replay_page(request: HttpRequest, sid: str) -> HttpResponse:
     try:
         session, _ = selectors.session_for_viewer(user=request.user, sid=sid)
     except NotFound as exc:
-        return render(request, "labs/error.html", {"title": "404", "message": exc.message}, status=404)
+        return render(request, "labs/error.html", {"title": _("Recording not found"), "message": exc.message}, status=404)
     return render(request, "labs/replay.html", {"session": session, "lab_title": selectors.pick(session.lab.title, request.LANGUAGE_CODE)})
 
 

@@ -203,7 +203,7 @@ def test_countdown_extend_to_the_limit_warning_banner_and_reset(worker, web, lab
     # At the lab's limit (twice its lifetime), Extend answers 409 and says so.
     orm(lambda: Session.objects.filter(id=sid).update(created_at=timezone.now() - timedelta(minutes=100)))
     page.get_by_test_id("extend-button").click()
-    expect(banner).to_contain_text("cannot be extended further")
+    expect(banner).to_contain_text("不能再延长")  # in the page's language only
 
     # Made outside the terminal: the relay re-feeds a reset session's old keystrokes to the
     # new shell (see test_learning.py's xfail), which would make it again.
