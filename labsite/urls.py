@@ -4,11 +4,12 @@ from __future__ import annotations
 from django.contrib import admin
 from django.urls import include, path
 
-from labs.views import LoginView
+from labs.views import LoginView, signup
 
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/login/", LoginView.as_view(), name="login"),
+    path("accounts/signup/", signup, name="signup"),
     path("accounts/", include("django.contrib.auth.urls")),
     path("i18n/", include("django.conf.urls.i18n")),
     path("", include("cohorts.urls")),

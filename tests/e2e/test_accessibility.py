@@ -43,8 +43,13 @@ def cohort(builtin_labs, make_user):
 def test_login_catalogue_lab_and_dashboard_have_no_serious_axe_violations(web, cohort, open_browser, locale, scheme):
     found = {}
     page = open_browser(DESKTOP, 1, locale, color_scheme=scheme, bypass_csp=True)
+    page.goto(web + "/")
+    found["landing"] = axe_violations(page)
+    shot(page, f"a11y-landing-{locale}-{scheme}")
     page.goto(web + "/accounts/login/")
     found["login"] = axe_violations(page)
+    page.goto(web + "/accounts/password_reset/")
+    found["password reset"] = axe_violations(page)
     log_in(page, web, ("trainee", PASSWORD), "/")
     found["catalogue"] = axe_violations(page)
     page.goto(web + "/labs/first-container/")

@@ -37,6 +37,9 @@ def test_at_390_px_no_page_scrolls_sideways_and_the_header_is_a_menu(web, cohort
     from playwright.sync_api import expect
 
     page = open_browser(PHONE, scale, locale)
+    page.goto(web + "/")  # signed out: the landing page
+    assert_no_sideways_scroll(page, "landing")
+    shot(page, f"phone-landing-{locale}-{scale}x", full_page=True)
     page.goto(web + "/accounts/login/")
     assert_no_sideways_scroll(page, "login")
     shot(page, f"phone-login-{locale}-{scale}x", full_page=True)
