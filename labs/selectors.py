@@ -53,6 +53,36 @@ def lab_list(*, lang: str) -> list[dict]:
     return [lab_summary(lab, lang) for lab in Lab.objects.filter(published=True)]
 
 
+def catalogue_progress(*, user: AbstractBaseUser, labs: list[dict]) -> list[dict]:
+    """The catalogue's labs with the user's progress on each: steps passed of the total,
+    started, completed (two aggregate queries, whatever the number of labs)."""
+    from django.db.models import Count, Q
+
+    totals = dict(Lab.objects.filter(published=True).annotate(n=Count("steps", filter=Q(steps__retired=False)))
+                  .values_list("slug", "n"))
+    rows = (Step.objects.filter(retired=False, lab__published=True, progress__user=user)
+            .values("lab__slug").annotate(started=Count("id"), passed=Count("id", filter=Q(progress__passed_at__isnull=False))))
+    mine = {r["lab__slug"]: r for r in rows}
+    out = []
+    for lab in labs:
+        total, row = totals.get(lab["slug"], 0), mine.get(lab["slug"], {})
+        passed = row.get("passed", 0)
+        out.append({**lab, "steps_total": total, "steps_passed": passed, "started": bool(row),
+                    "completed": bool(total) and passed >= total,
+                    "percent": round(100 * passed / total) if total else 0})
+    return out
+
+
+def lab_next(*, lab: Lab, lang: str) -> dict | None:
+    """The published lab after this one in catalogue order, if any."""
+    labs = list(Lab.objects.filter(published=True).only("slug", "position", "title", "summary"))
+    slugs = [x.slug for x in labs]
+    if lab.slug not in slugs or slugs.index(lab.slug) + 1 >= len(labs):
+        return None
+    following = labs[slugs.index(lab.slug) + 1]
+    return {"slug": following.slug, "title": pick(following.title, lang)}
+
+
 def step_view(step: Step, lang: str) -> dict:
     """A step for the page: rendered, sanitised Markdown; no check or solution text."""
     quiz = step.data.get("quiz")

@@ -22,7 +22,8 @@ def home(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def catalogue(request: HttpRequest) -> HttpResponse:
-    return render(request, "labs/catalogue.html", {"labs": selectors.lab_list(lang=request.LANGUAGE_CODE)})
+    labs = selectors.catalogue_progress(user=request.user, labs=selectors.lab_list(lang=request.LANGUAGE_CODE))
+    return render(request, "labs/catalogue.html", {"labs": labs})
 
 
 def signup(request: HttpRequest) -> HttpResponse:

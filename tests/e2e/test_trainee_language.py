@@ -96,3 +96,43 @@ def test_the_server_error_page_is_translated(rf, settings):
         with translation.override(lang):
             body = server_error(rf.get("/")).content.decode()
         assert f"<h1>{title}</h1>" in body and ("Something" in body) == (lang == "en"), body[:400]
+
+
+@pytest.fixture
+def some_progress(builtin_labs, trainee):
+    """The trainee passed every step of bootfs-rootfs and the first of first-container."""
+    from django.contrib.auth import get_user_model
+    from django.utils import timezone
+
+    from labs.models import Step, StepProgress
+
+    user = get_user_model().objects.get(username=trainee[0])
+    steps = list(Step.objects.filter(lab__slug="bootfs-rootfs", retired=False))
+    steps.append(Step.objects.get(lab__slug="first-container", key="rootfs-without-kernel"))
+    for step in steps:
+        StepProgress.objects.create(user=user, step=step, passed_at=timezone.now(), passed_by="check", attempts=1)
+    return trainee
+
+
+@pytest.mark.parametrize("viewport,scale,locale", [(DESKTOP, 1, "zh-CN"), (PHONE, 2, "en-US")],
+                         ids=["1440-1x-zh", "390-2x-en"])
+def test_the_catalogue_shows_progress_and_completion_and_a_finished_lab_links_to_the_next(
+        web, some_progress, open_browser, viewport, scale, locale):
+    from playwright.sync_api import expect
+
+    page = open_browser(viewport, scale, locale)
+    log_in(page, web, some_progress, "/")
+    expect(page.get_by_test_id("done-bootfs-rootfs")).to_be_visible()
+    expect(page.get_by_test_id("done-first-container")).to_have_count(0)
+    bar = page.get_by_test_id("progress-first-container").get_by_role("progressbar")
+    expect(bar).to_have_attribute("aria-valuenow", "1")
+    expect(bar).to_have_attribute("aria-valuemax", "4")
+    expect(page.get_by_test_id("progress-image-layers")).to_have_count(0)  # not started: no bar
+    shot(page, f"catalogue-progress-{viewport['width']}-{locale}", full_page=True)
+
+    page.goto(web + "/labs/bootfs-rootfs/")
+    expect(page.get_by_test_id("completion")).to_be_visible()
+    next_lab = page.get_by_test_id("next-lab")
+    expect(next_lab).to_contain_text("第一个容器" if locale == "zh-CN" else "Your first container")
+    next_lab.click()
+    page.wait_for_url(web + "/labs/first-container/")
