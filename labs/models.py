@@ -25,6 +25,7 @@ class Lab(models.Model):
     limits = models.JSONField(default=dict)
     setup = models.TextField(blank=True)
     tags = models.JSONField(default=list)
+    prerequisites = models.JSONField(default=list, blank=True, help_text="slugs of the labs to do first")
     version = models.CharField(max_length=64, help_text="sha256 of the lab's files")
     source = models.CharField(max_length=500, blank=True)
     published = models.BooleanField(default=True)

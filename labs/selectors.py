@@ -45,6 +45,7 @@ def lab_summary(lab: Lab, lang: str) -> dict:
     return {
         "slug": lab.slug, "title": pick(lab.title, lang), "summary": pick(lab.summary, lang),
         "level": lab.level, "minutes": lab.minutes, "image": lab.image, "tags": lab.tags,
+        "prerequisites": list(lab.prerequisites or []),
     }
 
 
@@ -70,6 +71,11 @@ def catalogue_progress(*, user: AbstractBaseUser, labs: list[dict]) -> list[dict
         out.append({**lab, "steps_total": total, "steps_passed": passed, "started": bool(row),
                     "completed": bool(total) and passed >= total,
                     "percent": round(100 * passed / total) if total else 0})
+    # Prerequisites by title, each marked done or not (unpublished ones are left out).
+    by_slug = {lab["slug"]: lab for lab in out}
+    for lab in out:
+        lab["requires"] = [{"slug": p, "title": by_slug[p]["title"], "done": by_slug[p]["completed"]}
+                           for p in lab.get("prerequisites", []) if p in by_slug]
     return out
 
 

@@ -188,14 +188,15 @@ def lab_import(*, spec, position: int = 0) -> tuple[Lab, bool]:
 
     existing = Lab.objects.filter(slug=spec.slug).first()
     if existing is not None and existing.version == spec.version:
-        if existing.position != position:
-            Lab.objects.filter(pk=existing.pk).update(position=position)
+        if existing.position != position or existing.prerequisites != list(spec.prerequisites):
+            Lab.objects.filter(pk=existing.pk).update(position=position, prerequisites=list(spec.prerequisites))
         return existing, False
     with transaction.atomic():
         lab, _ = Lab.objects.update_or_create(slug=spec.slug, defaults={
             "title": _text(spec.title), "summary": _text(spec.summary), "level": spec.level,
             "minutes": spec.minutes, "image": spec.image, "limits": asdict(spec.limits),
             "setup": spec.setup or "", "tags": list(spec.tags), "version": spec.version,
+            "prerequisites": list(spec.prerequisites),
             "source": str(spec.path), "position": position,
         })
         keys = []

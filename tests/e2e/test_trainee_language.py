@@ -128,6 +128,12 @@ def test_the_catalogue_shows_progress_and_completion_and_a_finished_lab_links_to
     expect(bar).to_have_attribute("aria-valuenow", "1")
     expect(bar).to_have_attribute("aria-valuemax", "4")
     expect(page.get_by_test_id("progress-image-layers")).to_have_count(0)  # not started: no bar
+    # Prerequisites, each marked when done; the course order puts them first.
+    done_first = page.get_by_test_id("requires-image-layers")
+    expect(done_first.locator(".requirement.is-done")).to_contain_text("bootfs")
+    expect(page.get_by_test_id("requires-container-layer").locator(".requirement.is-done")).to_have_count(0)
+    order = page.locator(".lab-card").evaluate_all("(cards) => cards.map((c) => c.dataset.testid)")
+    assert order.index("lab-bootfs-rootfs") < order.index("lab-image-layers") < order.index("lab-container-layer")
     shot(page, f"catalogue-progress-{viewport['width']}-{locale}", full_page=True)
 
     page.goto(web + "/labs/bootfs-rootfs/")
