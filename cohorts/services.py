@@ -108,7 +108,7 @@ def cohort_session_extend(*, cohort: Cohort, sid: str) -> Session:
 def cohort_session_stop(*, cohort: Cohort, sid: str) -> Session:
     """An instructor stops a trainee's sandbox."""
     session = selectors.cohort_session(cohort=cohort, sid=sid)
-    lab_services.session_stop(session=session)
+    lab_services.session_stop(session=session, by="instructor")  # the trainee's page says so
     return session
 
 

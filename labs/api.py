@@ -60,6 +60,14 @@ def field(data: dict, name: str) -> str:
     return value
 
 
+def geometry(data: dict) -> tuple[int, int]:
+    """The terminal's (cols, rows) the page asks for; 80x24 when it does not say."""
+    cols, rows = data.get("cols", 80), data.get("rows", 24)
+    if not (isinstance(cols, int) and isinstance(rows, int) and 0 < cols <= 1000 and 0 < rows <= 500):
+        raise BadRequest("cols and rows must be whole numbers (1-1000 columns, 1-500 rows)")
+    return cols, rows
+
+
 @api("GET")
 def labs_list(request: HttpRequest) -> HttpResponse:
     return JsonResponse(selectors.lab_list(lang=request.LANGUAGE_CODE), safe=False)
@@ -74,8 +82,10 @@ def labs_detail(request: HttpRequest, slug: str) -> HttpResponse:
 def sessions(request: HttpRequest) -> HttpResponse:
     if request.method == "GET":
         return JsonResponse([selectors.session_view(s) for s in selectors.live_sessions(user=request.user)], safe=False)
-    lab = selectors.lab_get(slug=field(body(request), "lab"))
-    session, created = services.session_start(user=request.user, lab=lab)
+    data = body(request)
+    cols, rows = geometry(data)
+    lab = selectors.lab_get(slug=field(data, "lab"))
+    session, created = services.session_start(user=request.user, lab=lab, cols=cols, rows=rows)
     services.session_lang_remember(sid=session.id, lang=request.LANGUAGE_CODE)
     return JsonResponse(selectors.session_view(session), status=201 if created else 200)
 
@@ -102,7 +112,7 @@ def session_check(request: HttpRequest, sid: str) -> HttpResponse:
 
 @api("POST")
 def session_reset(request: HttpRequest, sid: str) -> HttpResponse:
-    services.session_reset(session=selectors.session_of_user(user=request.user, sid=sid))
+    services.session_reset(session=selectors.session_of_user(user=request.user, sid=sid), lang=request.LANGUAGE_CODE)
     return HttpResponse(status=202)
 
 

@@ -17,6 +17,7 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from labs.exceptions import BadRequest, Conflict, NotFound
 from labs.models import Lab, QuizAnswer, Session, Step, StepProgress
@@ -83,8 +84,7 @@ def hint_reveal(*, user: AbstractBaseUser, step: Step, lang: str) -> dict:
     with transaction.atomic():
         progress = StepProgress.objects.select_for_update().filter(pk=step_start(user=user, step=step).pk).get()
         if progress.hints_used >= len(hints):
-            raise Conflict("这一步没有更多提示了。This step has no more hints." if hints else
-                           "这一步没有提示。This step has no hints.")
+            raise Conflict(_("This step has no more hints.") if hints else _("This step has no hints."))
         index = progress.hints_used
         progress.hints_used += 1
         progress.save(update_fields=["hints_used"])
@@ -97,7 +97,7 @@ def solution_reveal(*, user: AbstractBaseUser, step: Step) -> dict:
     """Show a step's solution (a shell script) and note that the trainee saw it."""
     solution = step.data.get("solution")
     if not solution:
-        raise NotFound("这一步没有参考答案。This step has no solution.")
+        raise NotFound(_("This step has no solution."))
     StepProgress.objects.filter(pk=step_start(user=user, step=step).pk).update(solution_used=True)
     _dashboards(user=user, step=step)
     return {"solution": solution}

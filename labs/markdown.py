@@ -47,6 +47,15 @@ _ATTRIBUTES = {
 # No javascript:, no data: (lab images are files in the lab directory).
 _URL_SCHEMES = {"http", "https", "mailto"}
 
+# Chinese, Japanese and Korean characters and their punctuation (incl. full-width forms).
+_CJK = ("\u2e80-\u2fff\u3000-\u303f\u3040-\u30ff\u3100-\u31ff\u3400-\u4dbf\u4e00-\u9fff"
+        "\uac00-\ud7af\uf900-\ufaff\ufe30-\ufe4f\uff00-\uffef")
+# A source line break between two CJK characters (inline tags may sit around it).
+_CJK_BREAK = re.compile(rf"(?<=[{_CJK}])((?:</?[a-zA-Z][^>]*>)*)[ \t]*\n[ \t]*((?:</?[a-zA-Z][^>]*>)*)(?=[{_CJK}])")
+# The space a YAML folded scalar (`>`) made of such a line break.
+_CJK_SPACE = re.compile(rf"(?<=[{_CJK}])[ \t]*\n?[ \t]*(?=[{_CJK}])")
+_PRE = re.compile(r"(<pre\b.*?</pre>)", re.S | re.I)
+
 
 class Link(NamedTuple):
     """A link or image target found in Markdown source (1-based line and column)."""
@@ -149,6 +158,24 @@ class _FenceExtension(Extension):
         md.preprocessors.register(_FencePreprocessor(md, self.commands), "lab_fenced_code", 30)
 
 
+def is_cjk(text: str) -> bool:
+    """Does the text contain a CJK character?"""
+    return re.search(f"[{_CJK}]", text) is not None
+
+
+def join_cjk_breaks(html_text: str) -> str:
+    """Drop line breaks between CJK characters outside <pre>: a browser shows a soft
+    break as a space, and Chinese has none between words ("空间， 只是")."""
+    parts = _PRE.split(html_text)
+    return "".join(part if i % 2 else _CJK_BREAK.sub(r"\1\2", part) for i, part in enumerate(parts))
+
+
+def join_cjk_text(text: str) -> str:
+    """Plain lab text (titles, summaries): no space between two CJK characters, where
+    YAML's folding or a line break put one."""
+    return _CJK_SPACE.sub("", text)
+
+
 def render_markdown(text: str, *, base_url: str = "") -> str:
     """Markdown -> sanitised HTML; relative link/image URLs are prefixed with `base_url`."""
     commands: set[str] = set()
@@ -157,7 +184,7 @@ def render_markdown(text: str, *, base_url: str = "") -> str:
         extension_configs={"tables": {"use_align_attribute": True}},
         output_format="html",
     )
-    raw = converter.convert(text)
+    raw = join_cjk_breaks(converter.convert(text))
 
     def attribute_filter(tag: str, attribute: str, value: str) -> str | None:
         # Only code blocks we rendered may carry a Run command; raw HTML cannot forge one.

@@ -6,6 +6,7 @@ import secrets
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 
 def new_session_id() -> str:
@@ -25,6 +26,7 @@ class Lab(models.Model):
     limits = models.JSONField(default=dict)
     setup = models.TextField(blank=True)
     tags = models.JSONField(default=list)
+    prerequisites = models.JSONField(default=list, blank=True, help_text="slugs of the labs to do first")
     version = models.CharField(max_length=64, help_text="sha256 of the lab's files")
     source = models.CharField(max_length=500, blank=True)
     published = models.BooleanField(default=True)
@@ -33,6 +35,7 @@ class Lab(models.Model):
 
     class Meta:
         ordering = ["position", "slug"]
+        verbose_name, verbose_name_plural = _("lab"), _("labs")
 
     def __str__(self) -> str:
         return self.slug
@@ -52,6 +55,7 @@ class Step(models.Model):
     class Meta:
         ordering = ["lab", "position"]
         constraints = [models.UniqueConstraint(fields=["lab", "key"], name="step_key_unique_per_lab")]
+        verbose_name, verbose_name_plural = _("step"), _("steps")
 
     def __str__(self) -> str:
         return f"{self.lab.slug}/{self.key}"
@@ -86,6 +90,7 @@ class Session(models.Model):
     class Meta:
         ordering = ["-created_at"]
         indexes = [models.Index(fields=["user", "state"]), models.Index(fields=["host", "state"])]
+        verbose_name, verbose_name_plural = _("sandbox session"), _("sandbox sessions")
 
     def __str__(self) -> str:
         return f"{self.id} ({self.lab.slug}, {self.state})"
@@ -110,6 +115,7 @@ class StepProgress(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["user", "step"], name="progress_unique_per_user_step")]
+        verbose_name, verbose_name_plural = _("step progress"), _("step progress")
 
 
 class Recording(models.Model):
@@ -118,6 +124,9 @@ class Recording(models.Model):
     session = models.OneToOneField(Session, on_delete=models.CASCADE, related_name="recording")
     cast = models.TextField()
     created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name, verbose_name_plural = _("terminal recording"), _("terminal recordings")
 
     def __str__(self) -> str:
         return f"recording of {self.session_id}"

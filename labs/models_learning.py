@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 __all__ = ["QuizAnswer"]
 
@@ -20,6 +21,7 @@ class QuizAnswer(models.Model):
         app_label = "labs"
         ordering = ["at"]
         indexes = [models.Index(fields=["step", "correct"]), models.Index(fields=["user", "step"])]
+        verbose_name, verbose_name_plural = _("quiz answer"), _("quiz answers")
 
     def __str__(self) -> str:
         return f"{self.user_id} on {self.step_id}: {'right' if self.correct else 'wrong'}"

@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import QuerySet
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from labs.exceptions import NotFound
 from labs.markdown import render_markdown
@@ -34,7 +36,8 @@ def lab_get(*, slug: str) -> Lab:
     try:
         return Lab.objects.get(slug=slug, published=True)
     except Lab.DoesNotExist:
-        raise NotFound(f"no lab named {slug!r}") from None
+        raise NotFound(_("There is no lab named “%(slug)s”: it may have been renamed, or not be published yet.")
+                       % {"slug": slug}) from None
 
 
 def lab_summary(lab: Lab, lang: str) -> dict:
@@ -42,12 +45,48 @@ def lab_summary(lab: Lab, lang: str) -> dict:
     return {
         "slug": lab.slug, "title": pick(lab.title, lang), "summary": pick(lab.summary, lang),
         "level": lab.level, "minutes": lab.minutes, "image": lab.image, "tags": lab.tags,
+        "prerequisites": list(lab.prerequisites or []),
     }
 
 
 def lab_list(*, lang: str) -> list[dict]:
     """Every published lab, in catalogue order."""
     return [lab_summary(lab, lang) for lab in Lab.objects.filter(published=True)]
+
+
+def catalogue_progress(*, user: AbstractBaseUser, labs: list[dict]) -> list[dict]:
+    """The catalogue's labs with the user's progress on each: steps passed of the total,
+    started, completed (two aggregate queries, whatever the number of labs)."""
+    from django.db.models import Count, Q
+
+    totals = dict(Lab.objects.filter(published=True).annotate(n=Count("steps", filter=Q(steps__retired=False)))
+                  .values_list("slug", "n"))
+    rows = (Step.objects.filter(retired=False, lab__published=True, progress__user=user)
+            .values("lab__slug").annotate(started=Count("id"), passed=Count("id", filter=Q(progress__passed_at__isnull=False))))
+    mine = {r["lab__slug"]: r for r in rows}
+    out = []
+    for lab in labs:
+        total, row = totals.get(lab["slug"], 0), mine.get(lab["slug"], {})
+        passed = row.get("passed", 0)
+        out.append({**lab, "steps_total": total, "steps_passed": passed, "started": bool(row),
+                    "completed": bool(total) and passed >= total,
+                    "percent": round(100 * passed / total) if total else 0})
+    # Prerequisites by title, each marked done or not (unpublished ones are left out).
+    by_slug = {lab["slug"]: lab for lab in out}
+    for lab in out:
+        lab["requires"] = [{"slug": p, "title": by_slug[p]["title"], "done": by_slug[p]["completed"]}
+                           for p in lab.get("prerequisites", []) if p in by_slug]
+    return out
+
+
+def lab_next(*, lab: Lab, lang: str) -> dict | None:
+    """The published lab after this one in catalogue order, if any."""
+    labs = list(Lab.objects.filter(published=True).only("slug", "position", "title", "summary"))
+    slugs = [x.slug for x in labs]
+    if lab.slug not in slugs or slugs.index(lab.slug) + 1 >= len(labs):
+        return None
+    following = labs[slugs.index(lab.slug) + 1]
+    return {"slug": following.slug, "title": pick(following.title, lang)}
 
 
 def step_view(step: Step, lang: str) -> dict:
@@ -90,13 +129,63 @@ def lab_detail(*, slug: str, lang: str) -> dict:
 
 
 def session_view(session: Session) -> dict:
-    """A session as the API returns it."""
-    return {
+    """A session as the API returns it; a live one says when it stops unless someone
+    acts (`ends_at`), and why (`ends_because`: "idle" or "lifetime")."""
+    view = {
         "id": session.id, "state": session.state, "lab": session.lab.slug, "host": session.host,
         "message": session.message, "ws": f"/ws/terminal/{session.id}/",
         "created_at": session.created_at.isoformat() if session.created_at else None,
         "expires_at": session.expires_at.isoformat() if session.expires_at else None,
     }
+    if session.state in Session.LIVE_STATES:
+        idle_end = session_idle_end(session, activity=session_activity(), extended=session_extended(session.id))
+        reason, end = session_end(session, idle_end=idle_end)
+        view.update(ends_at=end.isoformat(), ends_because=reason, idle_ends_at=idle_end.isoformat(),
+                    idle_minutes=idle_minutes(session.lab))
+    return view
+
+
+def idle_minutes(lab: Lab) -> int:
+    """Minutes without a keystroke after which a lab's sandbox stops."""
+    return int((lab.limits or {}).get("idle_minutes", 30))
+
+
+def extended_key(sid: str) -> str:
+    """Redis key: when the trainee last pressed Extend (it restarts the idle clock too)."""
+    return f"lab:extended:{sid}"
+
+
+def session_extended(sid: str) -> float | None:
+    """When the trainee last pressed Extend (epoch seconds), if they did."""
+    value = sync_redis().get(extended_key(sid))
+    return float(value) if value else None
+
+
+def session_activity() -> dict[str, float]:
+    """Session id -> time of its last keystroke (epoch seconds), as the live hosts report it."""
+    activity: dict[str, float] = {}
+    for beat in hosts_alive():
+        activity.update(beat.get("activity") or {})
+    return activity
+
+
+def session_idle_end(session: Session, *, activity: dict[str, float], extended: float | None) -> datetime:
+    """When the idle limit stops the sandbox: its limit after the last keystroke or Extend
+    (or after it became ready, before either)."""
+    stamps = [t for t in (activity.get(session.id), extended) if t]
+    if stamps:
+        last = datetime.fromtimestamp(max(stamps), tz=dt_timezone.utc)
+    else:
+        last = session.ready_at or session.created_at or timezone.now()
+    return last + timedelta(minutes=idle_minutes(session.lab))
+
+
+def session_end(session: Session, *, idle_end: datetime) -> tuple[str, datetime]:
+    """(reason, when): whichever ends the sandbox first, the idle limit or the lifetime."""
+    ends = [("idle", idle_end)]
+    if session.expires_at:
+        ends.append(("lifetime", session.expires_at))
+    return min(ends, key=lambda e: e[1])
 
 
 def session_of_user(*, user: AbstractBaseUser, sid: str) -> Session:
@@ -104,7 +193,7 @@ def session_of_user(*, user: AbstractBaseUser, sid: str) -> Session:
     try:
         return Session.objects.select_related("lab").get(id=sid, user=user)
     except Session.DoesNotExist:
-        raise NotFound("no such session") from None
+        raise NotFound(_("There is no such sandbox session.")) from None
 
 
 def live_sessions(*, user: AbstractBaseUser) -> QuerySet[Session]:
@@ -161,12 +250,12 @@ def session_for_viewer(*, user: AbstractBaseUser, sid: str) -> tuple[Session, bo
     """(session, read_only) for the owner or someone allowed to watch; NotFound otherwise."""
     session = Session.objects.select_related("lab", "user").filter(id=sid).first()
     if session is None:
-        raise NotFound("no such session")
+        raise NotFound(_("There is no such sandbox session."))
     if session.user_id == user.id:
         return session, False
     if can_watch(user=user, session=session):
         return session, True
-    raise NotFound("no such session")
+    raise NotFound(_("There is no such sandbox session."))
 
 
 def recording_of(*, session: Session) -> str:
@@ -177,3 +266,14 @@ def recording_of(*, session: Session) -> str:
     if rec is None:
         raise NotFound("no recording for this session (yet): recordings are kept when a session ends")
     return rec.cast
+
+
+def display_name(user: AbstractBaseUser) -> str:
+    """A person's name as people write it: family name first and no space when it is
+    Chinese (陈晨, not 晨 陈), "First Last" otherwise, the user name when there is none."""
+    from labs.markdown import is_cjk
+
+    first, last = (getattr(user, "first_name", "") or "").strip(), (getattr(user, "last_name", "") or "").strip()
+    if first and last and (is_cjk(first) or is_cjk(last)):
+        return last + first
+    return " ".join(p for p in (first, last) if p) or user.get_username()

@@ -8,8 +8,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from datetime import timezone as dt_timezone
+from datetime import timedelta
 
 from asgiref.sync import async_to_sync
 from celery.exceptions import TimeoutError as CeleryTimeout
@@ -19,10 +18,12 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from labs import selectors
 from labs.exceptions import BadRequest, Conflict, NotFound, ServiceUnavailable
 from labs.models import Lab, Session, Step, StepProgress
+from labs.redis import sync_redis
 
 log = logging.getLogger(__name__)
 # A start task not taken by its host within this time is dropped (the host is gone).
@@ -57,7 +58,7 @@ def _choose_host() -> str:
         time.sleep(0.25)
         hosts = selectors.hosts_alive()
     if not hosts:
-        raise ServiceUnavailable("沙箱服务不可用：没有在线的工作节点。The sandbox service is unavailable: no worker host is online.")
+        raise ServiceUnavailable(_("The sandbox service is unavailable: no worker host is online."))
     live = dict(Session.objects.filter(state__in=Session.LIVE_STATES, host__in=[h["host"] for h in hosts])
                 .values_list("host").annotate(n=Count("id")))
     free = [(h["capacity"] - max(h["live"], live.get(h["host"], 0)), h["host"]) for h in hosts]
@@ -66,12 +67,13 @@ def _choose_host() -> str:
         soonest = (Session.objects.filter(state=Session.State.READY, expires_at__isnull=False)
                    .order_by("expires_at").values_list("expires_at", flat=True).first())
         minutes = max(1, -(-int((soonest - timezone.now()).total_seconds()) // 60)) if soonest else 5
-        raise ServiceUnavailable(f"实验室已满，请 {minutes} 分钟后再试。The lab is full, try again in {minutes} minutes.")
+        raise ServiceUnavailable(_("The lab is full, try again in %(minutes)d minutes.") % {"minutes": minutes})
     return best[1]
 
 
-def session_start(*, user: AbstractBaseUser, lab: Lab) -> tuple[Session, bool]:
-    """The user's live session of the lab, or a new one being started; (session, created)."""
+def session_start(*, user: AbstractBaseUser, lab: Lab, cols: int = 80, rows: int = 24) -> tuple[Session, bool]:
+    """The user's live session of the lab, or a new one being started with a terminal
+    of cols x rows (the page's); (session, created)."""
     with transaction.atomic():
         # One start at a time per user, so a double click (or two tabs) cannot make two
         # sessions nor pass the limit: PostgreSQL locks the user's row until commit;
@@ -81,15 +83,15 @@ def session_start(*, user: AbstractBaseUser, lab: Lab) -> tuple[Session, bool]:
         if existing is not None:
             return existing, False
         if selectors.live_sessions(user=user).count() >= settings.LAB_USER_SESSION_LIMIT:
-            raise Conflict(f"最多同时运行 {settings.LAB_USER_SESSION_LIMIT} 个沙箱。You may run at most "
-                           f"{settings.LAB_USER_SESSION_LIMIT} sandboxes at once: stop one first.")
+            raise Conflict(_("You may run at most %(n)d sandboxes at once: stop one first.") % {"n": settings.LAB_USER_SESSION_LIMIT})
         host = _choose_host()
         lifetime = int((lab.limits or {}).get("lifetime_minutes", 120))
         session = Session.objects.create(
             user=user, lab=lab, host=host, state=Session.State.STARTING,
             expires_at=timezone.now() + timedelta(minutes=lifetime),
         )
-        transaction.on_commit(lambda: _send(session, "labs.tasks.sandbox_start", expires=START_EXPIRES))
+        transaction.on_commit(lambda: _send(session, "labs.tasks.sandbox_start", expires=START_EXPIRES,
+                                            kwargs={"cols": cols, "rows": rows}))
     return session, True
 
 
@@ -101,8 +103,12 @@ def _send(session: Session, task: str, *, queue: str = "", **options: object):
     return app.send_task(task, args=[session.id], queue=name, **options)
 
 
-def session_set_state(*, sid: str, state: str, message: str = "", only_from: tuple[str, ...] | None = None) -> bool:
-    """Move a session to a state (optionally only from some states) and tell its viewers."""
+def session_set_state(*, sid: str, state: str, message: str = "", only_from: tuple[str, ...] | None = None,
+                      reason: str = "") -> bool:
+    """Move a session to a state (optionally only from some states) and tell its viewers.
+
+    `reason` is a code the page words in the trainee's language (docs/protocol.md):
+    instructor, idle, lifetime, lost, exited, reset."""
     now = timezone.now()
     fields: dict = {"state": state, "message": message, "state_changed_at": now}
     if state == Session.State.READY:
@@ -116,7 +122,10 @@ def session_set_state(*, sid: str, state: str, message: str = "", only_from: tup
     if changed and state in (Session.State.STOPPED, Session.State.FAILED, Session.State.LOST):
         session_streams_end(sid=sid)
     if changed:
-        session_broadcast(sid=sid, event={"type": "state", "state": state, "message": message})
+        event = {"type": "state", "state": state, "message": message}
+        if reason:
+            event["reason"] = reason
+        session_broadcast(sid=sid, event=event)
         from cohorts.services import dashboards_notify_safely  # never fails a state change
 
         dashboards_notify_safely(sid=sid)
@@ -137,11 +146,12 @@ def session_streams_end(*, sid: str) -> None:
         log.warning("could not end the streams of session %s", sid, exc_info=True)
 
 
-def session_stop(*, session: Session) -> None:
-    """Ask the session's host to stop it; the state becomes stopped when it is gone."""
+def session_stop(*, session: Session, by: str = "trainee") -> None:
+    """Ask the session's host to stop it; the state becomes stopped when it is gone.
+    `by` is who asked: "trainee", or "instructor" (the trainee's page then says so)."""
     if not session.is_live:
         return
-    session_set_state(sid=session.id, state=Session.State.STOPPING)
+    session_set_state(sid=session.id, state=Session.State.STOPPING, reason="instructor" if by == "instructor" else "")
     transaction.on_commit(lambda: _send(session, "labs.tasks.sandbox_stop", expires=300))
 
 
@@ -197,7 +207,7 @@ def session_check(*, session: Session, step_key: str, by: str = "check", lang: s
         result = _send(session, "labs.tasks.sandbox_check", queue="checks", kwargs={"step_id": step.id, "lang": lang},
                        expires=10).get(timeout=timeout + 15)
     except CeleryTimeout:
-        raise ServiceUnavailable("沙箱主机没有及时响应。The sandbox host did not answer in time; try again.") from None
+        raise ServiceUnavailable(_("The sandbox host did not answer in time; try again.")) from None
     outcome = CheckResult(passed=bool(result["passed"]), message=result["message"])
     progress_record_check(user=session.user, step=step, result=outcome, by=by)
     return outcome
@@ -234,14 +244,15 @@ def lab_import(*, spec, position: int = 0) -> tuple[Lab, bool]:
 
     existing = Lab.objects.filter(slug=spec.slug).first()
     if existing is not None and existing.version == spec.version:
-        if existing.position != position:
-            Lab.objects.filter(pk=existing.pk).update(position=position)
+        if existing.position != position or existing.prerequisites != list(spec.prerequisites):
+            Lab.objects.filter(pk=existing.pk).update(position=position, prerequisites=list(spec.prerequisites))
         return existing, False
     with transaction.atomic():
         lab, _ = Lab.objects.update_or_create(slug=spec.slug, defaults={
             "title": _text(spec.title), "summary": _text(spec.summary), "level": spec.level,
             "minutes": spec.minutes, "image": spec.image, "limits": asdict(spec.limits),
             "setup": spec.setup or "", "tags": list(spec.tags), "version": spec.version,
+            "prerequisites": list(spec.prerequisites),
             "source": str(spec.path), "position": position,
         })
         keys = []
@@ -275,10 +286,11 @@ def session_verify_host(*, sid: str) -> str | None:
     if session.state != Session.State.STARTING and selectors.host_holds(host=session.host):
         return None  # its relay is being restarted; the sandbox itself is alive
     if session.state == Session.State.STARTING:
-        state, message = Session.State.FAILED, "沙箱服务不可用：工作节点已离线。The sandbox service is unavailable: its worker host went offline."
+        state, message = Session.State.FAILED, _("The sandbox service is unavailable: its worker host went offline.")
     else:
-        state, message = Session.State.LOST, "沙箱已丢失：工作节点已离线。The sandbox was lost: its worker host went offline."
-    return state if session_set_state(sid=sid, state=state, message=message, only_from=Session.LIVE_STATES) else None
+        state, message = Session.State.LOST, _("The sandbox was lost: its worker host went offline.")
+    return state if session_set_state(sid=sid, state=state, message=message, only_from=Session.LIVE_STATES,
+                                      reason="lost") else None
 
 
 def _login_keys(*, address: str, username: str) -> list[str]:
@@ -312,12 +324,14 @@ def login_succeeded(*, address: str, username: str) -> None:
     cache.delete(_login_keys(address=address, username=username)[0])
 
 
-def session_reset(*, session: Session) -> None:
-    """A fresh sandbox (new, empty upper layer) for the same session; progress is kept."""
+def session_reset(*, session: Session, lang: str = "") -> None:
+    """A fresh sandbox (new, empty upper layer) for the same session; progress is kept.
+    The terminal gets a marker line (in `lang`) where the fresh sandbox begins."""
     if session.state != Session.State.READY:
         raise Conflict(f"the sandbox is {session.state}, not ready")
-    session_set_state(sid=session.id, state=Session.State.STARTING, message="重置中… Resetting…")
-    transaction.on_commit(lambda: _send(session, "labs.tasks.sandbox_reset", expires=START_EXPIRES))
+    session_set_state(sid=session.id, state=Session.State.STARTING, message=_("Resetting…"), reason="reset")
+    transaction.on_commit(lambda: _send(session, "labs.tasks.sandbox_reset", expires=START_EXPIRES,
+                                        kwargs={"lang": lang}))
 
 
 def lifetime_limits(lab: Lab) -> tuple[timedelta, timedelta]:
@@ -332,12 +346,22 @@ def session_extend(*, session: Session) -> Session:
         raise Conflict(f"the sandbox is {session.state}, not ready")
     block, most = lifetime_limits(session.lab)
     latest = session.created_at + most
-    new_end = min(timezone.now() + block, latest)
+    now = timezone.now()
+    # One more block after the current end (not after now: pressing Extend early must
+    # not shorten what is left), never past the lab's cap.
+    new_end = min(max(session.expires_at or now, now) + block, latest)
     if session.expires_at and new_end <= session.expires_at:
-        raise Conflict("已达到本实验允许的最长时间。This lab's time limit is reached; it cannot be extended further.")
+        raise Conflict(_("This lab's time limit is reached; it cannot be extended further."))
     session.expires_at = new_end
     session.save(update_fields=["expires_at"])
-    session_broadcast(sid=session.id, event={"type": "expiry", "expires_at": new_end.isoformat()})
+    # Pressing Extend is activity: the idle clock starts again as after a keystroke.
+    sync_redis().set(selectors.extended_key(session.id), f"{now.timestamp():.1f}",
+                     ex=(selectors.idle_minutes(session.lab) + 5) * 60)
+    idle_end = selectors.session_idle_end(session, activity=selectors.session_activity(), extended=now.timestamp())
+    reason, end = selectors.session_end(session, idle_end=idle_end)
+    session_broadcast(sid=session.id, event={"type": "expiry", "expires_at": new_end.isoformat(),
+                                             "idle_ends_at": idle_end.isoformat(),
+                                             "ends_at": end.isoformat(), "ends_because": reason})
     return session
 
 
@@ -348,23 +372,20 @@ def sessions_reap(*, now=None) -> dict[str, int]:
     """Stop sandboxes past their lifetime or idle too long; warn those close to either;
     fail starts that no host took. Run by Celery beat."""
     now = now or timezone.now()
-    activity: dict[str, float] = {}
-    for beat in selectors.hosts_alive():
-        activity.update(beat.get("activity") or {})
+    activity = selectors.session_activity()
     counts = {"expired": 0, "idle": 0, "warned": 0, "stale": 0}
-    for session in Session.objects.filter(state=Session.State.READY).select_related("lab"):
-        idle_limit = timedelta(minutes=int((session.lab.limits or {}).get("idle_minutes", 30)))
-        last = activity.get(session.id)
-        last_seen = datetime.fromtimestamp(last, tz=dt_timezone.utc) if last else (session.ready_at or now)
-        # The sooner of the two ends: its lifetime, or the idle limit since the last keystroke.
-        ends = [("idle", last_seen + idle_limit)]
-        if session.expires_at:
-            ends.append(("lifetime", session.expires_at))
-        reason, end = min(ends, key=lambda e: e[1])
+    ready = list(Session.objects.filter(state=Session.State.READY).select_related("lab"))
+    stamps = sync_redis().mget([selectors.extended_key(s.id) for s in ready]) if ready else []
+    for session, extended in zip(ready, stamps):
+        idle_limit = timedelta(minutes=selectors.idle_minutes(session.lab))
+        # The sooner of the two ends: its lifetime, or the idle limit since the last
+        # keystroke (or Extend) — what the page's countdown shows (selectors.session_view).
+        idle_end = selectors.session_idle_end(session, activity=activity, extended=float(extended) if extended else None)
+        reason, end = selectors.session_end(session, idle_end=idle_end)
         if end <= now:
-            message = ("已到时间。The session's time is up." if reason == "lifetime" else
-                       f"闲置超过 {idle_limit.seconds // 60} 分钟。Stopped after {idle_limit.seconds // 60} idle minutes.")
-            session_set_state(sid=session.id, state=Session.State.STOPPING, message=message)
+            message = (_("The session's time is up.") if reason == "lifetime" else
+                       _("Stopped after %(minutes)d idle minutes.") % {"minutes": idle_limit.seconds // 60})
+            session_set_state(sid=session.id, state=Session.State.STOPPING, message=message, reason=reason)
             _send(session, "labs.tasks.sandbox_stop", expires=300)
             counts["expired" if reason == "lifetime" else "idle"] += 1
         elif end - now <= WARN_BEFORE:
@@ -387,8 +408,7 @@ def session_verify_start(*, sid: str, now=None) -> str | None:
                                      state_changed_at__lt=now - timedelta(seconds=limit)).first()
     if session is None:
         return None
-    message = (f"沙箱没有在 {limit} 秒内启动：工作节点没有响应。请再点一次“开始”。"
-               f"The sandbox did not start within {limit} s: no worker host took it. Press Start to try again.")
+    message = _("The sandbox did not start within %(limit)d s: no worker host took it. Press Start to try again.") % {"limit": limit}
     if not session_set_state(sid=sid, state=Session.State.FAILED, message=message, only_from=(Session.State.STARTING,)):
         return None
     _send(session, "labs.tasks.sandbox_stop", expires=3600)  # whatever it made, once its host is back
@@ -413,3 +433,22 @@ def recording_save(*, sid: str) -> None:
     cast = recording_take(host_config().data_dir, sid)
     if cast and Session.objects.filter(id=sid).exists():
         Recording.objects.update_or_create(session_id=sid, defaults={"cast": cast})
+
+
+def reset_mark(lang: str) -> str:
+    """The line the terminal shows where a reset sandbox begins, in the trainee's language."""
+    from django.utils import translation
+    from django.utils.translation import gettext
+
+    with translation.override(lang or settings.LANGUAGE_CODE):
+        return gettext("Reset at %(time)s UTC: a fresh sandbox begins below; your files above are gone, "
+                       "your progress is kept.") % {"time": timezone.now().strftime("%H:%M:%S")}
+
+
+def terminal_mark(*, sid: str, text: str) -> None:
+    """Write a highlighted line into the session's terminal output, where it stays for
+    replays and reloads (the relay trims the stream, ids keep increasing)."""
+    from sandbox.relay import streams
+
+    line = f"\r\n\x1b[0;7m ↻ {text} \x1b[0m\r\n".encode()
+    sync_redis().xadd(streams.out_key(sid), {"d": line})

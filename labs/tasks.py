@@ -8,9 +8,10 @@ from __future__ import annotations
 import logging
 
 from celery import shared_task
+from django.utils.translation import gettext as _
 
 from labs.models import Session, Step
-from labs.services import check_lock_key, recording_save, session_set_state
+from labs.services import check_lock_key, recording_save, reset_mark, session_set_state, terminal_mark
 from sandbox.checklang import lab_lang
 from sandbox.config import host_config
 from sandbox.exceptions import CheckTimeout, SandboxError
@@ -22,13 +23,13 @@ S = Session.State
 
 
 @shared_task(name="labs.tasks.sandbox_start", soft_time_limit=60, time_limit=90)
-def sandbox_start(sid: str) -> None:
-    """Provision the sandbox of a starting session."""
+def sandbox_start(sid: str, cols: int = 80, rows: int = 24) -> None:
+    """Provision the sandbox of a starting session, its terminal cols x rows."""
     session = Session.objects.select_related("lab").filter(id=sid).first()
     if session is None or session.state != S.STARTING:
         return  # stopped meanwhile, or a redelivered task
     cfg = host_config()
-    req = SandboxRequest(sid=sid, image=session.lab.image, hostname=f"lab-{sid[:8]}", limits=Limits.from_lab(session.lab.limits))
+    req = SandboxRequest(sid=sid, image=session.lab.image, hostname=f"lab-{sid[:8]}", limits=Limits.from_lab(session.lab.limits), cols=cols, rows=rows)
     try:
         engine_start(cfg, req)
     except Exception as exc:
@@ -95,8 +96,8 @@ def sandbox_exited(sid: str) -> None:
     """The sandbox's shell ended (the trainee typed exit): clean up, mark it stopped."""
     engine_stop(host_config(), sid)
     recording_save(sid=sid)
-    session_set_state(sid=sid, state=S.STOPPED, message="终端已退出。The shell exited.",
-                      only_from=(S.STARTING, S.READY, S.STOPPING))
+    session_set_state(sid=sid, state=S.STOPPED, message=_("The shell exited."),
+                      only_from=(S.STARTING, S.READY, S.STOPPING), reason="exited")
 
 
 def host_resume(*, host: str, held: set[str]) -> set[str]:
@@ -118,12 +119,12 @@ def host_reconcile(*, host: str, keep: set[str], shutdown: bool = False) -> list
         recording_save(sid=sid)
     if shutdown:
         ended = Session.objects.filter(host=host, state__in=Session.LIVE_STATES).exclude(id__in=keep)
-        state, message = S.LOST, "沙箱已丢失：工作节点已关闭。The sandbox was lost: its worker host was shut down."
+        message = _("The sandbox was lost: its worker host was shut down.")
     else:
         ended = Session.objects.filter(host=host, state__in=(S.READY, S.STOPPING)).exclude(id__in=keep)
-        state, message = S.LOST, "沙箱已丢失（工作节点重启）。The sandbox was lost: its worker host restarted."
+        message = _("The sandbox was lost: its worker host restarted.")
     for sid in list(ended.values_list("id", flat=True)):
-        session_set_state(sid=sid, state=state, message=message)
+        session_set_state(sid=sid, state=S.LOST, message=message, reason="lost")
     return removed
 
 
@@ -144,11 +145,13 @@ def expire_recordings() -> int:
 
 
 @shared_task(name="labs.tasks.sandbox_reset", soft_time_limit=60, time_limit=90)
-def sandbox_reset(sid: str) -> None:
-    """Same session, fresh sandbox: a new empty upper layer; progress is untouched."""
+def sandbox_reset(sid: str, lang: str = "") -> None:
+    """Same session, fresh sandbox: a new empty upper layer; progress is untouched. The
+    terminal shows a marker line (in the trainee's language) where the new one begins."""
     session = Session.objects.select_related("lab").filter(id=sid).first()
     if session is None or session.state != S.STARTING:
         return
     cfg = host_config()
     engine_stop(cfg, sid)
+    terminal_mark(sid=sid, text=reset_mark(lang))  # after the old shell's last byte
     sandbox_start(sid)

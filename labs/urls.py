@@ -6,7 +6,7 @@ from django.urls import path
 from labs import api, views
 
 urlpatterns = [
-    path("", views.catalogue, name="catalogue"),
+    path("", views.home, name="catalogue"),
     path("labs/<slug:slug>/", views.lab_page, name="lab"),
     path("api/labs/", api.labs_list),
     path("api/labs/<slug:slug>/", api.labs_detail),

@@ -25,7 +25,8 @@ def render_lab(request: HttpRequest, lab: Lab, *, preview: bool = False) -> Http
         "preview": preview, "progress": data["progress"], "solution_after": learning.SOLUTION_AFTER_FAILURES,
     }
     return render(request, "labs/lab_detail.html", {"lab": data, "page_data": page_data, "preview": preview,
-                                                    "can_preview": learning.can_preview(request.user)})
+                                                    "can_preview": learning.can_preview(request.user),
+                                                    "next_lab": selectors.lab_next(lab=lab, lang=request.LANGUAGE_CODE)})
 
 
 def _not_found(request: HttpRequest, message: str) -> HttpResponse:

@@ -7,10 +7,12 @@ from django.urls import include, path
 
 from monitoring.views import metrics
 from sso.views import LoginView
+from labs.views import signup
 
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/login/", LoginView.as_view(), name="login"),
+    path("accounts/signup/", signup, name="signup"),
     path("accounts/", include("django.contrib.auth.urls")),
     path("i18n/", include("django.conf.urls.i18n")),
     path("metrics", metrics, name="metrics"),

@@ -121,6 +121,7 @@ def sandbox_spec(
     *, sid: str, rootfs: Path, views: Path, hostname: str, uid: int, id_count: int,
     cgroup_parent: str, limits: Limits, args: list[str] | None = None, terminal: bool = True,
     volumes: list[tuple[str, Path]] | None = None,
+    cols: int = 80, rows: int = 24,
 ) -> dict:
     """The OCI runtime config for one sandbox; `volumes` are (destination, host directory) binds."""
     if limits.network:
@@ -134,7 +135,7 @@ def sandbox_spec(
     caps = list(CAPABILITIES)
     # Always a fresh network namespace: only loopback, which runc brings up.
     ns = ["pid", "ipc", "uts", "mount", "user", "cgroup", "network"]
-    return {
+    spec = {
         "ociVersion": "1.0.2",
         "hostname": hostname,
         "root": {"path": str(rootfs), "readonly": False},
@@ -184,6 +185,11 @@ def sandbox_spec(
             "sysctl": {},
         },
     }
+    if terminal:
+        # runc sizes the PTY before the shell starts: the first prompt already knows
+        # the page's geometry (no 80x24 shell until the page's resize arrives).
+        spec["process"]["consoleSize"] = {"height": max(1, min(rows, 500)), "width": max(1, min(cols, 1000))}
+    return spec
 
 
 def write_spec(path: Path, spec: dict) -> None:

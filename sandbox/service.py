@@ -54,6 +54,7 @@ def sandbox_start(cfg: HostConfig, req: SandboxRequest) -> int:
             sid=req.sid, rootfs=layout.rootfs, views=layout.views, hostname=req.hostname,
             uid=cfg.uid_base, id_count=cfg.id_count, cgroup_parent=cfg.cgroup_parent, limits=req.limits,
             volumes=layout.volumes(),
+            cols=req.cols, rows=req.rows,
         )
         write_spec(layout.config, spec)
         # A relay being restarted by its holder is back within seconds: wait for it.

@@ -24,3 +24,13 @@ def test_every_admin_changelist_renders_for_a_superuser(django_user_model):
         for model in apps.get_app_config(app).get_models():
             url = reverse(f"admin:{app}_{model._meta.model_name}_changelist")
             assert c.get(url).status_code == 200, url
+
+
+@pytest.mark.django_db
+def test_the_admin_names_the_labs_models_in_the_admins_language(django_user_model):
+    c = Client()
+    c.force_login(django_user_model.objects.create_superuser("root", "root@example.org", "pw-for-tests-123"))
+    zh = c.get("/admin/", HTTP_ACCEPT_LANGUAGE="zh-CN").content.decode()
+    assert "沙箱会话" in zh and "步骤进度" in zh and "Sandbox sessions" not in zh
+    en = c.get("/admin/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert "Sandbox sessions" in en and "沙箱会话" not in en

@@ -38,8 +38,41 @@ def _file_hash(path: Path) -> str:
     return h.hexdigest()
 
 
+# What a host shell needs besides its binary and libraries to edit Unicode lines: the
+# C.UTF-8 locale (setlocale fails, and the shell falls back to ASCII, if any category is
+# missing) and terminfo for the terminal the sandbox says it is (TERM=xterm-256color).
+SHELL_DATA = ("/usr/lib/locale/C.utf8", "/lib/terminfo/x/xterm-256color", "/lib/terminfo/x/xterm",
+              "/lib/terminfo/d/dumb")
+
+
+def shell_files(shell: str) -> list[Path]:
+    """The files `busybox: {shell: ...}` copies: the shell, each library `ldd` names
+    (the dynamic loader included), the C.UTF-8 locale and xterm's terminfo."""
+    binary = Path(shell)
+    if not binary.is_absolute() or not binary.is_file():
+        raise RecipeError(f"shell {shell!r} must be an absolute path to a file on this host (e.g. /bin/bash).")
+    try:
+        listing = subprocess.run(["ldd", str(binary)], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise RecipeError(f"ldd {binary} failed: {exc}") from exc
+    libraries = []
+    for line in listing.splitlines():
+        words = line.split()
+        path = words[2] if "=>" in words and len(words) > 2 else words[0] if words else ""
+        if path.startswith("/"):
+            libraries.append(Path(path))
+    data = []
+    for name in SHELL_DATA:
+        path = Path(name)
+        if not path.exists():
+            raise RecipeError(f"{path} not found: the shell needs it (Debian's libc-bin and ncurses-base ship it).")
+        data.extend(sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path])
+    return [binary, *libraries, *data]
+
+
 def busybox_inputs(args: dict[str, Any]) -> tuple[str, list[str]]:
-    """The host busybox's hash and the applets it names (`busybox --list-full`)."""
+    """The host busybox's hash (and the shell's files', if any) and the applets it
+    names (`busybox --list-full`)."""
     binary = Path(args.get("path", BUSYBOX))
     if not binary.is_file():
         raise RecipeError(f"{binary} not found: install Debian's busybox-static (apt-get install busybox-static).")
@@ -49,7 +82,13 @@ def busybox_inputs(args: dict[str, Any]) -> tuple[str, list[str]]:
     except (OSError, subprocess.SubprocessError) as exc:
         raise RecipeError(f"{binary} --list-full failed: {exc}") from exc
     applets = sorted({line.strip().strip("/") for line in listing.splitlines() if line.strip()})
-    return _file_hash(binary), applets
+    digest = _file_hash(binary)
+    if args.get("shell"):
+        h = hashlib.sha256(digest.encode())
+        for path in shell_files(str(args["shell"])):
+            h.update(f"{path}\0{_file_hash(path)}\n".encode())
+        digest = h.hexdigest()
+    return digest, applets
 
 
 def stage_busybox(args: dict[str, Any], staging: Path) -> str:
@@ -71,7 +110,23 @@ def stage_busybox(args: dict[str, Any], staging: Path) -> str:
     (staging / "etc/hostname").write_text("lab\n")
     for path in (staging / "etc/passwd", staging / "etc/group", staging / "etc/hostname"):
         os.chmod(path, 0o644)
-    return f"busybox: /bin/busybox and {len(applets)} applet links, /etc/passwd, /etc/group"
+    if not args.get("shell"):
+        return f"busybox: /bin/busybox and {len(applets)} applet links, /etc/passwd, /etc/group"
+    # Debian builds busybox with LAST_SUPPORTED_WCHAR=767: its line editor shows CJK
+    # and emoji as '?'. A shell whose line editor handles them comes from the host.
+    files = shell_files(str(args["shell"]))
+    for path in files:
+        target = staging / str(path).lstrip("/")
+        for parent in reversed(target.relative_to(staging).parents[:-1]):
+            if not (staging / parent).exists():
+                (staging / parent).mkdir()
+                os.chmod(staging / parent, 0o755)
+        if target.is_symlink():
+            target.unlink()  # an applet link of the same name
+        shutil.copyfile(path, target)  # the bytes, not a link: /lib -> usr/lib on the host
+        os.chmod(target, 0o755 if os.access(path, os.X_OK) else 0o644)
+    return (f"busybox: /bin/busybox and {len(applets)} applet links, /etc/passwd, /etc/group; "
+            f"{args['shell']} with {len(files) - 1} libraries and data files")
 
 
 def copy_source(args: dict[str, Any], recipe_dir: Path) -> tuple[Path, str]:

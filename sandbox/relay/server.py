@@ -207,6 +207,14 @@ class Relay:
         finally:
             listener.close()
             sock_path.unlink(missing_ok=True)
+        # Keys from before this shell (a reset sandbox, keys sent while starting) are
+        # not for it (see the marker below). But the page's newest size is: a page that
+        # connected while the sandbox was starting sent it already.
+        recent = await self.redis.xrevrange(streams.in_key(sid), count=64)
+        for _, fields in recent:
+            if b"r" in fields:
+                cols, rows = (int(x) for x in fields[b"r"].split())
+                break
         self._set_size(fd, cols, rows)
         os.set_blocking(fd, False)
         self._hold(sid, fd)

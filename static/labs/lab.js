@@ -87,6 +87,7 @@
   function showMessage(text) {
     messageBox.textContent = text || "";
     messageBox.hidden = !text;
+    if (!text) messageBox.removeAttribute("data-reason");
   }
 
   function setOverlay(key) {
@@ -122,12 +123,24 @@
     else setOverlay(null);
   }
 
-  function setState(state, message) {
+  /** The page's own words for a reason code the server gives with a state, if it has them. */
+  function reasonText(reason) {
+    return reason && Object.prototype.hasOwnProperty.call(strings, "ended." + reason) ? t("ended." + reason) : "";
+  }
+
+  function setState(state, message, reason) {
     if (!session) return;
     session.state = state;
+    // Why it ends (an instructor, the idle limit, a lost host…) is said when it begins
+    // to end and stays said when it has ended, in the trainee's language.
+    if (reason && reason !== "reset") session.reason = reason;
+    var why = reasonText(session.reason);
     // Messages explain an end (failed, lost, idle timeout); on other states they are
     // informational and the badge says enough.
-    if (state === "failed" || state === "lost") {
+    if (why && (state === "stopping" || FINAL_STATES.indexOf(state) !== -1)) {
+      showMessage(why);
+      messageBox.setAttribute("data-reason", session.reason);
+    } else if (state === "failed" || state === "lost") {
       showMessage(message || t("state." + state + ".message"));
     } else if (state === "stopped" && message) {
       showMessage(message);
@@ -135,6 +148,7 @@
     if (state === "ready") {
       terminal.focus();
     }
+    if (FINAL_STATES.indexOf(state) !== -1) showWatchers([]);
     render();
     emit("lab:state", { state: state, session: session });
   }
@@ -148,11 +162,25 @@
 
   var terminal = new window.LabTerminal(byTestId("terminal"));
   window.labTerminal = terminal;
+  // Screen readers hear how to leave the terminal when they enter it.
+  if (terminal.term.textarea && document.getElementById("terminal-hint")) {
+    terminal.term.textarea.setAttribute("aria-describedby", "terminal-hint");
+  }
   window.__labTerm = terminal.term;
 
-  terminal.onState(function (state, message) { setState(state, message); });
+  terminal.onState(function (state, message, reason) { setState(state, message, reason); });
   terminal.onCheck(function (result) { showResult(result.step, result.passed, result.message, true); });
-  terminal.onEvent(function (message) { emit("lab:event", message); });
+  terminal.onEvent(function (message) {
+    if (message.type === "watchers") showWatchers(message.names || []);
+    emit("lab:event", message);
+  });
+
+  /** Say, for as long as it lasts, who is watching this terminal (read-only). */
+  var watchBadge = byTestId("watch-badge");
+  function showWatchers(names) {
+    watchBadge.hidden = !names.length;
+    watchBadge.querySelector("[data-watchers]").textContent = names.join(", ");
+  }
   terminal.onError(function (message) { showMessage(message); });
   terminal.onConnection(function (status, detail) {
     if (status === "open") {
@@ -180,10 +208,19 @@
     }
   });
 
+  /** The session's ends as the server says them: lifetime, idle limit (docs/learning.md). */
+  function copyTimes(target, data) {
+    ["expires_at", "idle_ends_at", "idle_minutes"].forEach(function (key) {
+      if (data[key] !== undefined) target[key] = data[key];
+    });
+  }
+
   function openSession(data) {
-    session = { id: String(data.id), state: data.state || "starting", ws: data.ws, expires_at: data.expires_at || null };
+    session = { id: String(data.id), state: data.state || "starting", ws: data.ws };
+    copyTimes(session, data);
     render();
     emit("lab:session", { session: session });
+    showWatchers([]);
     if (isActive()) terminal.connect(session.id, session.ws);
   }
 
@@ -196,7 +233,10 @@
     busy = true;
     showMessage("");
     render();
-    api("POST", "sessions/", { lab: pageData.lab }).then(
+    // The sandbox's shell starts with this geometry (docs/protocol.md): its first
+    // prompt already wraps where the page does.
+    var size = terminal.size();
+    api("POST", "sessions/", { lab: pageData.lab, cols: size.cols, rows: size.rows }).then(
       function (response) {
         busy = false;
         openSession(response.body);
@@ -343,7 +383,7 @@
     api: api,
     t: t,
     session: function () { return session; },
-    setSession: function (data) { if (session && data && String(data.id) === session.id) session.expires_at = data.expires_at; },
+    setSession: function (data) { if (session && data && String(data.id) === session.id) copyTimes(session, data); },
     showResult: showResult,
     showMessage: showMessage,
     stepElement: stepElement,

@@ -60,8 +60,17 @@
     return Promise.resolve();
   }
 
+  /** The block's command as a button label says it: its first line, shortened. */
+  function commandSummary(code) {
+    var lines = String(code || "").split("\n").filter(function (l) { return l.trim(); });
+    var first = (lines[0] || "").trim();
+    if (first.length > 60) first = first.slice(0, 59) + "…";
+    return lines.length > 1 ? first + " …" : first;
+  }
+
   function decorate(block) {
     if (block.querySelector(".code-actions")) return;
+    var summary = commandSummary(block.getAttribute("data-code"));
     var bar = document.createElement("div");
     bar.className = "code-actions";
     var copy = document.createElement("button");
@@ -69,6 +78,7 @@
     copy.className = "code-button";
     copy.textContent = t("code.copy");
     copy.setAttribute("data-code-copy", "");
+    copy.setAttribute("aria-label", fill(t("code.copy.label"), { cmd: summary }));
     copy.addEventListener("click", function () {
       copyText(block.getAttribute("data-code")).then(function () {
         copy.textContent = t("code.copied");
@@ -81,6 +91,7 @@
     run.textContent = t("code.run");
     run.title = t("code.run.title");
     run.setAttribute("data-code-run", "");
+    run.setAttribute("aria-label", fill(t("code.run.label"), { cmd: summary }));
     run.addEventListener("click", function () {
       var term = window.labTerminal;
       if (!term || !term.send(block.getAttribute("data-code"))) {
@@ -293,6 +304,7 @@
   var extendButtons = document.querySelectorAll('[data-action="extend"]');
   var countdown = byTestId("countdown");
   var countdownValue = countdown.querySelector("[data-countdown-value]");
+  var countdownLabel = countdown.querySelector("[data-countdown-label]");
   var banner = byTestId("session-banner");
   var bannerText = banner.querySelector("[data-banner-text]");
   var busy = false;
@@ -304,13 +316,33 @@
     var s = current();
     resetButton.disabled = busy || !isReady();
     extendButtons.forEach(function (b) { b.disabled = busy || !isReady(); });
-    var live = s && FINAL_STATES.indexOf(s.state) === -1 && s.expires_at;
-    countdown.hidden = !live;
-    if (!live) { banner.hidden = true; return; }
-    var left = (new Date(s.expires_at).getTime() - Date.now()) / 1000;
+    var end = s && FINAL_STATES.indexOf(s.state) === -1 ? sessionEnd(s) : null;
+    countdown.hidden = !end;
+    if (!end) { banner.hidden = true; return; }
+    var left = (end.at - Date.now()) / 1000;
     var m = Math.max(0, Math.floor(left / 60)), sec = Math.max(0, Math.floor(left % 60));
     countdownValue.textContent = m + ":" + (sec < 10 ? "0" : "") + sec;
     countdown.classList.toggle("is-low", left < 300);
+    if (countdown.getAttribute("data-reason") !== end.reason) {
+      countdown.setAttribute("data-reason", end.reason);
+      countdownLabel.textContent = t("countdown." + end.reason);
+      countdown.title = end.reason === "idle" ? fill(t("countdown.idle.title"), { n: s.idle_minutes || "" }) : t("countdown.lifetime.title");
+    }
+  }
+
+  /**
+   * {reason, at}: what stops the sandbox first unless the trainee acts — the idle limit
+   * (restarted by every keystroke this page sends, and by Extend) or the lifetime.
+   */
+  function sessionEnd(s) {
+    var life = s.expires_at ? Date.parse(s.expires_at) : Infinity;
+    var idle = s.idle_ends_at ? Date.parse(s.idle_ends_at) : Infinity;
+    var term = window.labTerminal;
+    if (s.idle_minutes && term && term.lastInputAt) {
+      idle = Math.max(idle === Infinity ? 0 : idle, term.lastInputAt + s.idle_minutes * 60000);
+    }
+    if (life === Infinity && idle === Infinity) return null;
+    return idle < life ? { reason: "idle", at: idle } : { reason: "lifetime", at: life };
   }
   window.setInterval(renderSession, 1000);
 
@@ -333,15 +365,32 @@
     if (msg.type === "warning" && (msg.reason === "idle" || msg.reason === "lifetime")) {
       showBanner(fill(t("warning." + msg.reason), { time: clockTime(msg.ends_at) }), true);
       banner.setAttribute("data-reason", msg.reason);
-      if (msg.reason === "lifetime" && s) { s.expires_at = msg.ends_at; renderSession(); }
+      if (msg.reason === "lifetime" && s) s.expires_at = msg.ends_at;
+      if (msg.reason === "idle" && s) s.idle_ends_at = msg.ends_at;
+      renderSession();
     } else if (msg.type === "expiry" && s) {
-      s.expires_at = msg.expires_at;
+      page.setSession({ id: s.id, expires_at: msg.expires_at, idle_ends_at: msg.idle_ends_at });
       if (banner.getAttribute("data-reason") === "lifetime") showBanner("");
       renderSession();
     }
   });
 
+  // Reset throws the trainee's files away: it asks first, in a modal dialog (Escape or
+  // Cancel keeps everything; the focus returns to Reset).
+  var resetDialog = byTestId("reset-dialog");
   resetButton.addEventListener("click", function () {
+    if (!current() || busy) return;
+    if (resetDialog && resetDialog.showModal) resetDialog.showModal();
+    else if (window.confirm(t("reset.confirm"))) resetNow();
+  });
+  if (resetDialog) {
+    resetDialog.addEventListener("close", function () {
+      if (resetDialog.returnValue === "reset") resetNow();
+      resetButton.focus();
+    });
+  }
+
+  function resetNow() {
     var s = current();
     if (!s || busy) return;
     busy = true;
@@ -358,7 +407,7 @@
       busy = false;
       renderSession();
     });
-  });
+  }
 
   extendButtons.forEach(function (button) {
     button.addEventListener("click", function () {
@@ -367,7 +416,7 @@
       busy = true;
       renderSession();
       page.api("POST", "sessions/" + encodeURIComponent(s.id) + "/extend").then(function (response) {
-        s.expires_at = response.body.expires_at;
+        page.setSession(response.body);
         showBanner(fill(t("extended"), { time: clockTime(response.body.expires_at) }));
         banner.setAttribute("data-reason", "extended");
       }, function (error) {

@@ -16,6 +16,37 @@
   var BACKOFF_MAX_MS = 5000;
 
   var encoder = new TextEncoder();
+  // Escape, then Tab within this time, moves the focus out of the terminal (Shift+Tab:
+  // backwards), as in CodeMirror; otherwise Tab completes in the shell. docs/learning.md.
+  var LEAVE_WINDOW_MS = 2000;
+
+  // Terminal colours per page theme (static/labs/theme.js). The light one has dark
+  // ANSI colours: xterm's defaults (yellow #e5e510…) are unreadable on white.
+  var THEMES = {
+    dark: {
+      background: "#0f1720",
+      foreground: "#d8dee9",
+      cursor: "#f5c518",
+      cursorAccent: "#0f1720",
+      selectionBackground: "#3b4b5e",
+    },
+    light: {
+      background: "#fbfcfd",
+      foreground: "#1d2733",
+      cursor: "#1a5dc9",
+      cursorAccent: "#fbfcfd",
+      selectionBackground: "#c9dcfb",
+      black: "#24292f", red: "#cf222e", green: "#116329", yellow: "#6b4700",
+      blue: "#0969da", magenta: "#8250df", cyan: "#1b7c83", white: "#57606a",
+      brightBlack: "#57606a", brightRed: "#a40e26", brightGreen: "#1a7f37", brightYellow: "#633c01",
+      brightBlue: "#0550ae", brightMagenta: "#6639ba", brightCyan: "#136061", brightWhite: "#424a53",
+    },
+  };
+
+  /** "light" or "dark": the page's theme now. */
+  function pageTheme() {
+    return window.labTheme ? window.labTheme.current() : "dark";
+  }
 
   /** Absolute ws:/wss: URL for a path or URL given by the server. */
   function socketUrl(ws, since) {
@@ -44,13 +75,11 @@
       fontFamily: options.fontFamily ||
         '"DejaVu Sans Mono", "Noto Sans Mono CJK SC", "Cascadia Mono", Menlo, Consolas, monospace',
       fontSize: options.fontSize || 14,
+      // At lineHeight 1 the DOM renderer's rows are exactly one glyph box tall and
+      // clip what sits at the bottom of it: at 1x, `_` vanished (diff_id read "diff id").
+      lineHeight: 1.2,
       scrollback: 5000,
-      theme: {
-        background: "#0f1720",
-        foreground: "#d8dee9",
-        cursor: "#f5c518",
-        selectionBackground: "#3b4b5e",
-      },
+      theme: THEMES[pageTheme()],
     });
     this.fit = new window.FitAddon.FitAddon();
     this.term.loadAddon(this.fit);
@@ -68,6 +97,7 @@
     this.replaying = false;  // between hello(replay) and live: drop xterm's answers
     this.live = false;
     this.state = null;
+    this.lastInputAt = 0;    // when this page last sent a keystroke (Date.now())
     this.stopped = true;     // no reconnects after disconnect() or a final close
     this.backoff = BACKOFF_FIRST_MS;
     this.retryTimer = null;
@@ -76,15 +106,48 @@
     this._listeners = { state: [], check: [], error: [], connection: [], event: [] };
     this._bindTerminal();
     this._bindResize();
+    this._bindKeys();
+    this._bindTheme();
   }
 
-  LabTerminal.prototype._emit = function (kind, a, b) {
-    this._listeners[kind].forEach(function (cb) {
-      try { cb(a, b); } catch (e) { console.error(e); }
+  /** Escape then Tab leaves the terminal; everything else goes to the shell. */
+  LabTerminal.prototype._bindKeys = function () {
+    var escapedAt = 0;
+    this.term.attachCustomKeyEventHandler(function (event) {
+      if (event.type !== "keydown") return true;
+      if (event.key === "Escape") {
+        escapedAt = Date.now();
+        return true; // the shell still gets its Escape (vi, less…)
+      }
+      var leave = event.key === "Tab" && !event.ctrlKey && !event.altKey && !event.metaKey &&
+        Date.now() - escapedAt < LEAVE_WINDOW_MS;
+      if (event.key !== "Shift") escapedAt = 0;
+      // false: xterm ignores the key and does not prevent its default, so the browser
+      // moves the focus to the next (Shift: previous) control, as Tab does elsewhere.
+      return !leave;
     });
   };
 
-  /** cb(state, message) on every session state the server reports. */
+  /** The terminal's colours follow the page's light or dark theme. */
+  LabTerminal.prototype._bindTheme = function () {
+    var term = this.term, container = this.container;
+    function apply() {
+      var theme = pageTheme();
+      term.options.theme = THEMES[theme];
+      container.setAttribute("data-term-theme", theme);
+    }
+    document.addEventListener("lab:theme", apply);
+    apply();
+  };
+
+  LabTerminal.prototype._emit = function (kind, a, b, c) {
+    this._listeners[kind].forEach(function (cb) {
+      try { cb(a, b, c); } catch (e) { console.error(e); }
+    });
+  };
+
+  /** cb(state, message, reason) on every session state the server reports; reason is a
+   *  code the page words itself (instructor, idle, lifetime, lost, exited, reset). */
   LabTerminal.prototype.onState = function (cb) { this._listeners.state.push(cb); };
   /** cb({step, passed, message}) on automatic check results. */
   LabTerminal.prototype.onCheck = function (cb) { this._listeners.check.push(cb); };
@@ -102,6 +165,7 @@
   LabTerminal.prototype.send = function (text) {
     if (this.replaying || !this.live || !this._isOpen()) return false;
     var lines = String(text).replace(/\r\n?/g, "\n").replace(/\n+$/, "").split("\n");
+    this.lastInputAt = Date.now();
     this.ws.send(encoder.encode(lines.join("\r") + "\r"));
     return true;
   };
@@ -149,6 +213,7 @@
   LabTerminal.prototype._sendInput = function (bytes) {
     // xterm answers queries (DA, DSR) found in replayed output: never to the shell.
     if (this.replaying || !this.live || !this._isOpen()) return;
+    this.lastInputAt = Date.now(); // the idle limit restarts with every keystroke
     this.ws.send(bytes);
   };
 
@@ -182,6 +247,21 @@
   };
 
   LabTerminal.prototype.focus = function () { this.term.focus(); };
+
+  /** A new font size: the grid is fitted again and the shell told its new size. */
+  LabTerminal.prototype.setFontSize = function (size) {
+    if (this.term.options.fontSize === size) return;
+    this.term.options.fontSize = size;
+    this._refit();
+  };
+
+  /** The terminal's geometry fitted to its container now: what a new sandbox starts with. */
+  LabTerminal.prototype.size = function () {
+    if (this.container.offsetWidth && this.container.offsetHeight) {
+      try { this.fit.fit(); } catch (e) { /* not rendered yet */ }
+    }
+    return { cols: this.term.cols, rows: this.term.rows };
+  };
 
   LabTerminal.prototype._closeSocket = function () {
     if (this.retryTimer !== null) {
@@ -244,6 +324,7 @@
         this._emit("connection", "open");
         this._sendSize();
         if (msg.state) this._setState(msg.state, msg.message || "");
+        if (msg.watchers) this._emit("event", { type: "watchers", names: msg.watchers });
         break;
       case "live":
         // Wait for the replay to be parsed: xterm answers queries while it parses.
@@ -262,7 +343,7 @@
         });
         break;
       case "state":
-        this._setState(msg.state, msg.message || "");
+        this._setState(msg.state, msg.message || "", msg.reason || "");
         break;
       case "check":
         this._emit("check", { step: msg.step, passed: Boolean(msg.passed), message: msg.message || "", by: msg.by || "" });
@@ -281,13 +362,13 @@
     this._sendJson({ type: "resize", cols: this.term.cols, rows: this.term.rows });
   };
 
-  LabTerminal.prototype._setState = function (state, message) {
+  LabTerminal.prototype._setState = function (state, message, reason) {
     this.state = state;
     if (FINAL_STATES.indexOf(state) !== -1) {
       // The session is over: nothing to reconnect to.
       this.stopped = true;
     }
-    this._emit("state", state, message);
+    this._emit("state", state, message, reason || "");
   };
 
   LabTerminal.prototype._onClose = function (event) {

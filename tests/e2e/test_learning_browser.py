@@ -177,7 +177,10 @@ def test_countdown_extend_to_the_limit_warning_banner_and_reset(worker, web, lab
     sid = start(page, web, trainee, "first-container")
     countdown = page.get_by_test_id("countdown")
     expect(countdown).to_be_visible()
-    expect(countdown).to_contain_text(re.compile(r"(59|60):\d\d"))
+    # first-container: idle 20 minutes, lifetime 60: the idle limit comes first, and says so.
+    expect(countdown).to_have_attribute("data-reason", "idle")
+    expect(countdown).to_contain_text(re.compile(r"(19|20):\d\d"))
+    expect(countdown).to_contain_text("闲置")
 
     # The lifetime ends in 3 minutes: the reaper warns, the page shows a banner with Extend.
     orm(lambda: Session.objects.filter(id=sid).update(expires_at=timezone.now() + timedelta(minutes=3)))
@@ -185,16 +188,22 @@ def test_countdown_extend_to_the_limit_warning_banner_and_reset(worker, web, lab
     banner = page.get_by_test_id("session-banner")
     expect(banner).to_be_visible()
     expect(banner).to_contain_text("时间上限")
+    expect(countdown).to_have_attribute("data-reason", "lifetime")  # now the lifetime ends first
     expect(countdown).to_contain_text(re.compile(r"\b[0-3]:\d\d"))
     shot(page, "learning-warning")
     page.get_by_test_id("banner-extend").click()
     expect(banner).to_contain_text("已延长")
-    expect(countdown).to_contain_text(re.compile(r"(59|60):\d\d"))  # the expiry event and the answer agree
+    # One more 60-minute block after the current end (3 minutes from now), not from now;
+    # the idle limit (20 minutes, restarted by Extend) is again what comes first.
+    expires = orm(lambda: Session.objects.get(id=sid).expires_at)
+    assert timedelta(minutes=62) < expires - timezone.now() <= timedelta(minutes=63), expires - timezone.now()
+    expect(countdown).to_have_attribute("data-reason", "idle")
+    expect(countdown).to_contain_text(re.compile(r"(19|20):\d\d"))
 
     # At the lab's limit (twice its lifetime), Extend answers 409 and says so.
     orm(lambda: Session.objects.filter(id=sid).update(created_at=timezone.now() - timedelta(minutes=100)))
     page.get_by_test_id("extend-button").click()
-    expect(banner).to_contain_text("cannot be extended further")
+    expect(banner).to_contain_text("不能再延长")  # in the page's language only
 
     # Made outside the terminal: the relay re-feeds a reset session's old keystrokes to the
     # new shell (see test_learning.py's xfail), which would make it again.

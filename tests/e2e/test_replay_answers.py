@@ -1,6 +1,7 @@
 """After a reload the page replays the terminal; the answers xterm.js gives to the
-queries in that replayed output (busybox sh asks for the cursor position, ESC[6n, at
-every prompt) must not reach the shell — only what the trainee types does."""
+queries in that replayed output (here a cursor-position query, ESC[6n, printed with
+each command, as busybox sh does at every prompt) must not reach the shell — only what
+the trainee types does."""
 from __future__ import annotations
 
 import pytest
@@ -24,8 +25,8 @@ def keystrokes_since(sid: str, after: str) -> bytes:
 def test_terminal_answers_to_replayed_queries_are_not_sent_to_the_shell(web, worker, builtin_labs, trainee, page):
     sid = start_lab(page, web, trainee)
     wait_until_live(page)
-    for n in range(3):  # three prompts, three cursor-position queries in the output
-        run(page, f"echo round-$(({n}+1))")
+    for n in range(3):  # three cursor-position queries in the output, each answered live
+        run(page, rf"printf '\033[6n'; read -rs -d R _; echo round-$(({n}+1))")
         wait_for_line(page, f"^round-{n + 1}$")
     r = redis.Redis.from_url(settings.REDIS_URL)
     last = r.xrevrange(f"term:{sid}:in", count=1)[0][0].decode()

@@ -71,9 +71,11 @@ def test_a_full_host_answers_the_lab_is_full_at_once_never_a_hang(worker, builti
         first.force_login(make_user("first"))
         second.force_login(make_user("second"))
         start_session(first, "first-container")
-        resp = second.post("/api/sessions/", {"lab": "first-container"}, content_type="application/json")
+        resp = second.post("/api/sessions/", {"lab": "first-container"}, content_type="application/json",
+                           HTTP_ACCEPT_LANGUAGE="en")
         assert resp.status_code == 503
         assert "The lab is full, try again in" in resp.json()["error"] and "minutes" in resp.json()["error"]
+        assert "实验室" not in resp.json()["error"]  # the trainee's language only
     finally:
         small.stop()
         worker.restart()
@@ -89,6 +91,6 @@ def test_a_trainee_may_hold_only_a_few_sandboxes_at_once(worker, builtin_labs, m
     c = Client()
     c.force_login(make_user())
     start_session(c, "first-container")
-    resp = c.post("/api/sessions/", {"lab": "smoke"}, content_type="application/json")
+    resp = c.post("/api/sessions/", {"lab": "smoke"}, content_type="application/json", HTTP_ACCEPT_LANGUAGE="zh-CN")
     assert resp.status_code == 409
-    assert "at most 1" in resp.json()["error"]
+    assert resp.json()["error"] == "最多同时运行 1 个沙箱：请先停止一个。"

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from django.utils import timezone
@@ -48,7 +48,8 @@ def test_a_session_past_its_lifetime_is_stopped_by_the_reaper(worker, smoke_lab,
     Session.objects.filter(id=sid).update(expires_at=timezone.now() - timedelta(seconds=1))
     assert sessions_reap()["expired"] == 1
     wait_for(lambda: state_of(client, sid) == "stopped", what="stopped")
-    assert "time is up" in client.get(f"/api/sessions/{sid}/").json()["message"]
+    # Stored in the site's language (the page words it itself, from the state's reason).
+    assert client.get(f"/api/sessions/{sid}/").json()["message"] == "已到时间。"
 
 
 def test_an_idle_session_is_warned_first_then_stopped(worker, web, smoke_lab, make_user, client):
@@ -82,10 +83,16 @@ def test_extend_pushes_the_end_back_within_the_labs_limit(worker, smoke_lab, mak
     resp = client.post(f"/api/sessions/{sid}/extend")
     assert resp.status_code == 200
     new_end = Session.objects.get(id=sid).expires_at
-    assert new_end > timezone.now() + timedelta(minutes=100)  # one more 120-minute block
+    # One more 120-minute block after the current end (2 minutes from now), not from now.
+    assert timedelta(minutes=121) < new_end - timezone.now() <= timedelta(minutes=122)
+    view = resp.json()
+    assert view["expires_at"] == new_end.isoformat()
+    # The smoke lab's idle limit (30 minutes, restarted by Extend) now ends it first.
+    assert view["ends_because"] == "idle" and view["idle_minutes"] == 30
+    assert timedelta(minutes=29) < datetime.fromisoformat(view["ends_at"]) - timezone.now() <= timedelta(minutes=30)
     Session.objects.filter(id=sid).update(expires_at=s.created_at + timedelta(minutes=240))
-    refused = client.post(f"/api/sessions/{sid}/extend")
-    assert refused.status_code == 409 and "limit" in refused.json()["error"]
+    refused = client.post(f"/api/sessions/{sid}/extend", HTTP_ACCEPT_LANGUAGE="en")
+    assert refused.status_code == 409 and "limit" in refused.json()["error"] and "延长" not in refused.json()["error"]
 
 
 def test_each_steps_setup_runs_in_the_sandbox_as_the_step_begins_and_again_after_a_reset(worker, make_user, client):

@@ -116,3 +116,29 @@ def test_relative_links_finds_links_images_references_and_html_outside_code():
         Link(1, 5, "a.md", False), Link(1, 16, "img/b.png", True),
         Link(2, 8, "notes/ref.md", False), Link(3, 11, "img/d.png", True),
     ]
+
+
+def test_a_line_break_between_chinese_characters_is_not_a_space_but_code_keeps_its_lines():
+    from labs.markdown import join_cjk_text, render_markdown
+
+    html = render_markdown("磁盘空间，\n只是一个 **值**\n而已。\nEnglish\nwords\n\n```sh\n$ echo 中\n文\n```\n")
+    assert "磁盘空间，只是一个 <strong>值</strong>而已。" in html
+    assert "English\nwords" in html  # a break between Latin words stays a space
+    assert "中\n" in html  # inside <pre> nothing is joined
+    assert join_cjk_text("镜像是一叠只读的层， 你写下 diff_id 与 chain_id") == "镜像是一叠只读的层，你写下 diff_id 与 chain_id"
+
+
+def test_a_summary_renders_inline_code_and_escapes_html():
+    from labs.templatetags.lab_text import inline_markdown
+
+    out = str(inline_markdown("把上层目录变成 OCI 层（whiteout 转成 `.wh.` 文件） <script>x</script>"))
+    assert "<code>.wh.</code>" in out and "<script>" not in out and "`" not in out
+
+
+def test_a_chinese_name_is_written_family_name_first_without_a_space(django_user_model, transactional_db):
+    from labs.selectors import display_name
+
+    chen = django_user_model(username="chen", first_name="晨", last_name="陈")
+    ada = django_user_model(username="ada", first_name="Ada", last_name="Lovelace")
+    assert display_name(chen) == "陈晨" and display_name(ada) == "Ada Lovelace"
+    assert display_name(django_user_model(username="nobody")) == "nobody"

@@ -68,6 +68,12 @@ def test_default_image_builds_fast_with_two_layers_and_shifted_owners(store: Ima
     info = image.inspect()
     assert info["RootFS"] == {"Type": "layers", "Layers": image.diff_ids}
     assert info["Config"]["Cmd"] == ["/bin/sh", "-l"]
+    # bash for typed Chinese and emoji (issue 15): itself, what ldd names, the locale.
+    for path in ("bin/bash", "lib64/ld-linux-x86-64.so.2", "lib/x86_64-linux-gnu/libc.so.6",
+                 "usr/lib/locale/C.utf8/LC_CTYPE", "lib/terminfo/x/xterm-256color"):
+        assert (bottom / path).is_file() and not (bottom / path).is_symlink(), path
+    assert (bottom / "bin/bash").stat().st_mode & 0o111
+    assert "/bin/bash" in (top / "etc/shells").read_text()
     assert [h.get("empty_layer", False) for h in info["History"]][:2] == [False, False]
     assert store.resolve("lab/base").id == image.id
 

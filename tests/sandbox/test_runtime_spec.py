@@ -171,3 +171,12 @@ def test_socket_buffers_get_a_limit_of_their_own_before_the_process_starts():
     script = s["hooks"]["createRuntime"][0]["args"][-1]
     assert f"echo {32 * 2**20} > /sys/fs/cgroup/memory/" in script and "memory.kmem.tcp.limit_in_bytes" in script
     assert spec(memory_mb=512)["linux"]["resources"]["memory"]["kernelTCP"] == 32 * 2**20  # at most 32 MiB
+
+
+def test_the_console_has_the_pages_geometry_before_the_shell_starts():
+    base = dict(sid="abc123", rootfs=Path("/s/rootfs"), views=Path("/s/lab"), hostname="box", uid=UID,
+                id_count=65536, cgroup_parent="/lab", limits=Limits())
+    assert sandbox_spec(**base, cols=132, rows=43)["process"]["consoleSize"] == {"height": 43, "width": 132}
+    assert sandbox_spec(**base)["process"]["consoleSize"] == {"height": 24, "width": 80}
+    assert sandbox_spec(**base, cols=5000, rows=0)["process"]["consoleSize"] == {"height": 1, "width": 1000}
+    assert "consoleSize" not in sandbox_spec(**base, terminal=False)["process"]

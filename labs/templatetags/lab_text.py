@@ -1,0 +1,32 @@
+"""Template filters for lab text written by authors (escaped, never raw HTML)."""
+from __future__ import annotations
+
+from django import template
+from django.utils.safestring import mark_safe
+
+from labs.markdown import join_cjk_text
+
+register = template.Library()
+
+
+@register.filter
+def inline_markdown(text: str) -> str:
+    """A summary or title: inline Markdown (`code`, emphasis) sanitised as lesson text is,
+    with no stray space between CJK characters."""
+    from labs.selectors import render_inline
+
+    return mark_safe(render_inline(join_cjk_text(str(text or ""))))  # noqa: S308 (sanitised by nh3)
+
+
+@register.filter
+def cjk_joined(text: str) -> str:
+    """Plain text with no stray space between two CJK characters (autoescaped as usual)."""
+    return join_cjk_text(str(text or ""))
+
+
+@register.filter
+def person_name(user) -> str:
+    """A user's name in the order their language writes it (labs.selectors.display_name)."""
+    from labs.selectors import display_name
+
+    return display_name(user) if getattr(user, "is_authenticated", False) else ""
