@@ -62,7 +62,7 @@ def assign_lab(request: HttpRequest, cohort_id: int) -> HttpResponse:
     """POST {lab, due_at?}: assign a lab or change its due date."""
     cohort = selectors.cohort_for_instructor(user=request.user, cohort_id=cohort_id)
     data = body(request)
-    services.cohort_assign_lab(cohort=cohort, lab_slug=field(data, "lab"), due_at=_due(data.get("due_at")))
+    services.cohort_assign_lab(cohort=cohort, lab_slug=field(data, "lab"), due_at=_due(data.get("due_at")), by=request.user)
     return JsonResponse(selectors.cohort_view(cohort, teaching=True))
 
 

@@ -16,6 +16,7 @@ from cohorts.models import Cohort, CohortLab, Membership, new_invite_code
 from labs import services as lab_services
 from labs.exceptions import Conflict
 from labs.models import Lab, Session, Step
+from labs.selectors import lab_visible
 
 log = logging.getLogger(__name__)
 
@@ -25,8 +26,11 @@ def cohort_group(cohort_id: int) -> str:
     return f"cohort.{cohort_id}"
 
 
-def _labs(slugs: list[str]) -> list[Lab]:
-    found = {lab.slug: lab for lab in Lab.objects.filter(slug__in=slugs)}
+def _labs(slugs: list[str], user: AbstractBaseUser | None = None) -> list[Lab]:
+    """The labs by slug; with `user`, only labs that user may see (another author's
+    unpublished lab is as missing as one that does not exist)."""
+    found = {lab.slug: lab for lab in Lab.objects.filter(slug__in=slugs, draft_of__isnull=True)
+             if user is None or lab_visible(user=user, lab=lab)}
     missing = [s for s in slugs if s not in found]
     if missing:
         raise NotFound(f"没有这些实验：{', '.join(missing)}。No such labs: {', '.join(missing)}")
@@ -41,7 +45,7 @@ def cohort_create(*, owner: AbstractBaseUser, name: str, lab_slugs: list[str],
     name = name.strip()
     if not name or len(name) > 200:
         raise BadRequest("班级名称需要 1–200 个字符。A cohort name needs 1–200 characters.")
-    labs = _labs(list(dict.fromkeys(lab_slugs)))
+    labs = _labs(list(dict.fromkeys(lab_slugs)), owner)
     due = due or {}
     with transaction.atomic():
         cohort = Cohort.objects.create(name=name, owner=owner)
@@ -50,9 +54,10 @@ def cohort_create(*, owner: AbstractBaseUser, name: str, lab_slugs: list[str],
     return cohort
 
 
-def cohort_assign_lab(*, cohort: Cohort, lab_slug: str, due_at: datetime | None = None) -> CohortLab:
-    """Assign a lab (or change its due date)."""
-    lab = _labs([lab_slug])[0]
+def cohort_assign_lab(*, cohort: Cohort, lab_slug: str, due_at: datetime | None = None,
+                      by: AbstractBaseUser | None = None) -> CohortLab:
+    """Assign a lab (or change its due date); `by` may assign only labs they can see."""
+    lab = _labs([lab_slug], by)[0]
     position = cohort.assignments.count()
     assignment, created = CohortLab.objects.get_or_create(cohort=cohort, lab=lab,
                                                           defaults={"due_at": due_at, "position": position})

@@ -106,7 +106,7 @@ def cohort_manage(request: HttpRequest, cohort_id: int) -> HttpResponse:
         if due and due_at is None:
             raise BadRequest(f"due date {due!r} is not a date and time")
         due_at = timezone.make_aware(due_at) if due_at and timezone.is_naive(due_at) else due_at
-        services.cohort_assign_lab(cohort=cohort, lab_slug=request.POST.get("lab", ""), due_at=due_at)
+        services.cohort_assign_lab(cohort=cohort, lab_slug=request.POST.get("lab", ""), due_at=due_at, by=request.user)
     elif action == "unassign":
         services.cohort_unassign_lab(cohort=cohort, lab_slug=request.POST.get("lab", ""))
     elif action == "new_code":

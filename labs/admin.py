@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from labs.models import Lab, QuizAnswer, Recording, Session, Step, StepProgress
+from labs.models import Lab, LabVersion, QuizAnswer, Recording, Session, Step, StepProgress
 
 
 class StepInline(admin.TabularInline):
@@ -14,7 +14,7 @@ class StepInline(admin.TabularInline):
 
 @admin.register(Lab)
 class LabAdmin(admin.ModelAdmin):
-    list_display = ("slug", "image", "level", "minutes", "published", "version", "imported_at")
+    list_display = ("slug", "owner", "image", "level", "minutes", "published", "version", "imported_at")
     list_filter = ("published", "level")
     inlines = [StepInline]
 
@@ -50,3 +50,11 @@ class RecordingAdmin(admin.ModelAdmin):
 class QuizAnswerAdmin(admin.ModelAdmin):
     list_display = ("user", "step", "correct", "at")
     list_filter = ("correct", "step__lab")
+
+
+@admin.register(LabVersion)
+class LabVersionAdmin(admin.ModelAdmin):
+    list_display = ("lab", "number", "created_by", "created_at", "test_state", "published_at", "published_by")
+    list_filter = ("test_state",)
+    search_fields = ("lab__slug",)
+    readonly_fields = ("lab", "number", "sha", "path", "files", "created_by", "created_at", "test_rows")

@@ -67,14 +67,14 @@ def labs_list(request: HttpRequest) -> HttpResponse:
 
 @api("GET")
 def labs_detail(request: HttpRequest, slug: str) -> HttpResponse:
-    return JsonResponse(selectors.lab_detail(slug=slug, lang=request.LANGUAGE_CODE))
+    return JsonResponse(selectors.lab_detail(user=request.user, slug=slug, lang=request.LANGUAGE_CODE))
 
 
 @api("GET", "POST")
 def sessions(request: HttpRequest) -> HttpResponse:
     if request.method == "GET":
         return JsonResponse([selectors.session_view(s) for s in selectors.live_sessions(user=request.user)], safe=False)
-    lab = selectors.lab_get(slug=field(body(request), "lab"))
+    lab = selectors.lab_for(user=request.user, slug=field(body(request), "lab"))
     session, created = services.session_start(user=request.user, lab=lab)
     return JsonResponse(selectors.session_view(session), status=201 if created else 200)
 

@@ -14,7 +14,8 @@ from labs.exceptions import NotFound
 
 @login_required
 def catalogue(request: HttpRequest) -> HttpResponse:
-    return render(request, "labs/catalogue.html", {"labs": selectors.lab_list(lang=request.LANGUAGE_CODE)})
+    return render(request, "labs/catalogue.html", {"labs": selectors.lab_list(lang=request.LANGUAGE_CODE),
+                                                   "can_author": selectors.can_author(request.user)})
 
 
 @login_required
@@ -22,7 +23,7 @@ def lab_page(request: HttpRequest, slug: str) -> HttpResponse:
     from labs.views_learning import render_lab
 
     try:
-        lab = selectors.lab_get(slug=slug)
+        lab = selectors.lab_for(user=request.user, slug=slug)
     except NotFound as exc:
         return render(request, "labs/error.html", {"title": "404", "message": exc.message}, status=404)
     return render_lab(request, lab)  # the trainee's progress restored (labs.learning)

@@ -1,0 +1,177 @@
+"""Authoring in the browser: instructors upload, own, preview (with a real sandbox), test,
+version and publish their labs. Every page, API call and WebSocket is tried as the author
+(an instructor who is not staff), another instructor, a trainee and an admin."""
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+
+import pytest
+from django.test import Client
+
+from tests.conftest import IS_ROOT, wait_for
+
+pytestmark = [pytest.mark.django_db(transaction=True)]
+PASSWORD = "pw-for-tests-123"
+
+
+def lab_yaml(slug: str = "mine", *, title: str = "My lab", check: str = "test -f /root/x", extra_step: bool = False) -> str:
+    step2 = """
+  - id: second
+    title: {zh-hans: 第二步, en: Second step}
+    text: Touch y.
+    check: test -f /root/y
+    solution: touch /root/y
+""" if extra_step else ""
+    return f"""slug: {slug}
+title: {{zh-hans: 我的实验, en: {title}}}
+summary: A lab for the tests.
+level: beginner
+minutes: 5
+image: lab/base:latest
+limits: {{memory_mb: 128, pids: 64, disk_mb: 32}}
+steps:
+  - id: first
+    title: {{zh-hans: 第一步, en: First step}}
+    text: Touch x.
+    check: {check}
+    solution: touch /root/x
+{step2}"""
+
+
+def archive(text: str, root: str = "lab/") -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        data = text.encode()
+        info = tarfile.TarInfo(root + "lab.yaml")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def upload(client: Client, text: str, *, api: bool = False):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    url = "/api/authoring/upload" if api else "/labs/upload/"
+    return client.post(url, {"archive": SimpleUploadedFile("lab.tar.gz", archive(text))})
+
+
+class People:
+    """The author (instructor, not staff), another instructor, a trainee and an admin, signed in."""
+
+    def __init__(self, make_user) -> None:
+        from django.contrib.auth.models import Group
+
+        group = Group.objects.get_or_create(name="instructors")[0]
+        self.author, self.other, self.trainee, self.admin = (make_user(n) for n in ("author", "other", "trainee", "admin"))
+        for user in (self.author, self.other):
+            user.groups.add(group)
+        self.admin.is_staff = True
+        self.admin.save()
+        self.clients = {}
+        for name in ("author", "other", "trainee", "admin"):
+            client = Client()
+            client.force_login(getattr(self, name))
+            self.clients[name] = client
+
+    def __getitem__(self, name: str) -> Client:
+        return self.clients[name]
+
+
+@pytest.fixture
+def people(make_user) -> People:
+    return People(make_user)
+
+
+# ---- 1. Instructors upload, own and edit their labs --------------------------------------------
+
+def test_an_instructor_who_is_not_staff_uploads_a_lab_and_owns_it(people):
+    from labs.models import Lab
+
+    assert not people.author.is_staff
+    assert people["author"].get("/labs/upload/").status_code == 200
+    resp = upload(people["author"], lab_yaml())
+    assert resp.status_code == 302 and resp["Location"] == "/labs/mine/preview/"
+    lab = Lab.objects.get(slug="mine")
+    assert lab.owner == people.author and lab.published is False
+    assert lab.versions.get().number == 1 and lab.versions.get().created_by == people.author
+    assert people["author"].get("/labs/mine/preview/").status_code == 200
+    assert people["author"].get("/labs/mine/").status_code == 200
+    listing = people["author"].get("/authoring/").content.decode()
+    assert 'data-testid="my-lab-mine"' in listing
+    assert [lab["slug"] for lab in people["author"].get("/api/authoring/labs").json()] == ["mine"]
+
+
+def test_other_instructors_and_trainees_see_an_unpublished_lab_nowhere_admins_see_it_everywhere(people):
+    upload(people["author"], lab_yaml())
+    urls = ["/labs/mine/", "/labs/mine/preview/", "/labs/mine/versions/", "/labs/mine/versions/1/",
+            "/api/labs/mine/", "/api/labs/mine/versions", "/api/labs/mine/versions/1", "/api/labs/mine/progress"]
+    for name in ("other", "trainee"):
+        for url in urls:
+            assert people[name].get(url).status_code == 404, (name, url)
+        assert "mine" not in people[name].get("/").content.decode()
+        assert people[name].get("/api/labs/").json() == []
+        assert people[name].post("/api/sessions/", {"lab": "mine"}, content_type="application/json").status_code == 404
+        assert people[name].post("/labs/mine/publish").status_code == 404
+        assert people[name].post("/api/labs/mine/versions/1/publish", "{}", content_type="application/json").status_code == 404
+        assert people[name].post("/api/labs/mine/versions/1/test", "{}", content_type="application/json").status_code == 404
+    assert people["other"].get("/api/authoring/labs").json() == []
+    assert people["trainee"].get("/labs/upload/").status_code == 404
+    assert people["trainee"].get("/authoring/").status_code == 404
+    assert people["trainee"].get("/api/authoring/labs").status_code == 404
+    assert upload(people["trainee"], lab_yaml("theirs"), api=True).status_code == 404
+    for url in urls:
+        assert people["admin"].get(url).status_code == 200, url
+    assert "mine" in [lab["slug"] for lab in people["admin"].get("/api/authoring/labs").json()]
+    assert Client().get("/api/labs/mine/versions").status_code == 401
+
+
+def test_once_published_every_signed_in_user_sees_the_lab(people):
+    upload(people["author"], lab_yaml())
+    assert people["author"].post("/labs/mine/publish").status_code == 302
+    for name in ("other", "trainee", "admin"):
+        assert people[name].get("/labs/mine/").status_code == 200
+        assert "mine" in [lab["slug"] for lab in people[name].get("/api/labs/").json()]
+    # Publishing does not hand the lab over: its versions stay the author's (and admins').
+    assert people["other"].get("/labs/mine/versions/").status_code == 404
+    assert people["other"].get("/labs/mine/preview/").status_code == 404
+
+
+def test_an_instructor_cannot_take_over_another_authors_slug_nor_a_built_in_lab(people):
+    from labs.labfile import load_lab
+    from labs.services import lab_import
+    from tests.conftest import ROOT
+
+    upload(people["author"], lab_yaml())
+    resp = upload(people["other"], lab_yaml(title="Hijacked"))
+    assert resp.status_code == 400 and "another author" in resp.content.decode()
+    api = upload(people["other"], lab_yaml(title="Hijacked"), api=True)
+    assert api.status_code == 400 and "another author" in api.json()["error"]
+    lab_import(spec=load_lab(ROOT / "tests" / "fixtures" / "labs" / "smoke"))  # no owner: built in
+    smoke = lab_yaml("smoke")
+    assert upload(people["author"], smoke).status_code == 400
+    assert upload(people["admin"], smoke).status_code == 302  # admins edit every lab
+
+
+def test_the_author_edits_by_uploading_again_and_the_api_answers_json(people):
+    first = upload(people["author"], lab_yaml(), api=True)
+    assert first.status_code == 201 and first.json()["number"] == 1 and first.json()["lab"] == "mine"
+    same = upload(people["author"], lab_yaml(), api=True)
+    assert same.status_code == 200 and same.json()["number"] == 1  # the same files: no new version
+    second = upload(people["author"], lab_yaml(title="My fixed lab"), api=True)
+    assert second.status_code == 201 and second.json()["number"] == 2
+    assert people["author"].get("/api/labs/mine/", HTTP_ACCEPT_LANGUAGE="en").json()["title"] == "My fixed lab"  # unpublished: edited in place
+    history = people["author"].get("/api/labs/mine/versions").json()
+    assert [v["number"] for v in history["versions"]] == [2, 1] and history["owner"] == "author"
+    assert all(v["created_by"] == "author" for v in history["versions"])
+    broken = upload(people["author"], lab_yaml().replace("level: beginner", "level: expert"), api=True)
+    assert broken.status_code == 400 and any(e.startswith("lab.yaml:4:") and "level" in e for e in broken.json()["errors"])
+
+
+def test_another_instructor_cannot_put_an_unpublished_lab_in_their_cohort(people):
+    upload(people["author"], lab_yaml())
+    resp = people["other"].post("/api/cohorts/", {"name": "c", "labs": ["mine"]}, content_type="application/json")
+    assert resp.status_code == 404 and "mine" in resp.json()["error"]
+    assert people["author"].post("/api/cohorts/", {"name": "c", "labs": ["mine"]},
+                                 content_type="application/json").status_code == 201
