@@ -175,3 +175,71 @@ def test_another_instructor_cannot_put_an_unpublished_lab_in_their_cohort(people
     assert resp.status_code == 404 and "mine" in resp.json()["error"]
     assert people["author"].post("/api/cohorts/", {"name": "c", "labs": ["mine"]},
                                  content_type="application/json").status_code == 201
+
+
+# ---- 2. Preview with a real sandbox -------------------------------------------------------------
+
+def sandboxed(test):
+    """A test that starts real runc sandboxes: root only (CI is root)."""
+    for mark in (pytest.mark.root, pytest.mark.sandbox, pytest.mark.skipif(not IS_ROOT, reason="sandboxes need root")):
+        test = mark(test)
+    return test
+
+
+def ws_close_code(web: str, client: Client, path: str) -> int:
+    from tests.labs.test_sessions import ws_connect
+
+    with ws_connect(web, client, path) as ws:
+        with pytest.raises(Exception):
+            while True:
+                ws.recv(timeout=5)
+    return ws.close_code
+
+
+@sandboxed
+def test_the_author_starts_a_sandbox_of_the_unpublished_lab_works_through_it_and_nobody_else_can(worker, web, people):
+    from tests.labs.test_sessions import Terminal, start_session, ws_connect
+
+    upload(people["author"], lab_yaml())
+    page = people["author"].get("/labs/mine/preview/").content.decode()
+    assert 'data-testid="preview-banner"' in page
+    session = start_session(people["author"], "mine")
+    assert session["lab"] == "mine"
+    with ws_connect(web, people["author"], session["ws"]) as ws:
+        term = Terminal(ws)
+        term.send("touch /root/x && echo made-$((20+1))\r")
+        term.expect("made-21")
+    check = people["author"].post(f"/api/sessions/{session['id']}/check", {"step": "first"}, content_type="application/json")
+    assert check.json()["passed"] is True
+    assert people["author"].get("/api/labs/mine/progress").json()["steps_passed"] == 1
+    for name in ("other", "trainee"):
+        resp = people[name].post("/api/sessions/", {"lab": "mine"}, content_type="application/json")
+        assert resp.status_code == 404 and "mine" in resp.json()["error"]
+        assert people[name].get(f"/api/sessions/{session['id']}/").status_code == 404
+        assert people[name].post(f"/api/sessions/{session['id']}/check", {"step": "first"},
+                                 content_type="application/json").status_code == 404
+        assert ws_close_code(web, people[name], session["ws"]) == 4403
+    admin_session = start_session(people["admin"], "mine")  # admins may preview every lab
+    assert admin_session["id"] != session["id"]
+    with ws_connect(web, people["admin"], session["ws"]) as ws:  # and watch, read-only
+        assert json.loads(ws.recv(timeout=10))["readonly"] is True
+
+
+@sandboxed
+def test_a_draft_of_a_published_lab_is_started_by_its_author_while_trainees_keep_the_live_version(worker, people):
+    from tests.labs.test_sessions import start_session
+
+    upload(people["author"], lab_yaml())
+    people["author"].post("/labs/mine/publish")
+    resp = upload(people["author"], lab_yaml(extra_step=True))
+    assert resp["Location"] == "/labs/mine__draft/preview/"
+    draft = start_session(people["author"], "mine__draft")
+    assert draft["lab"] == "mine__draft"
+    steps = [s["id"] for s in people["author"].get("/api/labs/mine__draft/").json()["steps"]]
+    assert steps == ["first", "second"]
+    assert [s["id"] for s in people["trainee"].get("/api/labs/mine/").json()["steps"]] == ["first"]
+    for name in ("other", "trainee"):
+        assert people[name].post("/api/sessions/", {"lab": "mine__draft"}, content_type="application/json").status_code == 404
+        assert people[name].get("/labs/mine__draft/preview/").status_code == 404
+        assert people[name].get("/labs/mine__draft/").status_code == 404
+    assert "mine__draft" not in [lab["slug"] for lab in people["trainee"].get("/api/labs/").json()]
