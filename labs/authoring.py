@@ -220,6 +220,7 @@ def version_publish(*, user: AbstractBaseUser, version: LabVersion, override: bo
         version.published_by = user
         version.publish_override = version.test_state == T.FAILED
         version.save(update_fields=["published_at", "published_by", "publish_override"])
+    lab.refresh_from_db()
     return version
 
 

@@ -243,3 +243,66 @@ def test_a_draft_of_a_published_lab_is_started_by_its_author_while_trainees_keep
         assert people[name].get("/labs/mine__draft/preview/").status_code == 404
         assert people[name].get("/labs/mine__draft/").status_code == 404
     assert "mine__draft" not in [lab["slug"] for lab in people["trainee"].get("/api/labs/").json()]
+
+
+# ---- 3. Versions ---------------------------------------------------------------------------------
+
+def test_a_new_version_is_a_draft_until_published_and_trainees_keep_their_progress_by_step_id(people):
+    from labs.learning import progress_mark_passed
+    from labs.models import Lab, Step
+
+    upload(people["author"], lab_yaml())
+    assert people["author"].post("/api/labs/mine/versions/1/publish", "{}", content_type="application/json").status_code == 200
+    progress_mark_passed(user=people.trainee, step=Step.objects.get(lab__slug="mine", key="first"), by="check")
+
+    assert upload(people["author"], lab_yaml(title="Second edition", extra_step=True)).status_code == 302
+    en = {"HTTP_ACCEPT_LANGUAGE": "en"}
+    live = people["trainee"].get("/api/labs/mine/", **en).json()
+    assert live["title"] == "My lab" and [s["id"] for s in live["steps"]] == ["first"]  # v1 stays live
+    history = people["author"].get("/api/labs/mine/versions").json()["versions"]
+    assert [(v["number"], v["live"], v["published_by"]) for v in history] == [(2, False, None), (1, True, "author")]
+    assert history[0]["preview"] == "mine__draft"
+
+    published = people["author"].post("/api/labs/mine/versions/2/publish", "{}", content_type="application/json")
+    assert published.status_code == 200 and published.json()["live"] is True
+    live = people["trainee"].get("/api/labs/mine/", **en).json()
+    assert live["title"] == "Second edition" and [s["id"] for s in live["steps"]] == ["first", "second"]
+    progress = people["trainee"].get("/api/labs/mine/progress").json()
+    assert progress["steps_passed"] == 1 and progress["current"] == "second"  # kept by step id
+    assert Lab.objects.filter(slug="mine").count() == 1 and Lab.objects.get(slug="mine").published
+
+    history = people["author"].get("/api/labs/mine/versions").json()["versions"]
+    assert [(v["number"], v["live"], v["published_by"]) for v in history] == [(2, True, "author"), (1, False, "author")]
+    assert history[0]["published_at"] > history[1]["published_at"]
+    page = people["author"].get("/labs/mine/versions/").content.decode()
+    assert 'data-testid="version-2" class="is-live"' in page and 'data-testid="live-version"' in page
+
+
+def test_the_version_page_and_api_show_the_diff_of_the_lab_file(people):
+    upload(people["author"], lab_yaml())
+    upload(people["author"], lab_yaml(title="Second edition", extra_step=True))
+    diff = people["author"].get("/api/labs/mine/versions/2").json()["diff"]
+    (lab_file,) = diff
+    assert lab_file["file"] == "lab.yaml" and lab_file["status"] == "changed"
+    lines = {(line["kind"], line["text"]) for line in lab_file["lines"]}
+    assert ("-", "-title: {zh-hans: 我的实验, en: My lab}") in lines
+    assert ("+", "+title: {zh-hans: 我的实验, en: Second edition}") in lines
+    assert ("+", "+  - id: second") in lines
+    first = people["author"].get("/api/labs/mine/versions/1").json()["diff"]
+    assert first[0]["status"] == "added"
+    page = people["author"].get("/labs/mine/versions/2/").content.decode()
+    assert '<span class="diff-add">+  - id: second</span>' in page
+    assert '<span class="diff-del">-title: {zh-hans: 我的实验, en: My lab}</span>' in page
+    assert people["other"].get("/labs/mine/versions/2/").status_code == 404
+    assert people["admin"].get("/labs/mine/versions/2/").status_code == 200
+
+
+def test_an_admin_may_publish_an_older_version_again_and_the_history_says_who(people):
+    upload(people["author"], lab_yaml())
+    people["author"].post("/labs/mine/versions/1/publish")
+    upload(people["author"], lab_yaml(extra_step=True))
+    people["author"].post("/labs/mine/versions/2/publish")
+    assert people["admin"].post("/labs/mine/versions/1/publish").status_code == 302
+    history = {v["number"]: v for v in people["admin"].get("/api/labs/mine/versions").json()["versions"]}
+    assert history[1]["live"] and history[1]["published_by"] == "admin" and not history[2]["live"]
+    assert [s["id"] for s in people["trainee"].get("/api/labs/mine/").json()["steps"]] == ["first"]
