@@ -41,7 +41,8 @@ class StepOutcome:
 def private_relay(cfg: HostConfig) -> Iterator[HostConfig]:
     """A relay of its own (a throwaway host name) for the duration of the test."""
     test_cfg = replace(cfg, host=f"labtest{os.getpid()}")
-    env = dict(os.environ, LAB_HOST_NAME=test_cfg.host)
+    # Capacity 0: its heartbeat must never make the site send a trainee's sandbox to it.
+    env = dict(os.environ, LAB_HOST_NAME=test_cfg.host, LAB_HOST_CAPACITY="0")
     proc = subprocess.Popen([sys.executable, str(ROOT / "manage.py"), "relay"], env=env,
                             preexec_fn=die_with_parent, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:

@@ -46,7 +46,7 @@ def version_test_request(*, user: AbstractBaseUser, version: LabVersion) -> LabV
     busy = version.test_state in (T.QUEUED, T.RUNNING)
     if busy and version.tested_at and timezone.now() - version.tested_at < STALE_AFTER:
         raise Conflict("这个版本正在测试。This version is being tested already.")
-    hosts = selectors.hosts_alive()
+    hosts = [h for h in selectors.hosts_alive() if h.get("capacity", 0) > 0]  # not another test's relay
     if not hosts:
         raise ServiceUnavailable("沙箱服务不可用：没有在线的工作节点。The sandbox service is unavailable: no worker host is online.")
     host = max(hosts, key=lambda h: h.get("capacity", 0) - h.get("live", 0))["host"]

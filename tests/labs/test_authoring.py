@@ -306,3 +306,86 @@ def test_an_admin_may_publish_an_older_version_again_and_the_history_says_who(pe
     history = {v["number"]: v for v in people["admin"].get("/api/labs/mine/versions").json()["versions"]}
     assert history[1]["live"] and history[1]["published_by"] == "admin" and not history[2]["live"]
     assert [s["id"] for s in people["trainee"].get("/api/labs/mine/").json()["steps"]] == ["first"]
+
+
+# ---- 4. Test from the page ----------------------------------------------------------------------
+
+def read_until(ws, done, timeout: float = 120) -> list[dict]:
+    """JSON messages from a WebSocket until `done(messages)` holds."""
+    import time
+
+    seen: list[dict] = []
+    deadline = time.monotonic() + timeout
+    while not done(seen):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise AssertionError(f"timed out; got {seen!r}")
+        try:
+            seen.append(json.loads(ws.recv(timeout=left)))
+        except TimeoutError:
+            continue
+    return seen
+
+
+@sandboxed
+def test_the_test_button_runs_labs_test_on_a_worker_and_streams_the_table_into_the_page(worker, web, people):
+    from tests.labs.test_sessions import ws_connect
+
+    upload(people["author"], lab_yaml(extra_step=True))
+    with ws_connect(web, people["author"], "/ws/labs/mine/versions/1/test/") as ws:
+        hello = json.loads(ws.recv(timeout=10))
+        assert hello == {"type": "hello", "state": "none", "rows": []}
+        resp = people["author"].post("/api/labs/mine/versions/1/test", "{}", content_type="application/json")
+        assert resp.status_code == 202 and resp.json()["state"] == "queued"
+        events = read_until(ws, lambda s: any(e["type"] == "done" for e in s))
+    rows = [e for e in events if e["type"] == "row"]
+    assert [(r["index"], r["row"]["step"], r["row"]["ok"]) for r in rows] == [(0, "first", True), (1, "second", True)]
+    assert [e["state"] for e in events if e["type"] == "state"][-1] == "running"
+    assert events[-1]["state"] == "passed"
+    # Run by the worker host, not the web process.
+    assert "labs.testruns.version_test" in worker.log.read_text()
+    stored = people["author"].get("/api/labs/mine/versions/1").json()["test"]
+    assert stored["state"] == "passed" and stored["passed"] == 2 and stored["by"] == "author"
+    banner = people["author"].get("/labs/mine/preview/").content.decode()
+    assert 'data-test-state="passed"' in banner and 'data-testid="publish-override"' not in banner
+    assert people["author"].post("/labs/mine/publish").status_code == 302
+
+
+@sandboxed
+def test_publishing_a_version_whose_last_test_failed_needs_an_explicit_override(worker, people):
+    from labs.models import Lab
+
+    upload(people["author"], lab_yaml(check="exit 0"))  # a check that always passes: labs test fails it
+    people["author"].post("/api/labs/mine/versions/1/test", "{}", content_type="application/json")
+    state = wait_for(lambda: (t := people["author"].get("/api/labs/mine/versions/1").json()["test"])["state"]
+                     in ("passed", "failed") and t, timeout=120, what="test done")
+    assert state["state"] == "failed" and "BEFORE the solution" in state["rows"][0]["detail"]
+    banner = people["author"].get("/labs/mine/preview/").content.decode()
+    assert 'data-test-state="failed"' in banner and 'data-testid="publish-override"' in banner
+    refused = people["author"].post("/api/labs/mine/versions/1/publish", "{}", content_type="application/json")
+    assert refused.status_code == 409 and "failed" in refused.json()["error"]
+    assert people["author"].post("/labs/mine/publish").status_code == 409
+    assert not Lab.objects.get(slug="mine").published
+    ok = people["author"].post("/api/labs/mine/versions/1/publish", {"override": True}, content_type="application/json")
+    assert ok.status_code == 200 and ok.json()["publish_override"] is True
+    page = people["author"].get("/labs/mine/versions/").content.decode()
+    assert "despite a failed test" in page or "测试失败仍发布" in page
+
+
+def test_the_test_socket_and_api_are_for_the_author_and_admins_only(web, people):
+    upload(people["author"], lab_yaml())
+    path = "/ws/labs/mine/versions/1/test/"
+    assert ws_close_code(web, people["other"], path) == 4403
+    assert ws_close_code(web, people["trainee"], path) == 4403
+    assert ws_close_code(web, people["author"], "/ws/labs/mine/versions/9/test/") == 4404
+    anonymous = Client()
+    anonymous.get("/accounts/login/")
+    anonymous.cookies["sessionid"] = "none"
+    assert ws_close_code(web, anonymous, path) == 4401
+    from tests.labs.test_sessions import ws_connect
+
+    with ws_connect(web, people["admin"], path) as ws:
+        assert json.loads(ws.recv(timeout=10))["type"] == "hello"
+    for name in ("other", "trainee"):
+        assert people[name].post("/labs/mine/versions/1/test").status_code == 404
+    assert Client().post("/api/labs/mine/versions/1/test").status_code == 401
