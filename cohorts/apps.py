@@ -7,3 +7,7 @@ from django.apps import AppConfig
 class CohortsConfig(AppConfig):
     name = "cohorts"
     verbose_name = "Cohorts"
+
+    def ready(self) -> None:
+        # Celery autodiscovers only labs.tasks: the dashboards' task is registered here.
+        import cohorts.tasks  # noqa: F401

@@ -131,6 +131,40 @@ def _session_view(session: Session) -> dict:
             "expires_at": _epoch(session.expires_at)}
 
 
+def _who(user) -> dict:
+    return {"user": user.id, "username": user.get_username(), "name": user.get_full_name() or user.get_username()}
+
+
+def _lab_row(user_id: int, lab, steps: list[Step], rows: dict, first: dict, live: dict, recorded: dict,
+             now: datetime, limits: dict) -> dict:
+    """One trainee's row of one lab: a cell per step, their live sandbox, recent recordings."""
+    available, cells = first.get((user_id, lab.id)), []
+    for step in steps:
+        p = rows.get((user_id, step.id))
+        cells.append(_cell(step, p, available, now, limits))
+        available = p.passed_at if p else None
+    session = live.get((user_id, lab.id))
+    return {"lab": lab.slug, "session": _session_view(session) if session else None,
+            "recordings": recorded[(user_id, lab.id)], "steps": cells}
+
+
+def trainee_lab_row(*, user, lab, now: datetime | None = None) -> dict:
+    """One trainee's row of one lab, as in cohort_progress, read with a fixed number of
+    small queries on that trainee alone: the dashboards' per-event work, whatever the
+    size of the cohort."""
+    now = now or timezone.now()
+    steps = list(Step.objects.filter(lab=lab, retired=False).order_by("position"))
+    rows = {(p.user_id, p.step_id): p for p in StepProgress.objects.filter(user_id=user.id, step__lab=lab)}
+    sessions = Session.objects.filter(user_id=user.id, lab=lab)
+    first = {(user.id, lab.id): sessions.aggregate(first=Min("created_at"))["first"]}
+    live = {(s.user_id, s.lab_id): s for s in sessions.filter(state__in=Session.LIVE_STATES).order_by("created_at")}
+    recorded: dict[tuple[int, int], list[dict]] = defaultdict(list)
+    recorded[(user.id, lab.id)] = [_session_view(s) for s in
+                                   sessions.filter(recording__isnull=False).order_by("-created_at")[:3]]
+    return {**_who(user), "lab": lab.slug,
+            "row": _lab_row(user.id, lab, steps, rows, first, live, recorded, now, stuck_thresholds())}
+
+
 def cohort_progress(*, cohort: Cohort, user_ids: list[int] | None = None, lang: str = "zh-hans",
                     now: datetime | None = None) -> dict:
     """Per trainee, per assigned lab, per step: state, attempts, hints, seconds; plus the
@@ -158,18 +192,8 @@ def cohort_progress(*, cohort: Cohort, user_ids: list[int] | None = None, lang: 
 
     progress = []
     for user in trainees:
-        lab_rows = []
-        for lab in labs:
-            available, cells = first.get((user.id, lab.id)), []
-            for step in steps[lab.id]:
-                p = rows.get((user.id, step.id))
-                cells.append(_cell(step, p, available, now, limits))
-                available = p.passed_at if p else None
-            session = live.get((user.id, lab.id))
-            lab_rows.append({"lab": lab.slug, "session": _session_view(session) if session else None,
-                             "recordings": recorded[(user.id, lab.id)], "steps": cells})
-        progress.append({"user": user.id, "username": user.get_username(),
-                         "name": user.get_full_name() or user.get_username(), "labs": lab_rows})
+        lab_rows = [_lab_row(user.id, lab, steps[lab.id], rows, first, live, recorded, now, limits) for lab in labs]
+        progress.append({**_who(user), "labs": lab_rows})
     return {
         "cohort": {"id": cohort.id, "name": cohort.name},
         "generated_at": _epoch(now),

@@ -6,7 +6,9 @@ import logging
 from datetime import datetime
 
 from asgiref.sync import async_to_sync
+from celery import current_app
 from channels.layers import get_channel_layer
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 
@@ -102,7 +104,16 @@ def cohort_join(*, user: AbstractBaseUser, code: str) -> tuple[Cohort, bool]:
             Membership.objects.create(cohort=cohort, user=user, role=Membership.Role.TRAINEE)
     except IntegrityError:  # joined twice at once
         return cohort, False
+    transaction.on_commit(lambda: _dashboards_later(user_id=user.id, cohort_id=cohort.id))  # joins appear live
     return cohort, True
+
+
+def _dashboards_later(**kwargs: object) -> None:
+    """dashboards_notify as a Celery task (cohorts.tasks, sent by name), off the request path."""
+    try:
+        current_app.send_task("cohorts.tasks.dashboards_update", kwargs=kwargs, expires=120)
+    except Exception:
+        log.warning("could not queue a dashboards update %s", kwargs, exc_info=True)
 
 
 def cohort_session_extend(*, cohort: Cohort, sid: str) -> Session:
@@ -123,33 +134,37 @@ def _send(cohort_id: int, event: dict) -> None:
         async_to_sync(layer.group_send)(cohort_group(cohort_id), {"type": "cohort.event", "event": event})
 
 
-def dashboards_notify(*, user_id: int | None = None, step: Step | None = None, sid: str | None = None) -> int:
-    """Send the changed trainee's row (and the lab's new numbers) to every open dashboard
-    of the cohorts concerned; after a check (user_id + step) or a session state change
-    (sid). Returns how many cohorts were told."""
+def dashboards_notify(*, user_id: int | None = None, lab_id: int | None = None, step: Step | None = None,
+                      sid: str | None = None, cohort_id: int | None = None) -> int:
+    """Send a trainee's changed row to every open dashboard of the cohorts concerned: after a
+    change of their progress on a lab (user_id + lab_id, or step), of a sandbox (sid), or when
+    they join a cohort (user_id + cohort_id: a row per assigned lab). Reads that trainee's
+    rows alone, so the work does not grow with the cohort; the page recomputes the lab's
+    numbers itself. Returns how many rows were sent."""
     if sid is not None:
-        row = Session.objects.filter(id=sid).values("user_id", "lab_id").first()
-        if row is None:
+        found = Session.objects.filter(id=sid).values("user_id", "lab_id").first()
+        if found is None:
             return 0
-        user_id, lab_id = row["user_id"], row["lab_id"]
-    elif user_id is not None and step is not None:
+        user_id, lab_id = found["user_id"], found["lab_id"]
+    elif step is not None:
         lab_id = step.lab_id
+    if user_id is None or (lab_id is None and cohort_id is None):
+        raise ValueError("dashboards_notify needs user_id with lab_id (or step), sid, or user_id with cohort_id")
+    user = get_user_model().objects.filter(id=user_id).first()
+    if user is None:
+        return 0
+    if cohort_id is not None:
+        targets = [(cohort_id, lab) for lab in Lab.objects.filter(assignments__cohort_id=cohort_id)
+                   .order_by("assignments__position")]
     else:
-        raise ValueError("dashboards_notify needs user_id and step, or sid")
-    slug = Lab.objects.filter(id=lab_id).values_list("slug", flat=True).first()
-    told = 0
-    for cohort_id in selectors.cohorts_of_trainee(user_id=user_id, lab_id=lab_id):
-        cohort = Cohort.objects.get(id=cohort_id)
-        progress = selectors.cohort_progress(cohort=cohort)
-        i = next(k for k, lab in enumerate(progress["labs"]) if lab["slug"] == slug)
-        row = next((r for r in progress["progress"] if r["user"] == user_id), None)
-        if row is None:
-            continue
-        _send(cohort_id, {"type": "row", "user": user_id, "username": row["username"], "name": row["name"],
-                          "lab": slug, "row": row["labs"][i],
-                          "stats": selectors.progress_stats(progress)[slug]})
-        told += 1
-    return told
+        lab = Lab.objects.filter(id=lab_id).first()
+        targets = [(cid, lab) for cid in selectors.cohorts_of_trainee(user_id=user_id, lab_id=lab_id)] if lab else []
+    rows: dict[int, dict] = {}
+    for cid, lab in targets:
+        if lab.id not in rows:
+            rows[lab.id] = selectors.trainee_lab_row(user=user, lab=lab)
+        _send(cid, {"type": "row", **rows[lab.id]})
+    return len(targets)
 
 
 def dashboards_notify_safely(**kwargs) -> None:

@@ -18,6 +18,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
+from labs import events
 from labs.exceptions import BadRequest, Conflict, NotFound
 from labs.models import Lab, QuizAnswer, Session, Step, StepProgress
 from labs.selectors import can_author, pick, pick_quiz, render_inline
@@ -69,9 +70,7 @@ def step_start(*, user: AbstractBaseUser, step: Step) -> StepProgress:
 
 def _dashboards(*, user: AbstractBaseUser, step: Step) -> None:
     """Cohort dashboards show hints, solutions, answers and passes live."""
-    from cohorts.services import dashboards_notify_safely  # never fails the trainee's action
-
-    dashboards_notify_safely(user_id=user.id, step=step)
+    events.progress_changed(user_id=user.id, lab_id=step.lab_id)
 
 
 def hint_reveal(*, user: AbstractBaseUser, step: Step, lang: str) -> dict:

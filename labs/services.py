@@ -18,7 +18,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
-from labs import selectors
+from labs import events, selectors
 from labs.exceptions import BadRequest, Conflict, NotFound, ServiceUnavailable
 from labs.models import Lab, Session, Step, StepProgress
 
@@ -101,9 +101,7 @@ def session_set_state(*, sid: str, state: str, message: str = "", only_from: tup
     changed = qs.update(**fields) > 0
     if changed:
         session_broadcast(sid=sid, event={"type": "state", "state": state, "message": message})
-        from cohorts.services import dashboards_notify_safely  # never fails a state change
-
-        dashboards_notify_safely(sid=sid)
+        events.session_changed(sid=sid)  # cohort dashboards, after commit, off this path
     return changed
 
 
@@ -157,9 +155,7 @@ def progress_record_check(*, user: AbstractBaseUser, step: Step, result: CheckRe
             progress.passed_at = timezone.now()
             progress.passed_by = by
         progress.save()
-    from cohorts.services import dashboards_notify_safely  # never fails the trainee's check
-
-    dashboards_notify_safely(user_id=user.id, step=step)
+    events.progress_changed(user_id=user.id, lab_id=step.lab_id)  # cohort dashboards, after commit
     return progress
 
 

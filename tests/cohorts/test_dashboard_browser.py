@@ -185,3 +185,29 @@ def test_admins_see_each_hosts_live_sandboxes_with_memory_and_pids(worker, web, 
     api(trainee, web, "DELETE", f"/api/sessions/{session['id']}/")
     admin.close()
     trainee.close()
+
+
+@pytest.fixture
+def newcomer(klass, make_user):
+    from tests.cohorts.conftest import signed_in
+
+    user = make_user("grace")
+    return user.id, signed_in(user)
+
+
+def test_a_trainee_who_joins_appears_live_and_the_numbers_follow(worker, web, klass, newcomer, chromium):
+    uid, client = newcomer
+    teacher = signed_in_context(chromium, web, klass.teacher_client)
+    joiner = signed_in_context(chromium, web, client)
+    page = teacher.new_page()
+    page.goto(f"{web}/cohorts/{klass.cohort.id}/")
+    page.wait_for_selector("[data-testid=live-badge][data-live=true]")
+    assert page.get_by_test_id("stats-smoke-make-file").inner_text().split("\t")[1] == "0 / 1"
+    page.evaluate("window.__sameDocument = 42")
+    api(joiner, web, "POST", "/api/cohorts/join", {"code": klass.cohort.invite_code})
+    cell(page, uid, "make-file").wait_for()
+    assert cell(page, uid, "make-file").get_attribute("data-state") == "not_started"
+    assert page.get_by_test_id("stats-smoke-make-file").inner_text().split("\t")[1] == "0 / 2"
+    assert page.evaluate("window.__sameDocument") == 42
+    teacher.close()
+    joiner.close()

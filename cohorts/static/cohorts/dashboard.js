@@ -1,8 +1,9 @@
 /*
  * The cohort dashboard: a progress matrix (trainee × step), per-lab funnel and medians,
  * quiz answers; charts with the vendored Chart.js, the numbers in tables beside them.
- * Live: /ws/cohorts/<id>/ sends {type: "row", user, lab, row, stats} when a trainee's
- * check or sandbox changes; the page replaces that row and the lab's numbers.
+ * Live: /ws/cohorts/<id>/ sends {type: "row", user, username, name, lab, row} when a
+ * trainee joins, acts on a step or their sandbox changes; the page replaces (or adds) that
+ * row and recomputes the lab's numbers from its rows.
  */
 (function () {
   "use strict";
@@ -227,8 +228,30 @@
       data.progress.push(row);
     }
     row.labs[i] = event.row;
-    data.stats[event.lab] = event.stats;
+    // Events carry only the changed row: the lab's numbers are recomputed here, from the
+    // rows the page holds, so the server's work per event does not grow with the cohort.
+    data.stats[event.lab] = event.stats || labStats(i);
     renderLab(i);
+  }
+
+  function median(values) {
+    if (!values.length) return null;
+    var v = values.slice().sort(function (a, b) { return a - b; }), mid = Math.floor(v.length / 2);
+    return Math.round((v.length % 2 ? v[mid] : (v[mid - 1] + v[mid]) / 2) * 10) / 10;
+  }
+
+  /** The funnel and medians of one lab, as cohorts.selectors.progress_stats computes them. */
+  function labStats(i) {
+    var lab = data.labs[i];
+    return { trainees: data.progress.length, steps: lab.steps.map(function (step, j) {
+      var cells = data.progress.map(function (row) { return current(row.labs[i].steps[j]); });
+      var passed = cells.filter(function (c) { return c.state === "passed"; });
+      var states = { not_started: 0, working: 0, stuck: 0, passed: 0 };
+      cells.forEach(function (c) { states[c.state] += 1; });
+      return { step: step.key, title: step.title, reached: cells.length - states.not_started, passed: passed.length,
+        states: states, median_seconds: median(passed.map(function (c) { return c.seconds; })),
+        median_attempts: median(passed.map(function (c) { return c.attempts; })) };
+    }) };
   }
 
   function setLive(live) {
@@ -282,6 +305,7 @@
       if (box) box.querySelector(".matrix-holder").replaceChildren(matrix(lab, i));
     });
   }, 15000);
-  // Hints taken between checks send no event: take the whole state now and then.
-  window.setInterval(resync, 60000);
+  // Every change sends an event; the whole state now and then is only a safety net
+  // (it is the one request whose cost grows with the cohort).
+  window.setInterval(resync, 300000);
 })();
