@@ -122,7 +122,7 @@ def version_history(*, lab: Lab) -> list[dict]:
 
 def version_diff(*, version: LabVersion, against: LabVersion | None = None) -> list[dict]:
     """The unified diff of the version's text files against another version (default: the
-    one before it); one entry per changed file, each line with its kind (+, -, @, space)."""
+    one before it); one entry per changed file, each line with its kind (file, +, -, @, space)."""
     if against is None:
         against = version.lab.versions.filter(number__lt=version.number).order_by("-number").first()
     old = against.files if against else {}
@@ -136,7 +136,8 @@ def version_diff(*, version: LabVersion, against: LabVersion | None = None) -> l
                                           f"v{against.number}/{name}" if against and a is not None else "/dev/null",
                                           f"v{version.number}/{name}" if b is not None else "/dev/null", lineterm=""))
         out.append({"file": name, "status": "added" if a is None else "removed" if b is None else "changed",
-                    "lines": [{"kind": (line[:1] if line[:1] in "+-@" else " "), "text": line} for line in lines]})
+                    "lines": [{"kind": "file" if i < 2 else (line[:1] if line[:1] in "+-@" else " "), "text": line}
+                              for i, line in enumerate(lines)]})
     return out
 
 
