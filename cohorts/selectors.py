@@ -261,18 +261,27 @@ def quiz_distribution(*, cohort: Cohort, lang: str = "zh-hans") -> dict:
     return {"available": True, "steps": out}
 
 
-CSV_HEADER = ["username", "name", "lab", "step", "state", "attempts", "hints", "solution_used", "seconds"]
+CSV_HEADER = ["username", "name", "lab", "step", "step_title", "state", "attempts", "hints", "solution_used", "seconds"]
 
 
 def progress_csv_rows(progress: dict) -> list[list]:
     """The progress as CSV rows: one per trainee × lab × step."""
+    titles = {(lab["slug"], s["key"]): s["title"] for lab in progress["labs"] for s in lab["steps"]}
     rows = []
     for row in progress["progress"]:
         for lab in row["labs"]:
             for cell in lab["steps"]:
-                rows.append([row["username"], row["name"], lab["lab"], cell["step"], cell["state"],
-                             cell["attempts"], cell["hints"], int(cell["solution"]), cell["seconds"]])
+                rows.append([row["username"], row["name"], lab["lab"], cell["step"], titles.get((lab["lab"], cell["step"]), ""),
+                             cell["state"], cell["attempts"], cell["hints"], int(cell["solution"]), cell["seconds"]])
     return rows
+
+
+def own_progress(progress: dict) -> list[dict]:
+    """A trainee's own rows (progress narrowed to them) per lab, each cell beside its step's title."""
+    mine = progress["progress"][0]["labs"] if progress["progress"] else []
+    return [{"slug": lab["slug"], "title": lab["title"],
+             "steps": [{"title": step["title"], **cell} for step, cell in zip(lab["steps"], row["steps"])]}
+            for lab, row in zip(progress["labs"], mine)]
 
 
 def cohort_view(cohort: Cohort, *, teaching: bool) -> dict:

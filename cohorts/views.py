@@ -81,7 +81,7 @@ def cohort_page(request: HttpRequest, cohort_id: int) -> HttpResponse:
     lang = request.LANGUAGE_CODE
     progress = selectors.cohort_progress(cohort=cohort, user_ids=None if teaching else [request.user.id], lang=lang)
     if not teaching:
-        return render(request, "cohorts/trainee.html", {"cohort": cohort, "progress": progress,
+        return render(request, "cohorts/trainee.html", {"cohort": cohort, "mine": selectors.own_progress(progress),
                                                         "assignments": cohort.assignments.select_related("lab")})
     assigned = {lab["slug"] for lab in progress["labs"]}
     data = {**progress, "stats": selectors.progress_stats(progress), "ws": f"/ws/cohorts/{cohort.id}/",
@@ -136,6 +136,7 @@ def progress_csv(request: HttpRequest, cohort_id: int) -> HttpResponse:
     progress = selectors.cohort_progress(cohort=cohort, user_ids=None if teaching else [request.user.id])
     response = HttpResponse(content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="cohort-{cohort.id}-progress.csv"'
+    response.write("\ufeff")  # the BOM: Excel then reads UTF-8 (Chinese names) instead of the local code page
     writer = csv.writer(response)
     writer.writerow(selectors.CSV_HEADER)
     writer.writerows(selectors.progress_csv_rows(progress))

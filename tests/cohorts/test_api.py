@@ -120,10 +120,21 @@ def test_the_csv_export_has_the_same_numbers_as_the_api(klass, smoke_lab):
     _progress(klass.trainee, smoke_lab.steps.get(key="make-file"), attempts=3, hints=2, started_ago=timedelta(minutes=3))
     resp = klass.teacher_client.get(f"/cohorts/{klass.cohort.id}/progress.csv")
     assert resp.status_code == 200 and resp["Content-Type"].startswith("text/csv")
-    rows = list(csv.DictReader(io.StringIO(resp.content.decode())))
+    assert resp.content.startswith("\ufeff".encode())  # the BOM that makes Excel read UTF-8
+    rows = list(csv.DictReader(io.StringIO(resp.content.decode("utf-8-sig"))))
     assert [(r["username"], r["lab"], r["step"], r["state"], r["attempts"], r["hints"]) for r in rows] == [
         ("ada", "smoke", "make-file", "working", "3", "2"), ("ada", "smoke", "hangs", "not_started", "0", "0")]
+    assert rows[0]["step_title"] == "建一个文件"  # step titles, in Chinese, as Excel will show them
     assert 170 <= int(rows[0]["seconds"]) <= 190
+
+
+def test_the_trainees_own_cohort_page_shows_step_titles(klass, smoke_lab):
+    _progress(klass.trainee, smoke_lab.steps.get(key="make-file"), attempts=3, hints=2, started_ago=timedelta(minutes=3))
+    page = klass.trainee_client.get(f"/cohorts/{klass.cohort.id}/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    row = page[page.index('data-testid="my-step-make-file"'):]
+    row = row[:row.index("</tr>")]
+    assert "1. Make a file" in row and "<td>3</td><td>2</td>" in row.replace("\n", "").replace(" ", "")
+    assert "2. A check that never ends" in page
 
 
 def test_a_trainee_sees_only_their_own_progress(klass, make_user, smoke_lab):
