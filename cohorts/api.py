@@ -70,7 +70,7 @@ def assign_lab(request: HttpRequest, cohort_id: int) -> HttpResponse:
 def session_extend(request: HttpRequest, cohort_id: int, sid: str) -> HttpResponse:
     """An instructor extends a trainee's sandbox."""
     cohort = selectors.cohort_for_instructor(user=request.user, cohort_id=cohort_id)
-    session = services.cohort_session_extend(cohort=cohort, sid=sid)
+    session = services.cohort_session_extend(cohort=cohort, sid=sid, by=request.user)
     return JsonResponse({"id": session.id, "state": session.state, "expires_at": session.expires_at.isoformat()})
 
 
@@ -78,7 +78,7 @@ def session_extend(request: HttpRequest, cohort_id: int, sid: str) -> HttpRespon
 def session_stop(request: HttpRequest, cohort_id: int, sid: str) -> HttpResponse:
     """An instructor stops a trainee's sandbox."""
     cohort = selectors.cohort_for_instructor(user=request.user, cohort_id=cohort_id)
-    services.cohort_session_stop(cohort=cohort, sid=sid)
+    services.cohort_session_stop(cohort=cohort, sid=sid, by=request.user)
     return HttpResponse(status=202)
 
 

@@ -116,15 +116,24 @@ def _dashboards_later(**kwargs: object) -> None:
         log.warning("could not queue a dashboards update %s", kwargs, exc_info=True)
 
 
-def cohort_session_extend(*, cohort: Cohort, sid: str) -> Session:
-    """An instructor extends a trainee's sandbox (within the lab's limit)."""
-    return lab_services.session_extend(session=selectors.cohort_session(cohort=cohort, sid=sid))
+def _name(user: AbstractBaseUser | None) -> str:
+    return (user.get_full_name() or user.get_username()) if user is not None else "?"
 
 
-def cohort_session_stop(*, cohort: Cohort, sid: str) -> Session:
-    """An instructor stops a trainee's sandbox."""
+def cohort_session_extend(*, cohort: Cohort, sid: str, by: AbstractBaseUser | None = None) -> Session:
+    """An instructor extends a trainee's sandbox (within the lab's limit); the trainee is told who."""
+    name = _name(by)
+    return lab_services.session_extend(
+        session=selectors.cohort_session(cohort=cohort, sid=sid),
+        message=f"讲师 {name} 延长了你的沙箱时间。Your instructor {name} gave your sandbox more time.")
+
+
+def cohort_session_stop(*, cohort: Cohort, sid: str, by: AbstractBaseUser | None = None) -> Session:
+    """An instructor stops a trainee's sandbox; the trainee is told who (progress is kept)."""
     session = selectors.cohort_session(cohort=cohort, sid=sid)
-    lab_services.session_stop(session=session)
+    name = _name(by)
+    lab_services.session_stop(session=session, message=f"讲师 {name} 停止了你的沙箱，进度已保留。"
+                                                       f"Your instructor {name} stopped your sandbox; your progress is kept.")
     return session
 
 

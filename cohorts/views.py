@@ -45,6 +45,8 @@ def _labels() -> dict:
         "no_sandbox": _("no sandbox"), "no_trainees": _("No trainees yet: share the invite code."),
         "answers": _("Answers"), "correct": _("Correct"), "choice": _("Choice"), "live": _("live"),
         "offline": _("reconnecting…"), "solution": _("solution shown"),
+        "confirm_stop": _("Stop %(name)s's sandbox? Their terminal closes; their progress is kept, and they are told you stopped it."),
+        "confirm_extend": _("Give %(name)s's sandbox more time? They are told you extended it."),
     }
 
 

@@ -105,11 +105,12 @@ def session_set_state(*, sid: str, state: str, message: str = "", only_from: tup
     return changed
 
 
-def session_stop(*, session: Session) -> None:
-    """Ask the session's host to stop it; the state becomes stopped when it is gone."""
+def session_stop(*, session: Session, message: str = "") -> None:
+    """Ask the session's host to stop it; the state becomes stopped when it is gone.
+    `message` (why, and who did it) stays with the session and reaches the trainee's page."""
     if not session.is_live:
         return
-    session_set_state(sid=session.id, state=Session.State.STOPPING)
+    session_set_state(sid=session.id, state=Session.State.STOPPING, message=message)
     transaction.on_commit(lambda: _send(session, "labs.tasks.sandbox_stop", expires=300))
 
 
@@ -263,8 +264,9 @@ def lifetime_limits(lab: Lab) -> tuple[timedelta, timedelta]:
     return timedelta(minutes=minutes), timedelta(minutes=2 * minutes)
 
 
-def session_extend(*, session: Session) -> Session:
-    """Push the end of a ready session back by one lifetime block, within the lab's limit."""
+def session_extend(*, session: Session, message: str = "") -> Session:
+    """Push the end of a ready session back by one lifetime block, within the lab's limit;
+    `message` (who did it) is shown on the trainee's page."""
     if session.state != Session.State.READY:
         raise Conflict(f"the sandbox is {session.state}, not ready")
     block, most = lifetime_limits(session.lab)
@@ -274,7 +276,10 @@ def session_extend(*, session: Session) -> Session:
         raise Conflict("已达到本实验允许的最长时间。This lab's time limit is reached; it cannot be extended further.")
     session.expires_at = new_end
     session.save(update_fields=["expires_at"])
-    session_broadcast(sid=session.id, event={"type": "expiry", "expires_at": new_end.isoformat()})
+    event = {"type": "expiry", "expires_at": new_end.isoformat()}
+    if message:
+        event["message"] = message
+    session_broadcast(sid=session.id, event=event)
     return session
 
 

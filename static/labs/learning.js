@@ -337,6 +337,7 @@
     } else if (msg.type === "expiry" && s) {
       s.expires_at = msg.expires_at;
       if (banner.getAttribute("data-reason") === "lifetime") showBanner("");
+      if (msg.message) showBanner(msg.message);  // an instructor extended it: who did it
       renderSession();
     }
   });

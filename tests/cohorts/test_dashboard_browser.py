@@ -125,10 +125,27 @@ def test_the_dashboard_updates_live_as_a_trainee_works_and_the_instructor_watche
     page.screenshot(path=str(shots / "cohort-watch.png"))
 
     # Back on the dashboard: stop the trainee's sandbox; a replay link appears.
+    trainee_page = trainee.new_page()
+    trainee_page.goto(f"{web}/labs/smoke/")
+    trainee_page.wait_for_function("() => window.labTerminal && window.labTerminal.live === true")
     page.goto(f"{web}/cohorts/{cid}/")
     page.wait_for_selector("[data-testid=live-badge][data-live=true]")
+    # Stop asks first: dismissed, nothing happens; accepted, the sandbox stops.
+    requests: list[str] = []
+    page.on("request", lambda request: requests.append(request.url))
+    page.once("dialog", lambda dialog: dialog.dismiss())
+    page.get_by_test_id(f"stop-{uid}-smoke").click()
+    page.evaluate("1")  # a round trip: a request sent by the click would have been seen by now
+    assert not [u for u in requests if u.endswith("/stop")]
+    assert api(trainee, web, "GET", f"/api/sessions/{session['id']}/")["state"] == "ready"
+    dialogs = []
+    page.once("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.accept()))
     page.get_by_test_id(f"stop-{uid}-smoke").click()
     page.get_by_test_id(f"replay-{session['id']}").wait_for()
+    assert "ada" in dialogs[0]
+    from playwright.sync_api import expect
+
+    expect(trainee_page.get_by_test_id("error-message")).to_contain_text("teacher")  # the trainee is told who
     assert page.get_by_test_id(f"watch-{uid}-smoke").count() == 0
     page.get_by_test_id(f"replay-{session['id']}").click()
     page.wait_for_url(f"{web}/sessions/{session['id']}/replay/")

@@ -127,11 +127,23 @@ def test_an_instructor_extends_and_stops_a_trainees_sandbox_then_replays_it(work
     other = signed_in(make_instructor("other-teacher"))
     assert other.post(f"/api/cohorts/{cid}/sessions/{sid}/extend").status_code == 403
     before = Session.objects.get(id=sid).expires_at
-    extended = klass.teacher_client.post(f"/api/cohorts/{cid}/sessions/{sid}/extend")
-    assert extended.status_code == 200, extended.content
-    assert Session.objects.get(id=sid).expires_at > before
-    assert klass.teacher_client.post(f"/api/cohorts/{cid}/sessions/{sid}/stop").status_code == 202
+    with ws_connect(web, klass.trainee_client, session["ws"]) as ws:  # the trainee's page
+        term = Terminal(ws)
+        extended = klass.teacher_client.post(f"/api/cohorts/{cid}/sessions/{sid}/extend")
+        assert extended.status_code == 200, extended.content
+        assert Session.objects.get(id=sid).expires_at > before
+
+        def told(kind: str) -> dict | None:
+            term.poll()
+            return next((c for c in term.control if c.get("type") == kind or c.get("state") == kind), None)
+
+        expiry = wait_for(lambda: told("expiry"), what="the trainee is told of the extension")
+        assert "teacher" in expiry["message"] and "延长" in expiry["message"]
+        assert klass.teacher_client.post(f"/api/cohorts/{cid}/sessions/{sid}/stop").status_code == 202
+        stopping = wait_for(lambda: told("stopping"), what="the trainee is told of the stop")
+        assert "teacher" in stopping["message"] and "progress is kept" in stopping["message"]
     wait_for(lambda: klass.trainee_client.get(f"/api/sessions/{sid}/").json()["state"] == "stopped", what="stopped")
+    assert "Your instructor teacher stopped" in klass.trainee_client.get(f"/api/sessions/{sid}/").json()["message"]
     wait_for(lambda: klass.teacher_client.get(f"/api/sessions/{sid}/recording").status_code == 200, what="recording")
     assert klass.teacher_client.get(f"/sessions/{sid}/replay/").status_code == 200
     assert other.get(f"/sessions/{sid}/replay/").status_code == 404

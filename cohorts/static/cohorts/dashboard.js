@@ -71,7 +71,11 @@
         ["extend", "stop"].forEach(function (action) {
           var b = el("button", { type: "button", className: "button button-small", text: L[action],
             "data-testid": action + "-" + row.user + "-" + lab.lab });
-          b.addEventListener("click", function () { act(data.api + "sessions/" + s.id + "/" + action, b); });
+          b.addEventListener("click", function () {
+            // Both change a trainee's sandbox while they work in it: ask first (the trainee is told who did it).
+            if (!window.confirm(L["confirm_" + action].replace("%(name)s", row.name))) return;
+            act(data.api + "sessions/" + s.id + "/" + action, b);
+          });
           td.appendChild(b);
         });
       }
