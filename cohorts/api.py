@@ -88,3 +88,17 @@ def sandboxes_overview(request: HttpRequest) -> HttpResponse:
     if not selectors.is_admin(request.user):
         raise Forbidden("只有管理员可以查看。Only admins may see this.")
     return JsonResponse(sandboxes.sandboxes_overview())
+
+
+@api("POST")
+def sandbox_stop(request: HttpRequest, sid: str) -> HttpResponse:
+    """Admins: stop any live sandbox."""
+    services.ops_session_stop(sid=sid, by=request.user)
+    return HttpResponse(status=202)
+
+
+@api("POST")
+def sandbox_extend(request: HttpRequest, sid: str) -> HttpResponse:
+    """Admins: extend any live sandbox (within its lab's limit)."""
+    session = services.ops_session_extend(sid=sid, by=request.user)
+    return JsonResponse({"id": session.id, "state": session.state, "expires_at": session.expires_at.isoformat()})

@@ -193,3 +193,29 @@ def instructor_grant(*, username: str) -> None:
     if user is None:
         raise LookupError(f"no user named {username!r}")
     user.groups.add(Group.objects.get_or_create(name=selectors.INSTRUCTORS_GROUP)[0])
+
+
+def ops_session_extend(*, sid: str, by: AbstractBaseUser) -> Session:
+    """An admin extends any live sandbox from the overview; its trainee is told who."""
+    session = _ops_session(sid=sid, by=by)
+    name = _name(by)
+    return lab_services.session_extend(
+        session=session, message=f"管理员 {name} 延长了你的沙箱时间。The administrator {name} gave your sandbox more time.")
+
+
+def ops_session_stop(*, sid: str, by: AbstractBaseUser) -> Session:
+    """An admin stops any live sandbox from the overview; its trainee is told who (progress is kept)."""
+    session = _ops_session(sid=sid, by=by)
+    name = _name(by)
+    lab_services.session_stop(session=session, message=f"管理员 {name} 停止了你的沙箱，进度已保留。"
+                                                       f"The administrator {name} stopped your sandbox; your progress is kept.")
+    return session
+
+
+def _ops_session(*, sid: str, by: AbstractBaseUser) -> Session:
+    if not selectors.is_admin(by):
+        raise Forbidden("只有管理员可以这样做。Only admins may do that.")
+    session = Session.objects.select_related("lab", "user").filter(id=sid).first()
+    if session is None:
+        raise NotFound("没有这个会话。No such session.")
+    return session

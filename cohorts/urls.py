@@ -14,6 +14,7 @@ urlpatterns = [
     path("cohorts/<int:cohort_id>/watch/<str:sid>/", views.watch_page, name="cohort-watch"),
     path("cohorts/<int:cohort_id>/progress.csv", views.progress_csv, name="cohort-csv"),
     path("ops/sandboxes/", views.sandboxes_page, name="sandboxes"),
+    path("ops/sandboxes/<str:sid>/<str:action>", views.sandbox_action, name="sandbox-action"),
     path("api/cohorts/", api.cohorts),
     path("api/cohorts/join", api.join),
     path("api/cohorts/<int:cohort_id>/progress", api.progress),
@@ -21,4 +22,6 @@ urlpatterns = [
     path("api/cohorts/<int:cohort_id>/sessions/<str:sid>/extend", api.session_extend),
     path("api/cohorts/<int:cohort_id>/sessions/<str:sid>/stop", api.session_stop),
     path("api/ops/sandboxes", api.sandboxes_overview),
+    path("api/ops/sandboxes/<str:sid>/stop", api.sandbox_stop),
+    path("api/ops/sandboxes/<str:sid>/extend", api.sandbox_extend),
 ]

@@ -151,3 +151,14 @@ def sandboxes_page(request: HttpRequest) -> HttpResponse:
     if not selectors.is_admin(request.user):
         raise Forbidden(_("Only admins may see the sandbox overview."))
     return render(request, "cohorts/sandboxes.html", {"overview": sandboxes.sandboxes_overview()})
+
+
+@page
+@require_http_methods(["POST"])
+def sandbox_action(request: HttpRequest, sid: str, action: str) -> HttpResponse:
+    """Admins stop or extend a sandbox from the overview (the trainee is told who did it)."""
+    act = {"stop": services.ops_session_stop, "extend": services.ops_session_extend}.get(action)
+    if act is None:
+        raise BadRequest(f"unknown action {action!r}")
+    act(sid=sid, by=request.user)
+    return redirect("sandboxes")

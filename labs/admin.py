@@ -2,8 +2,14 @@
 from __future__ import annotations
 
 from django.contrib import admin
+from django.utils.translation import gettext_lazy as _
 
 from labs.models import Lab, LabVersion, QuizAnswer, Recording, Session, Step, StepProgress
+
+
+admin.site.site_header = _("Container Image Lab · administration")
+admin.site.site_title = _("Container Image Lab")
+admin.site.index_title = _("Labs, sessions and cohorts")
 
 
 class StepInline(admin.TabularInline):
@@ -29,6 +35,10 @@ class StepAdmin(admin.ModelAdmin):
 @admin.register(Session)
 class SessionAdmin(admin.ModelAdmin):
     list_display = ("id", "user", "lab", "host", "state", "created_at", "ended_at")
+
+    def has_add_permission(self, request) -> bool:
+        """Sessions are started by trainees (Start), never typed in here."""
+        return False
     list_filter = ("state", "host", "lab")
     search_fields = ("id", "user__username")
 

@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
 
 
 class LabsConfig(AppConfig):
     name = "labs"
-    verbose_name = "Labs"
+    verbose_name = _("Labs")
 
     def ready(self) -> None:
         # Celery autodiscovers only labs.tasks; the learning and authoring features' tasks live here.

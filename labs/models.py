@@ -5,6 +5,7 @@ import secrets
 
 from django.conf import settings
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 
 def new_session_id() -> str:
@@ -110,6 +111,8 @@ class StepProgress(models.Model):
     last_message = models.TextField(blank=True)
 
     class Meta:
+        verbose_name = _("step progress")
+        verbose_name_plural = _("step progress")
         constraints = [models.UniqueConstraint(fields=["user", "step"], name="progress_unique_per_user_step")]
 
 
