@@ -102,3 +102,11 @@ def sandbox_extend(request: HttpRequest, sid: str) -> HttpResponse:
     """Admins: extend any live sandbox (within its lab's limit)."""
     session = services.ops_session_extend(sid=sid, by=request.user)
     return JsonResponse({"id": session.id, "state": session.state, "expires_at": session.expires_at.isoformat()})
+
+
+@api("GET")
+def watch_context(request: HttpRequest, cohort_id: int, sid: str) -> HttpResponse:
+    """The watched trainee's current step, last check result and hints (the cohort's instructors)."""
+    cohort = selectors.cohort_for_instructor(user=request.user, cohort_id=cohort_id)
+    session = selectors.cohort_session(cohort=cohort, sid=sid)
+    return JsonResponse(selectors.watch_context(session=session, lang=request.LANGUAGE_CODE))

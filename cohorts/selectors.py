@@ -313,3 +313,33 @@ def cohorts_of_trainee(*, user_id: int, lab_id: int | None = None) -> list[int]:
     if lab_id is not None:
         qs = qs.filter(assignments__lab_id=lab_id)
     return list(qs.values_list("id", flat=True).distinct())
+
+
+def watch_context(*, session: Session, lang: str = "zh-hans") -> dict:
+    """What the watch view shows beside the terminal: the trainee's current step, their
+    last check result and the hints they took (of this session's lab)."""
+    steps = list(Step.objects.filter(lab_id=session.lab_id, retired=False).order_by("position"))
+    rows = {p.step_id: p for p in StepProgress.objects.filter(user_id=session.user_id, step__in=steps)}
+    index = next((i for i, s in enumerate(steps) if not (rows.get(s.id) and rows[s.id].passed_at)), None)
+    current = steps[index] if index is not None else None
+    here = rows.get(current.id) if current else None
+    # The last check: a failed one on the current step, else the pass of the step before it.
+    last = None
+    if here and here.attempts:
+        last = {"step": current.key, "title": pick(current.title, lang), "passed": False,
+                "message": here.last_message, "attempts": here.attempts}
+    else:
+        before = steps[index - 1] if index else (steps[-1] if index is None and steps else None)
+        done = rows.get(before.id) if before else None
+        if done and done.passed_at and done.attempts:
+            last = {"step": before.key, "title": pick(before.title, lang), "passed": True,
+                    "message": done.last_message, "attempts": done.attempts}
+    return {
+        "trainee": session.user.get_full_name() or session.user.get_username(), "lab": pick(session.lab.title, lang),
+        "step": {"key": current.key, "title": pick(current.title, lang), "number": index + 1, "of": len(steps)}
+        if current else None,
+        "done": current is None and bool(steps),
+        "hints": {"used": here.hints_used if here else 0, "total": len((current.data.get("hints") or [])) if current else 0},
+        "solution_used": bool(here and here.solution_used), "last_check": last,
+        "hints_total_lab": sum(p.hints_used for p in rows.values()),
+    }

@@ -21,6 +21,7 @@ urlpatterns = [
     path("api/cohorts/<int:cohort_id>/labs", api.assign_lab),
     path("api/cohorts/<int:cohort_id>/sessions/<str:sid>/extend", api.session_extend),
     path("api/cohorts/<int:cohort_id>/sessions/<str:sid>/stop", api.session_stop),
+    path("api/cohorts/<int:cohort_id>/sessions/<str:sid>/context", api.watch_context),
     path("api/ops/sandboxes", api.sandboxes_overview),
     path("api/ops/sandboxes/<str:sid>/stop", api.sandbox_stop),
     path("api/ops/sandboxes/<str:sid>/extend", api.sandbox_extend),

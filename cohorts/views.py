@@ -127,7 +127,11 @@ def watch_page(request: HttpRequest, cohort_id: int, sid: str) -> HttpResponse:
     session = selectors.cohort_session(cohort=cohort, sid=sid)
     return render(request, "cohorts/watch.html", {
         "cohort": cohort, "session": session,
-        "page_data": {"session": session.id, "ws": f"/ws/terminal/{session.id}/", "state": session.state},
+        "context": selectors.watch_context(session=session, lang=request.LANGUAGE_CODE),
+        "page_data": {"session": session.id, "ws": f"/ws/terminal/{session.id}/", "state": session.state,
+                      "context": f"/api/cohorts/{cohort.id}/sessions/{session.id}/context",
+                      "labels": {"passed": _("Passed"), "failed": _("Not yet"), "done": _("All steps passed"),
+                                 "hints": _("hints"), "solution": _("solution shown"), "none": _("no check yet")}},
     })
 
 

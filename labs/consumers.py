@@ -32,6 +32,13 @@ STREAM_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
 INPUT_MAX = 64 * 1024
 HOST_CHECK_MS = 3000
 ACK_STEP = 256 * 1024
+# A watcher that vanished without a disconnect (a killed server) is forgotten after this.
+WATCHERS_TTL = 3600
+
+
+def watchers_key(sid: str) -> str:
+    """Redis hash of a session's read-only viewers: channel name -> display name."""
+    return f"term:{sid}:watchers"
 
 
 def _id(entry_id: str) -> tuple[int, int]:
@@ -87,13 +94,38 @@ class TerminalConsumer(AsyncWebsocketConsumer):
         await self._send_json({"type": "hello", "session": self.sid, "state": session.state, "replay": since is None,
                                "message": session.message, "readonly": self.read_only})
         self.reader = asyncio.create_task(self._pump_output(since or "0-0", replay=since is None))
+        if self.read_only:
+            await self._watching(user.get_full_name() or user.get_username())
+        else:
+            await self._send_json(await self._watched_event())
 
     async def disconnect(self, code: int) -> None:
         if self.reader:
             self.reader.cancel()
         if self.redis is not None:
+            if self.read_only:
+                await self._watching(None)
             await self.channel_layer.group_discard(session_group(self.sid), self.channel_name)
             await self.redis.aclose()
+
+    async def _watched_event(self) -> dict:
+        """{"type": "watched", "watchers": [names]}: who is watching this terminal now."""
+        names = sorted({n.decode() for n in await self.redis.hvals(watchers_key(self.sid))})
+        return {"type": "watched", "watchers": names}
+
+    async def _watching(self, name: str | None) -> None:
+        """A read-only viewer arrives (name) or leaves (None): the trainee's page is told."""
+        key = watchers_key(self.sid)
+        try:
+            if name is None:
+                await self.redis.hdel(key, self.channel_name)
+            else:
+                await self.redis.hset(key, self.channel_name, name)
+                await self.redis.expire(key, WATCHERS_TTL)
+            await self.channel_layer.group_send(session_group(self.sid),
+                                                {"type": "session.event", "event": await self._watched_event()})
+        except Exception as exc:  # telling the trainee is best effort; watching goes on
+            log.warning("could not announce a watcher of %s: %s", self.sid, exc)
 
     async def _send_json(self, data: dict) -> None:
         await self.send(text_data=json.dumps(data, ensure_ascii=False))

@@ -321,6 +321,14 @@
     byTestId("banner-extend").hidden = !withExtend;
   }
 
+  /** Who is watching the terminal (read-only): the trainee always knows. */
+  function showWatched(names) {
+    var box = byTestId("watched-banner");
+    if (!box) return;
+    box.hidden = !names.length;
+    box.textContent = names.length ? fill(t("watched"), { names: names.join(", ") }) : "";
+  }
+
   document.addEventListener("lab:session", renderSession);
   document.addEventListener("lab:state", function (event) {
     if (event.detail.state === "ready") reportHere();
@@ -334,6 +342,8 @@
       showBanner(fill(t("warning." + msg.reason), { time: clockTime(msg.ends_at) }), true);
       banner.setAttribute("data-reason", msg.reason);
       if (msg.reason === "lifetime" && s) { s.expires_at = msg.ends_at; renderSession(); }
+    } else if (msg.type === "watched") {
+      showWatched(msg.watchers || []);
     } else if (msg.type === "expiry" && s) {
       s.expires_at = msg.expires_at;
       if (banner.getAttribute("data-reason") === "lifetime") showBanner("");

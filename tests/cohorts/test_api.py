@@ -296,3 +296,26 @@ def test_cgroup_numbers_come_from_the_sandboxs_v1_directories_or_are_remote(tmp_
         "memory_bytes": 3145728, "memory_limit": 134217728, "memory_mib": 3.0, "memory_limit_mib": 128,
         "cpu_seconds": 2.5, "pids": 4}
     assert sandbox_cgroup(host="elsewhere", sid="abc", root=tmp_path) is None
+
+
+def test_the_watch_view_shows_the_trainees_step_last_check_and_hints(klass, smoke_lab):
+    from labs.models import Session, StepProgress
+
+    session = Session.objects.create(user=klass.trainee, lab=smoke_lab, host="h1", state="ready")
+    make = smoke_lab.steps.get(key="make-file")
+    p = _progress(klass.trainee, make, attempts=2, hints=0, started_ago=timedelta(minutes=3))
+    StepProgress.objects.filter(pk=p.pk).update(last_message="no /root/done yet")
+    url = f"/api/cohorts/{klass.cohort.id}/sessions/{session.id}/context"
+    ctx = klass.teacher_client.get(url, HTTP_ACCEPT_LANGUAGE="en").json()
+    assert ctx["step"] == {"key": "make-file", "title": "Make a file", "number": 1, "of": 2}
+    assert ctx["last_check"] == {"step": "make-file", "title": "Make a file", "passed": False,
+                                 "message": "no /root/done yet", "attempts": 2}
+    StepProgress.objects.filter(pk=p.pk).update(passed_at=timezone.now(), attempts=3, last_message="found /root/done")
+    ctx = klass.teacher_client.get(url, HTTP_ACCEPT_LANGUAGE="en").json()
+    assert ctx["step"]["key"] == "hangs" and ctx["last_check"]["passed"] is True
+    assert ctx["last_check"]["message"] == "found /root/done"
+    page = klass.teacher_client.get(f"/cohorts/{klass.cohort.id}/watch/{session.id}/", HTTP_ACCEPT_LANGUAGE="en")
+    html = page.content.decode()
+    assert 'data-testid="watch-step">2 / 2 · A check that never ends' in html and "found /root/done" in html
+    other = signed_in(make_instructor("other-teacher"))
+    assert other.get(url).status_code == 403 and klass.trainee_client.get(url).status_code == 403

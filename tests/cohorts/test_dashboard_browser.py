@@ -112,9 +112,21 @@ def test_the_dashboard_updates_live_as_a_trainee_works_and_the_instructor_watche
     page.screenshot(path=str(shots / "cohort-dashboard.png"), full_page=True)
 
     # Watching: what the trainee types appears on the instructor's read-only terminal.
+    from playwright.sync_api import expect
+
+    trainee_page = trainee.new_page()
+    trainee_page.goto(f"{web}/labs/smoke/")
+    trainee_page.wait_for_function("() => window.labTerminal && window.labTerminal.live === true")
     with page.expect_navigation():
         page.get_by_test_id(f"watch-{uid}-smoke").click()
     page.wait_for_function("() => window.__watchTerminal && window.__watchTerminal.live === true")
+    # With context: their step and last check; a cursor that does not pretend input is possible.
+    expect(page.get_by_test_id("watch-step")).to_contain_text("2 / 2")
+    expect(page.get_by_test_id("watch-last-check")).to_have_attribute("data-passed", "true")
+    assert page.evaluate("[__watchTerm.options.cursorBlink, __watchTerm.options.disableStdin, __watchTerm.textarea.disabled]") \
+        == [False, True, True]
+    # The trainee sees that they are watched, and by whom.
+    expect(trainee_page.get_by_test_id("watched-banner")).to_contain_text("teacher")
     ws_url = web.replace("http", "ws") + session["ws"]
     with connect(ws_url, additional_headers={"Cookie": f"sessionid={klass.trainee_client.cookies['sessionid'].value}"},
                  origin=web, open_timeout=10) as ws:
@@ -125,10 +137,8 @@ def test_the_dashboard_updates_live_as_a_trainee_works_and_the_instructor_watche
     page.screenshot(path=str(shots / "cohort-watch.png"))
 
     # Back on the dashboard: stop the trainee's sandbox; a replay link appears.
-    trainee_page = trainee.new_page()
-    trainee_page.goto(f"{web}/labs/smoke/")
-    trainee_page.wait_for_function("() => window.labTerminal && window.labTerminal.live === true")
     page.goto(f"{web}/cohorts/{cid}/")
+    expect(trainee_page.get_by_test_id("watched-banner")).to_be_hidden()  # no longer watched
     page.wait_for_selector("[data-testid=live-badge][data-live=true]")
     # Stop asks first: dismissed, nothing happens; accepted, the sandbox stops.
     requests: list[str] = []
@@ -143,8 +153,6 @@ def test_the_dashboard_updates_live_as_a_trainee_works_and_the_instructor_watche
     page.get_by_test_id(f"stop-{uid}-smoke").click()
     page.get_by_test_id(f"replay-{session['id']}").wait_for()
     assert "ada" in dialogs[0]
-    from playwright.sync_api import expect
-
     expect(trainee_page.get_by_test_id("error-message")).to_contain_text("teacher")  # the trainee is told who
     assert page.get_by_test_id(f"watch-{uid}-smoke").count() == 0
     page.get_by_test_id(f"replay-{session['id']}").click()

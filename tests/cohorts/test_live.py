@@ -103,6 +103,18 @@ def test_an_instructor_watches_their_trainees_terminal_read_only(worker, web, kl
         trainee_term.send("echo seen-by-teacher-$((2*21))\r")
         watch_term.expect("seen-by-teacher-42")
         assert watch_term.control[0]["readonly"] is True
+
+        def watched(term) -> list | None:
+            term.poll()
+            found = [c["watchers"] for c in term.control if c.get("type") == "watched"]
+            return found and found[-1]
+
+        # The trainee sees that they are watched, and by whom.
+        assert wait_for(lambda: watched(trainee_term), what="the trainee is told") == ["teacher"]
+    with ws_connect(web, klass.trainee_client, session["ws"]) as own:  # the watcher left
+        again = Terminal(own)
+        assert wait_for(lambda: (again.poll(), [c for c in again.control if c.get("type") == "watched"])[1],
+                        what="told on connect")[0]["watchers"] == []
     assert sandbox_exec(host_config(), session["id"], "test -e /root/pwned; echo $?", timeout=5).output.split()[0] == "1"
 
 
