@@ -4,7 +4,7 @@ from __future__ import annotations
 from django.contrib import admin
 from django.utils.translation import gettext_lazy as _
 
-from labs.models import Lab, LabVersion, QuizAnswer, Recording, Session, Step, StepProgress
+from labs.models import CheckRecord, Lab, LabVersion, QuizAnswer, Recording, Session, Step, StepProgress
 
 
 admin.site.site_header = _("Container Image Lab · administration")
@@ -68,3 +68,9 @@ class LabVersionAdmin(admin.ModelAdmin):
     list_filter = ("test_state",)
     search_fields = ("lab__slug",)
     readonly_fields = ("lab", "number", "sha", "path", "files", "created_by", "created_at", "test_rows")
+
+
+@admin.register(CheckRecord)
+class CheckRecordAdmin(admin.ModelAdmin):
+    list_display = ("user", "step", "passed", "by", "at")
+    list_filter = ("passed", "step__lab")

@@ -12,7 +12,7 @@ from typing import Callable
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
-from labs import selectors, services
+from labs import replays, selectors, services
 from labs.exceptions import BadRequest, LabError
 
 log = logging.getLogger(__name__)
@@ -117,3 +117,10 @@ def session_recording(request: HttpRequest, sid: str) -> HttpResponse:
     response = HttpResponse(cast, content_type="application/x-asciicast; charset=utf-8")
     response["Content-Disposition"] = f'inline; filename="{session.id}.cast"'
     return response
+
+
+@api("GET")
+def session_markers(request: HttpRequest, sid: str) -> HttpResponse:
+    """The replay's timeline: check results and step changes, and when the trainee got stuck."""
+    session, _ = selectors.session_for_viewer(user=request.user, sid=sid)
+    return JsonResponse(replays.replay_markers(session=session, lang=request.LANGUAGE_CODE))

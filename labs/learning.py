@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from labs import events
 from labs.exceptions import BadRequest, Conflict, NotFound
-from labs.models import Lab, QuizAnswer, Session, Step, StepProgress
+from labs.models import CheckRecord, Lab, QuizAnswer, Session, Step, StepProgress
 from labs.selectors import can_author, pick, pick_quiz, render_inline
 from labs.selectors import lab_for as _lab_for
 
@@ -154,6 +154,8 @@ def progress_mark_passed(*, user: AbstractBaseUser, step: Step, by: str, message
             if message:
                 progress.last_message = message[:2000]
             progress.save(update_fields=["passed_at", "passed_by", "last_message"])
+            if by == "auto-check":  # a pressed check is recorded by progress_record_check
+                CheckRecord.objects.create(user=user, step=step, passed=True, by=by)
     progress_here(user=user, lab=step.lab)
     _dashboards(user=user, step=step)
     return progress

@@ -127,3 +127,4 @@ class Recording(models.Model):
         return f"recording of {self.session_id}"
 from labs.models_learning import *  # noqa
 from labs.models_authoring import *  # noqa
+from labs.models_replay import *  # noqa

@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from labs import events, selectors
 from labs.exceptions import BadRequest, Conflict, NotFound, ServiceUnavailable
-from labs.models import Lab, Session, Step, StepProgress
+from labs.models import CheckRecord, Lab, Session, Step, StepProgress
 
 log = logging.getLogger(__name__)
 # A start task not taken by its host within this time is dropped (the host is gone).
@@ -156,6 +156,7 @@ def progress_record_check(*, user: AbstractBaseUser, step: Step, result: CheckRe
             progress.passed_at = timezone.now()
             progress.passed_by = by
         progress.save()
+        CheckRecord.objects.create(user=user, step=step, passed=result.passed, by=by)  # the replay's markers
     events.progress_changed(user_id=user.id, lab_id=step.lab_id)  # cohort dashboards, after commit
     return progress
 

@@ -32,10 +32,13 @@ def lab_page(request: HttpRequest, slug: str) -> HttpResponse:
 @login_required
 def replay_page(request: HttpRequest, sid: str) -> HttpResponse:
     try:
-        session, _ = selectors.session_for_viewer(user=request.user, sid=sid)
+        session, _read_only = selectors.session_for_viewer(user=request.user, sid=sid)
     except NotFound as exc:
         return render(request, "labs/error.html", {"title": "404", "message": exc.message}, status=404)
-    return render(request, "labs/replay.html", {"session": session, "lab_title": selectors.pick(session.lab.title, request.LANGUAGE_CODE)})
+    labels = {"play": _("Play"), "pause": _("Pause"), "step": _("step started"), "pass": _("check passed"),
+              "fail": _("check failed")}
+    return render(request, "labs/replay.html", {"session": session, "labels": labels,
+                                                "lab_title": selectors.pick(session.lab.title, request.LANGUAGE_CODE)})
 
 
 class LoginView(auth_views.LoginView):

@@ -319,3 +319,25 @@ def test_the_watch_view_shows_the_trainees_step_last_check_and_hints(klass, smok
     assert 'data-testid="watch-step">2 / 2 · A check that never ends' in html and "found /root/done" in html
     other = signed_in(make_instructor("other-teacher"))
     assert other.get(url).status_code == 403 and klass.trainee_client.get(url).status_code == 403
+
+
+def test_the_replay_timeline_has_markers_at_checks_and_step_changes_and_the_stuck_moment(klass, smoke_lab, settings):
+    from labs.models import Session
+    from labs.services import CheckResult, progress_record_check
+
+    settings.COHORT_STUCK_ATTEMPTS, settings.COHORT_STUCK_MINUTES = 3, 0
+    session = Session.objects.create(user=klass.trainee, lab=smoke_lab, host="h1", state="ready")
+    make = smoke_lab.steps.get(key="make-file")
+    for passed in (False, False, False, True):
+        progress_record_check(user=klass.trainee, step=make, result=CheckResult(passed=passed, message=""), by="check")
+    url = f"/api/sessions/{session.id}/markers"
+    data = klass.teacher_client.get(url, HTTP_ACCEPT_LANGUAGE="en").json()  # the cohort's instructor
+    kinds = [(m["kind"], m["step"]) for m in data["markers"]]
+    assert kinds.count(("fail", "make-file")) == 3 and ("pass", "make-file") in kinds and ("step", "make-file") in kinds
+    fails = [m["at"] for m in data["markers"] if m["kind"] == "fail"]
+    assert data["stuck_at"] == fails[2]  # the third failed check, at least 0 minutes in
+    assert klass.trainee_client.get(url).status_code == 200  # their own
+    other = signed_in(make_instructor("other-teacher"))
+    assert other.get(url).status_code == 404
+    settings.COHORT_STUCK_MINUTES = 10
+    assert klass.teacher_client.get(url).json()["stuck_at"] is None  # passed before 10 minutes were up

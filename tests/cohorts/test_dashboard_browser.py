@@ -157,6 +157,23 @@ def test_the_dashboard_updates_live_as_a_trainee_works_and_the_instructor_watche
     assert page.get_by_test_id(f"watch-{uid}-smoke").count() == 0
     page.get_by_test_id(f"replay-{session['id']}").click()
     page.wait_for_url(f"{web}/sessions/{session['id']}/replay/")
+    # Replay: markers at the failed and the passed check; pause, seek by a marker, speed.
+    fail, passed = page.get_by_test_id("marker-fail-make-file"), page.get_by_test_id("marker-pass-make-file")
+    passed.wait_for()
+    assert fail.count() == 1 and page.get_by_test_id("marker-step-make-file").count() == 1
+    page.wait_for_function("() => window.__replayDone === true")
+    page.get_by_test_id("replay-speed").select_option("1")
+    page.get_by_test_id("replay-timeline").fill("0")
+    assert page.evaluate("window.__replayPos") == 0
+    page.get_by_test_id("replay-play").click()
+    assert page.get_by_test_id("replay-play").get_attribute("aria-pressed") == "true"
+    page.get_by_test_id("replay-play").click()  # pause
+    assert page.get_by_test_id("replay-play").get_attribute("aria-pressed") == "false"
+    paused_at = page.evaluate("window.__replayPos")
+    passed.click()
+    seek = page.evaluate("window.__replayPos")
+    assert seek > paused_at and page.get_by_test_id("replay-play").get_attribute("aria-pressed") == "false"
+    assert page.get_by_test_id("replay-stuck").is_hidden()  # one failed check: never stuck
     teacher.close()
     trainee.close()
 
