@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
-from labs import authoring, selectors, testruns
+from labs import authoring, editing, selectors, testruns
 from labs.api import api, body
 from labs.exceptions import BadRequest, NotFound
 from labs.uploads import UploadRejected, lab_upload
@@ -70,3 +70,40 @@ def version_publish(request: HttpRequest, slug: str, number: int) -> HttpRespons
     v = authoring.version_get(user=request.user, slug=slug, number=number)
     v = authoring.version_publish(user=request.user, version=v, override=override)
     return JsonResponse(authoring.version_view(v, live=authoring.version_live(v.lab)))
+
+
+@api("GET")
+def schema(request: HttpRequest) -> HttpResponse:
+    """The lab JSON Schema (labs/schema/lab.schema.json), which the editor is fed."""
+    if not selectors.can_author(request.user):
+        raise NotFound("no such page")
+    return JsonResponse(editing.lab_schema())
+
+
+@api("GET")
+def edit(request: HttpRequest, slug: str) -> HttpResponse:
+    """The lab's editable files (lab.yaml, step Markdown) as of its newest version."""
+    return JsonResponse(editing.edit_files(lab=authoring.lab_for_editor(user=request.user, slug=slug)))
+
+
+@api("POST")
+def edit_check(request: HttpRequest, slug: str) -> HttpResponse:
+    """{files}: every problem (schema and loader) by file, line and column."""
+    lab = authoring.lab_for_editor(user=request.user, slug=slug)
+    return JsonResponse({"diagnostics": editing.edit_check(lab=lab, files=body(request).get("files"))})
+
+
+@api("POST")
+def edit_preview(request: HttpRequest, slug: str) -> HttpResponse:
+    """{markdown}: the step as the lab page renders it."""
+    authoring.lab_for_editor(user=request.user, slug=slug)
+    return JsonResponse({"html": editing.edit_preview(markdown=body(request).get("markdown"))})
+
+
+@api("POST")
+def edit_save(request: HttpRequest, slug: str) -> HttpResponse:
+    """{files}: keep them as the lab's next version; 201 (200 when nothing changed)."""
+    lab = authoring.lab_for_editor(user=request.user, slug=slug)
+    version, created = editing.edit_save(user=request.user, lab=lab, files=body(request).get("files"))
+    return JsonResponse({"lab": lab.slug, "created": created, **authoring.version_view(version)},
+                        status=201 if created else 200)

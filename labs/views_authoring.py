@@ -79,3 +79,16 @@ def version_publish(request: HttpRequest, slug: str, number: int) -> HttpRespons
     version = authoring.version_get(user=request.user, slug=slug, number=number)
     authoring.version_publish(user=request.user, version=version, override=request.POST.get("override") == "1")
     return HttpResponseRedirect(f"/labs/{slug}/versions/")
+
+
+@page
+def edit_page(request: HttpRequest, slug: str) -> HttpResponse:
+    """Edit the lab's YAML and step Markdown in place (CodeMirror 6), checked as you type."""
+    lab = authoring.lab_for_editor(user=request.user, slug=slug)
+    return render(request, "labs/authoring/edit.html", {
+        "lab": lab, "title": selectors.pick(lab.title, request.LANGUAGE_CODE),
+        "page_data": {"slug": lab.slug, "api": f"/api/labs/{lab.slug}/edit", "schema": "/api/labs/schema",
+                      "labels": {"saved": _("Saved as version {n}."), "unchanged": _("No change: still version {n}."),
+                                 "problems": _("{n} problems"), "ok": _("No problems"),
+                                 "preview_yaml": _("Open a step's Markdown file to see it rendered here."),
+                                 "preview": _("Preview with a sandbox"), "versions": _("Test, diff, publish")}}})

@@ -82,3 +82,68 @@ def test_an_instructor_uploads_previews_tests_and_publishes_a_lab_a_trainee_sees
     student.goto(f"{web}/labs/mine/")
     expect(student.locator("details.step")).to_have_count(1)
     student_context.close()
+
+
+STEP_LAB = """slug: mine
+title: {zh-hans: 我的实验, en: My lab}
+summary: A lab for the tests.
+level: beginner
+minutes: 5
+steps:
+  - id: first
+    title: {zh-hans: 第一步, en: First step}
+    text_file: steps/first.md
+"""
+
+
+def test_an_instructor_edits_the_lab_in_place_with_inline_checks_and_a_live_preview(web, make_user, tmp_path, page):
+    from playwright.sync_api import expect
+
+    def users():
+        from django.contrib.auth.models import Group
+
+        author = make_user("author", PASSWORD)
+        author.groups.add(Group.objects.get_or_create(name="instructors")[0])
+
+    orm(users)
+    log_in(page, web, ("author", PASSWORD), "/labs/upload/")
+    (tmp_path / "mine.tar.gz").write_bytes(archive(STEP_LAB, extra={"steps/first.md": "## Layers\n\nRun `ls`.\n"}))
+    page.get_by_test_id("upload-file").set_input_files(str(tmp_path / "mine.tar.gz"))
+    page.get_by_test_id("upload-submit").click()
+    page.wait_for_url(f"{web}/labs/mine/preview/")
+    page.goto(f"{web}/labs/mine/versions/")
+    page.get_by_test_id("edit-link").click()
+    page.wait_for_function("() => window.__editorReady === true")
+    expect(page.get_by_test_id("editor-status")).to_have_attribute("data-problems", "false")
+    # Highlighted YAML: keys are styled tokens, not plain text.
+    assert page.evaluate("document.querySelectorAll('.cm-line span').length") > 5
+    # A typo: shown inline, at its line, with the loader's suggestion.
+    page.locator(".cm-content").click()
+    page.keyboard.press("Control+End")
+    page.keyboard.type("    chek: test -f /root/x\n", delay=5)
+    expect(page.locator(".cm-lintRange-error").first).to_be_visible(timeout=10_000)
+    expect(page.get_by_test_id("editor-status")).to_have_attribute("data-problems", "true")
+    assert "did you mean 'check'" in page.get_by_test_id("editor-status").get_attribute("title")
+    for _ in range(len("    chek: test -f /root/x\n")):
+        page.keyboard.press("Backspace")
+    expect(page.get_by_test_id("editor-status")).to_have_attribute("data-problems", "false", timeout=10_000)
+    # Keys complete from the lab JSON Schema, with its descriptions.
+    page.keyboard.type("prereq", delay=5)
+    option = page.locator(".cm-tooltip-autocomplete li", has_text="prerequisites")
+    expect(option).to_be_visible()
+    page.keyboard.press("Escape")
+    for _ in range(len("prereq")):
+        page.keyboard.press("Backspace")
+    # The step's Markdown, rendered live beside it.
+    page.get_by_test_id("editor-file-steps/first.md").click()
+    expect(page.get_by_test_id("editor-preview").locator("h2")).to_have_text("Layers")
+    page.locator(".cm-content").click()
+    page.keyboard.press("Control+End")
+    page.keyboard.type("\n## Whiteouts\n", delay=5)
+    expect(page.get_by_test_id("editor-preview").locator("h2")).to_have_count(2)
+    shot(page, "authoring-editor")
+    page.get_by_test_id("editor-save").click()
+    expect(page.get_by_test_id("editor-result")).to_have_attribute("data-state", "saved")
+    page.get_by_test_id("editor-version-link").click()
+    page.wait_for_url(f"{web}/labs/mine/versions/2/")
+    expect(page.locator(".diff-add")).to_contain_text(["+## Whiteouts"])

@@ -40,13 +40,14 @@ steps:
 {step2}"""
 
 
-def archive(text: str, root: str = "lab/") -> bytes:
+def archive(text: str, root: str = "lab/", extra: dict[str, str] | None = None) -> bytes:
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        data = text.encode()
-        info = tarfile.TarInfo(root + "lab.yaml")
-        info.size = len(data)
-        tar.addfile(info, io.BytesIO(data))
+        for name, content in {"lab.yaml": text, **(extra or {})}.items():
+            data = content.encode()
+            info = tarfile.TarInfo(root + name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
     return buf.getvalue()
 
 
@@ -389,3 +390,61 @@ def test_the_test_socket_and_api_are_for_the_author_and_admins_only(web, people)
     for name in ("other", "trainee"):
         assert people[name].post("/labs/mine/versions/1/test").status_code == 404
     assert Client().post("/api/labs/mine/versions/1/test").status_code == 401
+
+
+# ---- 6. Edit in place ------------------------------------------------------------------------------
+
+def post(client: Client, url: str, data: dict):
+    return client.post(url, data, content_type="application/json")
+
+
+def test_the_editor_checks_against_the_schema_and_the_loader_at_file_line_column(people):
+    upload(people["author"], lab_yaml())
+    files = people["author"].get("/api/labs/mine/edit").json()["files"]
+    assert list(files) == ["lab.yaml"] and files["lab.yaml"].startswith("slug: mine")
+    assert post(people["author"], "/api/labs/mine/edit/check", {"files": files}).json()["diagnostics"] == []
+    broken = files["lab.yaml"].replace("    check:", "    chek:").replace("level: beginner", "level: expert")
+    found = post(people["author"], "/api/labs/mine/edit/check", {"files": {"lab.yaml": broken}}).json()["diagnostics"]
+    assert any(d["line"] == 12 and "chek" in d["message"] and "did you mean 'check'" in d["message"] for d in found), found
+    assert any(d["line"] == 4 and "level" in d["message"] for d in found), found
+    from labs.editing import schema_diagnostics
+
+    (schema,) = [d for d in schema_diagnostics(broken) if "expert" in d["message"]]
+    assert (schema["line"], schema["column"]) == (4, 8) and schema["message"].startswith("schema: level:")
+    assert post(people["author"], "/api/labs/mine/edit/check", {"files": {"../x.yaml": ""}}).status_code == 400
+
+
+def test_the_editor_previews_a_step_sanitised_and_saves_a_new_version(people):
+    upload(people["author"], lab_yaml())
+    html = post(people["author"], "/api/labs/mine/edit/preview",
+                {"markdown": "## Layers\n\n<script>alert(1)</script>`ls`"}).json()["html"]
+    assert "<h2" in html and "Layers" in html and "<script" not in html and "<code>ls</code>" in html
+    files = people["author"].get("/api/labs/mine/edit").json()["files"]
+    edited = files["lab.yaml"].replace("en: My lab}", "en: Edited lab}")
+    saved = post(people["author"], "/api/labs/mine/edit/save", {"files": {"lab.yaml": edited}})
+    assert saved.status_code == 201 and saved.json()["number"] == 2 and saved.json()["created"] is True
+    again = post(people["author"], "/api/labs/mine/edit/save", {"files": {"lab.yaml": edited}})
+    assert again.status_code == 200 and again.json()["number"] == 2
+    diff = people["author"].get("/api/labs/mine/versions/2").json()["diff"][0]["lines"]
+    assert {"kind": "+", "text": "+title: {zh-hans: 我的实验, en: Edited lab}"} in diff
+    bad = post(people["author"], "/api/labs/mine/edit/save", {"files": {"lab.yaml": edited.replace("minutes: 5", "minutes: many")}})
+    assert bad.status_code == 400 and "lab.yaml:5:" in bad.json()["error"]
+    other_slug = post(people["author"], "/api/labs/mine/edit/save", {"files": {"lab.yaml": edited.replace("slug: mine", "slug: yours")}})
+    assert other_slug.status_code == 400 and "slug" in other_slug.json()["error"]
+
+
+def test_only_the_author_and_admins_may_edit(people):
+    upload(people["author"], lab_yaml())
+    files = {"lab.yaml": lab_yaml(title="Taken over")}
+    for name in ("other", "trainee"):
+        assert people[name].get("/labs/mine/edit/").status_code == 404
+        assert people[name].get("/api/labs/mine/edit").status_code == 404
+        assert post(people[name], "/api/labs/mine/edit/check", {"files": files}).status_code == 404
+        assert post(people[name], "/api/labs/mine/edit/preview", {"markdown": "x"}).status_code == 404
+        assert post(people[name], "/api/labs/mine/edit/save", {"files": files}).status_code == 404
+    assert people["trainee"].get("/api/labs/schema").status_code == 404
+    assert people["other"].get("/api/labs/schema").json()["title"].startswith("Container Image Lab")
+    assert people["admin"].get("/labs/mine/edit/").status_code == 200
+    assert post(people["admin"], "/api/labs/mine/edit/save", {"files": files}).status_code == 201
+    assert Client().get("/api/labs/mine/edit").status_code == 401
+    assert people["author"].get("/labs/mine/edit/").status_code == 200
