@@ -4,8 +4,6 @@ sandbox, Test (the table streams in live), publish; a second version stays a dra
 published. Real ASGI server, Celery worker and runc sandboxes."""
 from __future__ import annotations
 
-import re
-
 import pytest
 
 from tests.e2e.conftest import PASSWORD, log_in, needs_chromium
