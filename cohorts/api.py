@@ -62,7 +62,7 @@ def assign_lab(request: HttpRequest, cohort_id: int) -> HttpResponse:
     """POST {lab, due_at?}: assign a lab or change its due date."""
     cohort = selectors.cohort_for_instructor(user=request.user, cohort_id=cohort_id)
     data = body(request)
-    services.cohort_assign_lab(cohort=cohort, lab_slug=field(data, "lab"), due_at=_due(data.get("due_at")))
+    services.cohort_assign_lab(cohort=cohort, lab_slug=field(data, "lab"), due_at=_due(data.get("due_at")), by=request.user)
     return JsonResponse(selectors.cohort_view(cohort, teaching=True))
 
 
@@ -70,7 +70,7 @@ def assign_lab(request: HttpRequest, cohort_id: int) -> HttpResponse:
 def session_extend(request: HttpRequest, cohort_id: int, sid: str) -> HttpResponse:
     """An instructor extends a trainee's sandbox."""
     cohort = selectors.cohort_for_instructor(user=request.user, cohort_id=cohort_id)
-    session = services.cohort_session_extend(cohort=cohort, sid=sid)
+    session = services.cohort_session_extend(cohort=cohort, sid=sid, by=request.user)
     return JsonResponse({"id": session.id, "state": session.state, "expires_at": session.expires_at.isoformat()})
 
 
@@ -78,7 +78,7 @@ def session_extend(request: HttpRequest, cohort_id: int, sid: str) -> HttpRespon
 def session_stop(request: HttpRequest, cohort_id: int, sid: str) -> HttpResponse:
     """An instructor stops a trainee's sandbox."""
     cohort = selectors.cohort_for_instructor(user=request.user, cohort_id=cohort_id)
-    services.cohort_session_stop(cohort=cohort, sid=sid)
+    services.cohort_session_stop(cohort=cohort, sid=sid, by=request.user)
     return HttpResponse(status=202)
 
 
@@ -88,3 +88,25 @@ def sandboxes_overview(request: HttpRequest) -> HttpResponse:
     if not selectors.is_admin(request.user):
         raise Forbidden("只有管理员可以查看。Only admins may see this.")
     return JsonResponse(sandboxes.sandboxes_overview())
+
+
+@api("POST")
+def sandbox_stop(request: HttpRequest, sid: str) -> HttpResponse:
+    """Admins: stop any live sandbox."""
+    services.ops_session_stop(sid=sid, by=request.user)
+    return HttpResponse(status=202)
+
+
+@api("POST")
+def sandbox_extend(request: HttpRequest, sid: str) -> HttpResponse:
+    """Admins: extend any live sandbox (within its lab's limit)."""
+    session = services.ops_session_extend(sid=sid, by=request.user)
+    return JsonResponse({"id": session.id, "state": session.state, "expires_at": session.expires_at.isoformat()})
+
+
+@api("GET")
+def watch_context(request: HttpRequest, cohort_id: int, sid: str) -> HttpResponse:
+    """The watched trainee's current step, last check result and hints (the cohort's instructors)."""
+    cohort = selectors.cohort_for_instructor(user=request.user, cohort_id=cohort_id)
+    session = selectors.cohort_session(cohort=cohort, sid=sid)
+    return JsonResponse(selectors.watch_context(session=session, lang=request.LANGUAGE_CODE))

@@ -2,8 +2,13 @@
 from __future__ import annotations
 
 from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
 
 
 class CohortsConfig(AppConfig):
     name = "cohorts"
-    verbose_name = "Cohorts"
+    verbose_name = _("Cohorts")
+
+    def ready(self) -> None:
+        # Celery autodiscovers only labs.tasks: the dashboards' task is registered here.
+        import cohorts.tasks  # noqa: F401

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
 from pathlib import Path
 
+from django.conf import settings
 from django.utils import timezone
 
 from labs.models import Session
@@ -69,7 +70,8 @@ def sandboxes_overview(*, now: datetime | None = None) -> dict:
             last_input = datetime.fromtimestamp(last, tz=dt_timezone.utc) if last else s.ready_at
             cgroup = sandbox_cgroup(host=name, sid=s.id)
             sandboxes.append({
-                "id": s.id, "user": s.user.get_username(), "lab": s.lab.slug, "state": s.state,
+                "id": s.id, "user": s.user.get_username(), "name": s.user.get_full_name() or s.user.get_username(),
+                "lab": s.lab.slug, "state": s.state,
                 "uptime": _seconds(s.ready_at or s.created_at, now), "idle": _seconds(last_input, now),
                 "expires_in": _seconds(now, s.expires_at) if s.expires_at else None,
                 "cgroup": cgroup, "remote": cgroup is None,
@@ -83,8 +85,15 @@ def sandboxes_overview(*, now: datetime | None = None) -> dict:
     failures = (Session.objects.filter(state__in=[Session.State.FAILED, Session.State.LOST],
                                        ended_at__gte=now - RECENT_FAILURES)
                 .select_related("user", "lab").order_by("-ended_at")[:100])
+    per_user: dict[str, int] = {}
+    for session in live:
+        per_user[session.user.get_username()] = per_user.get(session.user.get_username(), 0) + 1
+    limit = int(settings.LAB_USER_SESSION_LIMIT)
     return {
         "generated_at": now.isoformat(),
+        "user_limit": limit,
+        "users": [{"user": name, "live": n, "at_limit": n >= limit}
+                  for name, n in sorted(per_user.items(), key=lambda item: (-item[1], item[0]))],
         "hosts": hosts,
         "failures": [{"id": s.id, "user": s.user.get_username(), "lab": s.lab.slug, "host": s.host,
                       "state": s.state, "message": s.message, "ended_at": s.ended_at.isoformat()} for s in failures],

@@ -131,6 +131,40 @@ def _session_view(session: Session) -> dict:
             "expires_at": _epoch(session.expires_at)}
 
 
+def _who(user) -> dict:
+    return {"user": user.id, "username": user.get_username(), "name": user.get_full_name() or user.get_username()}
+
+
+def _lab_row(user_id: int, lab, steps: list[Step], rows: dict, first: dict, live: dict, recorded: dict,
+             now: datetime, limits: dict) -> dict:
+    """One trainee's row of one lab: a cell per step, their live sandbox, recent recordings."""
+    available, cells = first.get((user_id, lab.id)), []
+    for step in steps:
+        p = rows.get((user_id, step.id))
+        cells.append(_cell(step, p, available, now, limits))
+        available = p.passed_at if p else None
+    session = live.get((user_id, lab.id))
+    return {"lab": lab.slug, "session": _session_view(session) if session else None,
+            "recordings": recorded[(user_id, lab.id)], "steps": cells}
+
+
+def trainee_lab_row(*, user, lab, now: datetime | None = None) -> dict:
+    """One trainee's row of one lab, as in cohort_progress, read with a fixed number of
+    small queries on that trainee alone: the dashboards' per-event work, whatever the
+    size of the cohort."""
+    now = now or timezone.now()
+    steps = list(Step.objects.filter(lab=lab, retired=False).order_by("position"))
+    rows = {(p.user_id, p.step_id): p for p in StepProgress.objects.filter(user_id=user.id, step__lab=lab)}
+    sessions = Session.objects.filter(user_id=user.id, lab=lab)
+    first = {(user.id, lab.id): sessions.aggregate(first=Min("created_at"))["first"]}
+    live = {(s.user_id, s.lab_id): s for s in sessions.filter(state__in=Session.LIVE_STATES).order_by("created_at")}
+    recorded: dict[tuple[int, int], list[dict]] = defaultdict(list)
+    recorded[(user.id, lab.id)] = [_session_view(s) for s in
+                                   sessions.filter(recording__isnull=False).order_by("-created_at")[:3]]
+    return {**_who(user), "lab": lab.slug,
+            "row": _lab_row(user.id, lab, steps, rows, first, live, recorded, now, stuck_thresholds())}
+
+
 def cohort_progress(*, cohort: Cohort, user_ids: list[int] | None = None, lang: str = "zh-hans",
                     now: datetime | None = None) -> dict:
     """Per trainee, per assigned lab, per step: state, attempts, hints, seconds; plus the
@@ -158,18 +192,8 @@ def cohort_progress(*, cohort: Cohort, user_ids: list[int] | None = None, lang: 
 
     progress = []
     for user in trainees:
-        lab_rows = []
-        for lab in labs:
-            available, cells = first.get((user.id, lab.id)), []
-            for step in steps[lab.id]:
-                p = rows.get((user.id, step.id))
-                cells.append(_cell(step, p, available, now, limits))
-                available = p.passed_at if p else None
-            session = live.get((user.id, lab.id))
-            lab_rows.append({"lab": lab.slug, "session": _session_view(session) if session else None,
-                             "recordings": recorded[(user.id, lab.id)], "steps": cells})
-        progress.append({"user": user.id, "username": user.get_username(),
-                         "name": user.get_full_name() or user.get_username(), "labs": lab_rows})
+        lab_rows = [_lab_row(user.id, lab, steps[lab.id], rows, first, live, recorded, now, limits) for lab in labs]
+        progress.append({**_who(user), "labs": lab_rows})
     return {
         "cohort": {"id": cohort.id, "name": cohort.name},
         "generated_at": _epoch(now),
@@ -237,18 +261,27 @@ def quiz_distribution(*, cohort: Cohort, lang: str = "zh-hans") -> dict:
     return {"available": True, "steps": out}
 
 
-CSV_HEADER = ["username", "name", "lab", "step", "state", "attempts", "hints", "solution_used", "seconds"]
+CSV_HEADER = ["username", "name", "lab", "step", "step_title", "state", "attempts", "hints", "solution_used", "seconds"]
 
 
 def progress_csv_rows(progress: dict) -> list[list]:
     """The progress as CSV rows: one per trainee × lab × step."""
+    titles = {(lab["slug"], s["key"]): s["title"] for lab in progress["labs"] for s in lab["steps"]}
     rows = []
     for row in progress["progress"]:
         for lab in row["labs"]:
             for cell in lab["steps"]:
-                rows.append([row["username"], row["name"], lab["lab"], cell["step"], cell["state"],
-                             cell["attempts"], cell["hints"], int(cell["solution"]), cell["seconds"]])
+                rows.append([row["username"], row["name"], lab["lab"], cell["step"], titles.get((lab["lab"], cell["step"]), ""),
+                             cell["state"], cell["attempts"], cell["hints"], int(cell["solution"]), cell["seconds"]])
     return rows
+
+
+def own_progress(progress: dict) -> list[dict]:
+    """A trainee's own rows (progress narrowed to them) per lab, each cell beside its step's title."""
+    mine = progress["progress"][0]["labs"] if progress["progress"] else []
+    return [{"slug": lab["slug"], "title": lab["title"],
+             "steps": [{"title": step["title"], **cell} for step, cell in zip(lab["steps"], row["steps"])]}
+            for lab, row in zip(progress["labs"], mine)]
 
 
 def cohort_view(cohort: Cohort, *, teaching: bool) -> dict:
@@ -280,3 +313,33 @@ def cohorts_of_trainee(*, user_id: int, lab_id: int | None = None) -> list[int]:
     if lab_id is not None:
         qs = qs.filter(assignments__lab_id=lab_id)
     return list(qs.values_list("id", flat=True).distinct())
+
+
+def watch_context(*, session: Session, lang: str = "zh-hans") -> dict:
+    """What the watch view shows beside the terminal: the trainee's current step, their
+    last check result and the hints they took (of this session's lab)."""
+    steps = list(Step.objects.filter(lab_id=session.lab_id, retired=False).order_by("position"))
+    rows = {p.step_id: p for p in StepProgress.objects.filter(user_id=session.user_id, step__in=steps)}
+    index = next((i for i, s in enumerate(steps) if not (rows.get(s.id) and rows[s.id].passed_at)), None)
+    current = steps[index] if index is not None else None
+    here = rows.get(current.id) if current else None
+    # The last check: a failed one on the current step, else the pass of the step before it.
+    last = None
+    if here and here.attempts:
+        last = {"step": current.key, "title": pick(current.title, lang), "passed": False,
+                "message": here.last_message, "attempts": here.attempts}
+    else:
+        before = steps[index - 1] if index else (steps[-1] if index is None and steps else None)
+        done = rows.get(before.id) if before else None
+        if done and done.passed_at and done.attempts:
+            last = {"step": before.key, "title": pick(before.title, lang), "passed": True,
+                    "message": done.last_message, "attempts": done.attempts}
+    return {
+        "trainee": session.user.get_full_name() or session.user.get_username(), "lab": pick(session.lab.title, lang),
+        "step": {"key": current.key, "title": pick(current.title, lang), "number": index + 1, "of": len(steps)}
+        if current else None,
+        "done": current is None and bool(steps),
+        "hints": {"used": here.hints_used if here else 0, "total": len((current.data.get("hints") or [])) if current else 0},
+        "solution_used": bool(here and here.solution_used), "last_check": last,
+        "hints_total_lab": sum(p.hints_used for p in rows.values()),
+    }

@@ -6,7 +6,9 @@ import logging
 from datetime import datetime
 
 from asgiref.sync import async_to_sync
+from celery import current_app
 from channels.layers import get_channel_layer
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 
@@ -16,6 +18,7 @@ from cohorts.models import Cohort, CohortLab, Membership, new_invite_code
 from labs import services as lab_services
 from labs.exceptions import Conflict
 from labs.models import Lab, Session, Step
+from labs.selectors import lab_visible
 
 log = logging.getLogger(__name__)
 
@@ -25,8 +28,11 @@ def cohort_group(cohort_id: int) -> str:
     return f"cohort.{cohort_id}"
 
 
-def _labs(slugs: list[str]) -> list[Lab]:
-    found = {lab.slug: lab for lab in Lab.objects.filter(slug__in=slugs)}
+def _labs(slugs: list[str], user: AbstractBaseUser | None = None) -> list[Lab]:
+    """The labs by slug; with `user`, only labs that user may see (another author's
+    unpublished lab is as missing as one that does not exist)."""
+    found = {lab.slug: lab for lab in Lab.objects.filter(slug__in=slugs, draft_of__isnull=True)
+             if user is None or lab_visible(user=user, lab=lab)}
     missing = [s for s in slugs if s not in found]
     if missing:
         raise NotFound(f"没有这些实验：{', '.join(missing)}。No such labs: {', '.join(missing)}")
@@ -41,7 +47,7 @@ def cohort_create(*, owner: AbstractBaseUser, name: str, lab_slugs: list[str],
     name = name.strip()
     if not name or len(name) > 200:
         raise BadRequest("班级名称需要 1–200 个字符。A cohort name needs 1–200 characters.")
-    labs = _labs(list(dict.fromkeys(lab_slugs)))
+    labs = _labs(list(dict.fromkeys(lab_slugs)), owner)
     due = due or {}
     with transaction.atomic():
         cohort = Cohort.objects.create(name=name, owner=owner)
@@ -50,9 +56,10 @@ def cohort_create(*, owner: AbstractBaseUser, name: str, lab_slugs: list[str],
     return cohort
 
 
-def cohort_assign_lab(*, cohort: Cohort, lab_slug: str, due_at: datetime | None = None) -> CohortLab:
-    """Assign a lab (or change its due date)."""
-    lab = _labs([lab_slug])[0]
+def cohort_assign_lab(*, cohort: Cohort, lab_slug: str, due_at: datetime | None = None,
+                      by: AbstractBaseUser | None = None) -> CohortLab:
+    """Assign a lab (or change its due date); `by` may assign only labs they can see."""
+    lab = _labs([lab_slug], by)[0]
     position = cohort.assignments.count()
     assignment, created = CohortLab.objects.get_or_create(cohort=cohort, lab=lab,
                                                           defaults={"due_at": due_at, "position": position})
@@ -97,18 +104,37 @@ def cohort_join(*, user: AbstractBaseUser, code: str) -> tuple[Cohort, bool]:
             Membership.objects.create(cohort=cohort, user=user, role=Membership.Role.TRAINEE)
     except IntegrityError:  # joined twice at once
         return cohort, False
+    transaction.on_commit(lambda: _dashboards_later(user_id=user.id, cohort_id=cohort.id))  # joins appear live
     return cohort, True
 
 
-def cohort_session_extend(*, cohort: Cohort, sid: str) -> Session:
-    """An instructor extends a trainee's sandbox (within the lab's limit)."""
-    return lab_services.session_extend(session=selectors.cohort_session(cohort=cohort, sid=sid))
+def _dashboards_later(**kwargs: object) -> None:
+    """dashboards_notify as a Celery task (cohorts.tasks, sent by name), off the request path."""
+    try:
+        current_app.send_task("cohorts.tasks.dashboards_update", kwargs=kwargs, expires=120)
+    except Exception:
+        log.warning("could not queue a dashboards update %s", kwargs, exc_info=True)
 
 
-def cohort_session_stop(*, cohort: Cohort, sid: str) -> Session:
-    """An instructor stops a trainee's sandbox."""
+def _name(user: AbstractBaseUser | None) -> str:
+    return (user.get_full_name() or user.get_username()) if user is not None else "?"
+
+
+def cohort_session_extend(*, cohort: Cohort, sid: str, by: AbstractBaseUser | None = None) -> Session:
+    """An instructor extends a trainee's sandbox (within the lab's limit); the trainee is told who."""
+    name = _name(by)
+    return lab_services.session_extend(
+        session=selectors.cohort_session(cohort=cohort, sid=sid),
+        message=f"讲师 {name} 延长了你的沙箱时间。Your instructor {name} gave your sandbox more time.")
+
+
+def cohort_session_stop(*, cohort: Cohort, sid: str, by: AbstractBaseUser | None = None) -> Session:
+    """An instructor stops a trainee's sandbox; the trainee is told who (progress is kept)."""
     session = selectors.cohort_session(cohort=cohort, sid=sid)
-    lab_services.session_stop(session=session, by="instructor")  # the trainee's page says so
+    name = _name(by)
+    lab_services.session_stop(session=session, by="instructor",  # the trainee's page says so
+                              message=f"讲师 {name} 停止了你的沙箱，进度已保留。"
+                                      f"Your instructor {name} stopped your sandbox; your progress is kept.")
     return session
 
 
@@ -118,33 +144,37 @@ def _send(cohort_id: int, event: dict) -> None:
         async_to_sync(layer.group_send)(cohort_group(cohort_id), {"type": "cohort.event", "event": event})
 
 
-def dashboards_notify(*, user_id: int | None = None, step: Step | None = None, sid: str | None = None) -> int:
-    """Send the changed trainee's row (and the lab's new numbers) to every open dashboard
-    of the cohorts concerned; after a check (user_id + step) or a session state change
-    (sid). Returns how many cohorts were told."""
+def dashboards_notify(*, user_id: int | None = None, lab_id: int | None = None, step: Step | None = None,
+                      sid: str | None = None, cohort_id: int | None = None) -> int:
+    """Send a trainee's changed row to every open dashboard of the cohorts concerned: after a
+    change of their progress on a lab (user_id + lab_id, or step), of a sandbox (sid), or when
+    they join a cohort (user_id + cohort_id: a row per assigned lab). Reads that trainee's
+    rows alone, so the work does not grow with the cohort; the page recomputes the lab's
+    numbers itself. Returns how many rows were sent."""
     if sid is not None:
-        row = Session.objects.filter(id=sid).values("user_id", "lab_id").first()
-        if row is None:
+        found = Session.objects.filter(id=sid).values("user_id", "lab_id").first()
+        if found is None:
             return 0
-        user_id, lab_id = row["user_id"], row["lab_id"]
-    elif user_id is not None and step is not None:
+        user_id, lab_id = found["user_id"], found["lab_id"]
+    elif step is not None:
         lab_id = step.lab_id
+    if user_id is None or (lab_id is None and cohort_id is None):
+        raise ValueError("dashboards_notify needs user_id with lab_id (or step), sid, or user_id with cohort_id")
+    user = get_user_model().objects.filter(id=user_id).first()
+    if user is None:
+        return 0
+    if cohort_id is not None:
+        targets = [(cohort_id, lab) for lab in Lab.objects.filter(assignments__cohort_id=cohort_id)
+                   .order_by("assignments__position")]
     else:
-        raise ValueError("dashboards_notify needs user_id and step, or sid")
-    slug = Lab.objects.filter(id=lab_id).values_list("slug", flat=True).first()
-    told = 0
-    for cohort_id in selectors.cohorts_of_trainee(user_id=user_id, lab_id=lab_id):
-        cohort = Cohort.objects.get(id=cohort_id)
-        progress = selectors.cohort_progress(cohort=cohort)
-        i = next(k for k, lab in enumerate(progress["labs"]) if lab["slug"] == slug)
-        row = next((r for r in progress["progress"] if r["user"] == user_id), None)
-        if row is None:
-            continue
-        _send(cohort_id, {"type": "row", "user": user_id, "username": row["username"], "name": row["name"],
-                          "lab": slug, "row": row["labs"][i],
-                          "stats": selectors.progress_stats(progress)[slug]})
-        told += 1
-    return told
+        lab = Lab.objects.filter(id=lab_id).first()
+        targets = [(cid, lab) for cid in selectors.cohorts_of_trainee(user_id=user_id, lab_id=lab_id)] if lab else []
+    rows: dict[int, dict] = {}
+    for cid, lab in targets:
+        if lab.id not in rows:
+            rows[lab.id] = selectors.trainee_lab_row(user=user, lab=lab)
+        _send(cid, {"type": "row", **rows[lab.id]})
+    return len(targets)
 
 
 def dashboards_notify_safely(**kwargs) -> None:
@@ -164,3 +194,29 @@ def instructor_grant(*, username: str) -> None:
     if user is None:
         raise LookupError(f"no user named {username!r}")
     user.groups.add(Group.objects.get_or_create(name=selectors.INSTRUCTORS_GROUP)[0])
+
+
+def ops_session_extend(*, sid: str, by: AbstractBaseUser) -> Session:
+    """An admin extends any live sandbox from the overview; its trainee is told who."""
+    session = _ops_session(sid=sid, by=by)
+    name = _name(by)
+    return lab_services.session_extend(
+        session=session, message=f"管理员 {name} 延长了你的沙箱时间。The administrator {name} gave your sandbox more time.")
+
+
+def ops_session_stop(*, sid: str, by: AbstractBaseUser) -> Session:
+    """An admin stops any live sandbox from the overview; its trainee is told who (progress is kept)."""
+    session = _ops_session(sid=sid, by=by)
+    name = _name(by)
+    lab_services.session_stop(session=session, message=f"管理员 {name} 停止了你的沙箱，进度已保留。"
+                                                       f"The administrator {name} stopped your sandbox; your progress is kept.")
+    return session
+
+
+def _ops_session(*, sid: str, by: AbstractBaseUser) -> Session:
+    if not selectors.is_admin(by):
+        raise Forbidden("只有管理员可以这样做。Only admins may do that.")
+    session = Session.objects.select_related("lab", "user").filter(id=sid).first()
+    if session is None:
+        raise NotFound("没有这个会话。No such session.")
+    return session

@@ -45,6 +45,8 @@ def _labels() -> dict:
         "no_sandbox": _("no sandbox"), "no_trainees": _("No trainees yet: share the invite code."),
         "answers": _("Answers"), "correct": _("Correct"), "choice": _("Choice"), "live": _("live"),
         "offline": _("reconnecting…"), "solution": _("solution shown"),
+        "confirm_stop": _("Stop %(name)s's sandbox? Their terminal closes; their progress is kept, and they are told you stopped it."),
+        "confirm_extend": _("Give %(name)s's sandbox more time? They are told you extended it."),
     }
 
 
@@ -81,7 +83,7 @@ def cohort_page(request: HttpRequest, cohort_id: int) -> HttpResponse:
     lang = request.LANGUAGE_CODE
     progress = selectors.cohort_progress(cohort=cohort, user_ids=None if teaching else [request.user.id], lang=lang)
     if not teaching:
-        return render(request, "cohorts/trainee.html", {"cohort": cohort, "progress": progress,
+        return render(request, "cohorts/trainee.html", {"cohort": cohort, "mine": selectors.own_progress(progress),
                                                         "assignments": cohort.assignments.select_related("lab")})
     assigned = {lab["slug"] for lab in progress["labs"]}
     data = {**progress, "stats": selectors.progress_stats(progress), "ws": f"/ws/cohorts/{cohort.id}/",
@@ -106,7 +108,7 @@ def cohort_manage(request: HttpRequest, cohort_id: int) -> HttpResponse:
         if due and due_at is None:
             raise BadRequest(f"due date {due!r} is not a date and time")
         due_at = timezone.make_aware(due_at) if due_at and timezone.is_naive(due_at) else due_at
-        services.cohort_assign_lab(cohort=cohort, lab_slug=request.POST.get("lab", ""), due_at=due_at)
+        services.cohort_assign_lab(cohort=cohort, lab_slug=request.POST.get("lab", ""), due_at=due_at, by=request.user)
     elif action == "unassign":
         services.cohort_unassign_lab(cohort=cohort, lab_slug=request.POST.get("lab", ""))
     elif action == "new_code":
@@ -125,7 +127,11 @@ def watch_page(request: HttpRequest, cohort_id: int, sid: str) -> HttpResponse:
     session = selectors.cohort_session(cohort=cohort, sid=sid)
     return render(request, "cohorts/watch.html", {
         "cohort": cohort, "session": session,
-        "page_data": {"session": session.id, "ws": f"/ws/terminal/{session.id}/", "state": session.state},
+        "context": selectors.watch_context(session=session, lang=request.LANGUAGE_CODE),
+        "page_data": {"session": session.id, "ws": f"/ws/terminal/{session.id}/", "state": session.state,
+                      "context": f"/api/cohorts/{cohort.id}/sessions/{session.id}/context",
+                      "labels": {"passed": _("Passed"), "failed": _("Not yet"), "done": _("All steps passed"),
+                                 "hints": _("hints"), "solution": _("solution shown"), "none": _("no check yet")}},
     })
 
 
@@ -136,6 +142,7 @@ def progress_csv(request: HttpRequest, cohort_id: int) -> HttpResponse:
     progress = selectors.cohort_progress(cohort=cohort, user_ids=None if teaching else [request.user.id])
     response = HttpResponse(content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="cohort-{cohort.id}-progress.csv"'
+    response.write("\ufeff")  # the BOM: Excel then reads UTF-8 (Chinese names) instead of the local code page
     writer = csv.writer(response)
     writer.writerow(selectors.CSV_HEADER)
     writer.writerows(selectors.progress_csv_rows(progress))
@@ -148,3 +155,14 @@ def sandboxes_page(request: HttpRequest) -> HttpResponse:
     if not selectors.is_admin(request.user):
         raise Forbidden(_("Only admins may see the sandbox overview."))
     return render(request, "cohorts/sandboxes.html", {"overview": sandboxes.sandboxes_overview()})
+
+
+@page
+@require_http_methods(["POST"])
+def sandbox_action(request: HttpRequest, sid: str, action: str) -> HttpResponse:
+    """Admins stop or extend a sandbox from the overview (the trainee is told who did it)."""
+    act = {"stop": services.ops_session_stop, "extend": services.ops_session_extend}.get(action)
+    if act is None:
+        raise BadRequest(f"unknown action {action!r}")
+    act(sid=sid, by=request.user)
+    return redirect("sandboxes")

@@ -2,8 +2,14 @@
 from __future__ import annotations
 
 from django.contrib import admin
+from django.utils.translation import gettext_lazy as _
 
-from labs.models import Lab, QuizAnswer, Recording, Session, Step, StepProgress
+from labs.models import CheckRecord, Lab, LabVersion, QuizAnswer, Recording, Session, Step, StepProgress
+
+
+admin.site.site_header = _("Container Image Lab · administration")
+admin.site.site_title = _("Container Image Lab")
+admin.site.index_title = _("Labs, sessions and cohorts")
 
 
 class StepInline(admin.TabularInline):
@@ -14,7 +20,7 @@ class StepInline(admin.TabularInline):
 
 @admin.register(Lab)
 class LabAdmin(admin.ModelAdmin):
-    list_display = ("slug", "image", "level", "minutes", "published", "version", "imported_at")
+    list_display = ("slug", "owner", "image", "level", "minutes", "published", "version", "imported_at")
     list_filter = ("published", "level")
     inlines = [StepInline]
 
@@ -29,6 +35,10 @@ class StepAdmin(admin.ModelAdmin):
 @admin.register(Session)
 class SessionAdmin(admin.ModelAdmin):
     list_display = ("id", "user", "lab", "host", "state", "created_at", "ended_at")
+
+    def has_add_permission(self, request) -> bool:
+        """Sessions are started by trainees (Start), never typed in here."""
+        return False
     list_filter = ("state", "host", "lab")
     search_fields = ("id", "user__username")
 
@@ -50,3 +60,17 @@ class RecordingAdmin(admin.ModelAdmin):
 class QuizAnswerAdmin(admin.ModelAdmin):
     list_display = ("user", "step", "correct", "at")
     list_filter = ("correct", "step__lab")
+
+
+@admin.register(LabVersion)
+class LabVersionAdmin(admin.ModelAdmin):
+    list_display = ("lab", "number", "created_by", "created_at", "test_state", "published_at", "published_by")
+    list_filter = ("test_state",)
+    search_fields = ("lab__slug",)
+    readonly_fields = ("lab", "number", "sha", "path", "files", "created_by", "created_at", "test_rows")
+
+
+@admin.register(CheckRecord)
+class CheckRecordAdmin(admin.ModelAdmin):
+    list_display = ("user", "step", "passed", "by", "at")
+    list_filter = ("passed", "step__lab")

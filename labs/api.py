@@ -12,7 +12,7 @@ from typing import Callable
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
-from labs import selectors, services
+from labs import replays, selectors, services
 from labs.exceptions import BadRequest, LabError
 
 log = logging.getLogger(__name__)
@@ -75,7 +75,7 @@ def labs_list(request: HttpRequest) -> HttpResponse:
 
 @api("GET")
 def labs_detail(request: HttpRequest, slug: str) -> HttpResponse:
-    return JsonResponse(selectors.lab_detail(slug=slug, lang=request.LANGUAGE_CODE))
+    return JsonResponse(selectors.lab_detail(user=request.user, slug=slug, lang=request.LANGUAGE_CODE))
 
 
 @api("GET", "POST")
@@ -84,7 +84,7 @@ def sessions(request: HttpRequest) -> HttpResponse:
         return JsonResponse([selectors.session_view(s) for s in selectors.live_sessions(user=request.user)], safe=False)
     data = body(request)
     cols, rows = geometry(data)
-    lab = selectors.lab_get(slug=field(data, "lab"))
+    lab = selectors.lab_for(user=request.user, slug=field(data, "lab"))  # previewers may start drafts
     session, created = services.session_start(user=request.user, lab=lab, cols=cols, rows=rows)
     services.session_lang_remember(sid=session.id, lang=request.LANGUAGE_CODE)
     return JsonResponse(selectors.session_view(session), status=201 if created else 200)
@@ -130,3 +130,10 @@ def session_recording(request: HttpRequest, sid: str) -> HttpResponse:
     response = HttpResponse(cast, content_type="application/x-asciicast; charset=utf-8")
     response["Content-Disposition"] = f'inline; filename="{session.id}.cast"'
     return response
+
+
+@api("GET")
+def session_markers(request: HttpRequest, sid: str) -> HttpResponse:
+    """The replay's timeline: check results and step changes, and when the trainee got stuck."""
+    session, _ = selectors.session_for_viewer(user=request.user, sid=sid)
+    return JsonResponse(replays.replay_markers(session=session, lang=request.LANGUAGE_CODE))

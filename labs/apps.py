@@ -10,5 +10,6 @@ class LabsConfig(AppConfig):
     verbose_name = _("Labs")
 
     def ready(self) -> None:
-        # Celery autodiscovers only labs.tasks; the learning feature's tasks live here.
+        # Celery autodiscovers only labs.tasks; the learning and authoring features' tasks live here.
         import labs.learning  # noqa: F401
+        import labs.testruns  # noqa: F401

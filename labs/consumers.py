@@ -39,12 +39,13 @@ ACK_STEP = 256 * 1024
 # A connection counts against its user's limit while its entry is fresher than this;
 # the output pump refreshes it (so a crashed web process frees its places).
 WS_TTL = 60
-WATCHERS_TTL = 24 * 3600
+# A watcher that vanished without a disconnect (a killed server) is forgotten after this.
+WATCHERS_TTL = 3600
 
 
 def watchers_key(sid: str) -> str:
-    """Redis hash: channel name -> display name of each read-only viewer of a session."""
-    return f"lab:watchers:{sid}"
+    """Redis hash of a session's read-only viewers: channel name -> display name."""
+    return f"term:{sid}:watchers"
 
 
 def _id(entry_id: str) -> tuple[int, int]:
@@ -107,17 +108,15 @@ class TerminalConsumer(AsyncWebsocketConsumer):
         if since is not None and not STREAM_ID.match(since):
             since = None
         await self.channel_layer.group_add(session_group(self.sid), self.channel_name)
+        await self._send_json({"type": "hello", "session": self.sid, "state": session.state, "replay": since is None,
+                               "message": session.message, "readonly": self.read_only})
+        self.reader = asyncio.create_task(self._pump_output(since or "0-0", replay=since is None))
         if self.read_only:
             # Someone allowed to watch (an instructor, staff) opened this terminal: the
             # trainee's page says who, for as long as they watch.
-            name = await database_sync_to_async(display_name)(user)
-            await self.redis.hset(watchers_key(self.sid), self.channel_name, name)
-            await self.redis.expire(watchers_key(self.sid), WATCHERS_TTL)
-            await self._announce_watchers()
-        await self._send_json({"type": "hello", "session": self.sid, "state": session.state, "replay": since is None,
-                               "message": session.message, "readonly": self.read_only,
-                               "watchers": await self._watchers()})
-        self.reader = asyncio.create_task(self._pump_output(since or "0-0", replay=since is None))
+            await self._watching(await database_sync_to_async(display_name)(user))
+        else:
+            await self._send_json(await self._watched_event())
 
     async def _take_place(self, user_id: int) -> bool:
         """Count this connection against its user's WebSocket limit; False if over it."""
@@ -156,22 +155,28 @@ class TerminalConsumer(AsyncWebsocketConsumer):
             if self.ws_key:
                 await self.redis.zrem(self.ws_key, self.channel_name)
             if self.read_only:
-                try:
-                    await self.redis.hdel(watchers_key(self.sid), self.channel_name)
-                    await self._announce_watchers()
-                except Exception:  # Redis gone: the entry expires with WATCHERS_TTL
-                    log.warning("could not drop watcher of %s", self.sid)
+                await self._watching(None)
             await self.channel_layer.group_discard(session_group(self.sid), self.channel_name)
             await self.redis.aclose()
 
-    async def _watchers(self) -> list[str]:
-        """Names of the people watching this terminal now (read-only viewers)."""
-        return sorted({v.decode() for v in await self.redis.hvals(watchers_key(self.sid))})
+    async def _watched_event(self) -> dict:
+        """{"type": "watched", "watchers": [names]}: who is watching this terminal now."""
+        names = sorted({n.decode() for n in await self.redis.hvals(watchers_key(self.sid))})
+        return {"type": "watched", "watchers": names}
 
-    async def _announce_watchers(self) -> None:
-        """Tell every viewer of the session who is watching (a small control event)."""
-        await self.channel_layer.group_send(session_group(self.sid), {
-            "type": "session.event", "event": {"type": "watchers", "names": await self._watchers()}})
+    async def _watching(self, name: str | None) -> None:
+        """A read-only viewer arrives (name) or leaves (None): the trainee's page is told."""
+        key = watchers_key(self.sid)
+        try:
+            if name is None:
+                await self.redis.hdel(key, self.channel_name)
+            else:
+                await self.redis.hset(key, self.channel_name, name)
+                await self.redis.expire(key, WATCHERS_TTL)
+            await self.channel_layer.group_send(session_group(self.sid),
+                                                {"type": "session.event", "event": await self._watched_event()})
+        except Exception as exc:  # telling the trainee is best effort; watching goes on
+            log.warning("could not announce a watcher of %s: %s", self.sid, exc)
 
     async def _send_json(self, data: dict) -> None:
         await self.send(text_data=json.dumps(data, ensure_ascii=False))

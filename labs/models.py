@@ -32,6 +32,10 @@ class Lab(models.Model):
     published = models.BooleanField(default=True)
     position = models.PositiveIntegerField(default=0)
     imported_at = models.DateTimeField(auto_now=True)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                              related_name="authored_labs", help_text="the instructor who uploaded it; none for built-in labs")
+    draft_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.CASCADE, related_name="drafts",
+                                 help_text="set on the preview copy of a published lab's newest draft version")
 
     class Meta:
         ordering = ["position", "slug"]
@@ -114,6 +118,8 @@ class StepProgress(models.Model):
     last_message = models.TextField(blank=True)
 
     class Meta:
+        verbose_name = _("step progress")
+        verbose_name_plural = _("step progress")
         constraints = [models.UniqueConstraint(fields=["user", "step"], name="progress_unique_per_user_step")]
         verbose_name, verbose_name_plural = _("step progress"), _("step progress")
 
@@ -131,3 +137,5 @@ class Recording(models.Model):
     def __str__(self) -> str:
         return f"recording of {self.session_id}"
 from labs.models_learning import *  # noqa
+from labs.models_authoring import *  # noqa
+from labs.models_replay import *  # noqa

@@ -31,13 +31,49 @@ def pick_quiz(text: dict | None, lang: str) -> str:
     return pick({"zh-hans": text.get("zh_hans", ""), "en": text.get("en", "")} if text else None, lang)
 
 
+INSTRUCTORS_GROUP = "instructors"
+
+
 def lab_get(*, slug: str) -> Lab:
-    """A published lab by slug, or NotFound."""
+    """A published lab by slug, or NotFound: what anyone may see. Pages, the API and
+    Start use lab_for, which also lets a lab's author and admins reach it unpublished."""
     try:
-        return Lab.objects.get(slug=slug, published=True)
+        return Lab.objects.get(slug=slug, published=True, draft_of__isnull=True)
     except Lab.DoesNotExist:
         raise NotFound(_("There is no lab named “%(slug)s”: it may have been renamed, or not be published yet.")
                        % {"slug": slug}) from None
+
+
+def is_admin(user: AbstractBaseUser) -> bool:
+    """Staff see and may edit every lab."""
+    return bool(user.is_authenticated and (user.is_staff or user.is_superuser))
+
+
+def can_author(user: AbstractBaseUser) -> bool:
+    """May upload labs: members of the "instructors" group, and admins."""
+    return is_admin(user) or bool(user.is_authenticated and user.groups.filter(name=INSTRUCTORS_GROUP).exists())
+
+
+def may_edit(*, user: AbstractBaseUser, lab: Lab) -> bool:
+    """The lab's author (its owner) and admins may preview, test, publish and re-upload it."""
+    return is_admin(user) or bool(user.is_authenticated and lab.owner_id is not None and lab.owner_id == user.id)
+
+
+def lab_visible(*, user: AbstractBaseUser, lab: Lab) -> bool:
+    """The one lab-lookup rule: a published lab for everyone signed in; an unpublished lab
+    or a draft for its author and admins only."""
+    if lab.published and lab.draft_of_id is None:
+        return bool(user.is_authenticated)
+    return may_edit(user=user, lab=lab)
+
+
+def lab_for(*, user: AbstractBaseUser, slug: str) -> Lab:
+    """A lab this user may see, learn from and start a sandbox of (lab_visible); else NotFound,
+    the same answer as for a lab that does not exist."""
+    lab = Lab.objects.filter(slug=slug).first()
+    if lab is None or not lab_visible(user=user, lab=lab):
+        raise NotFound(f"no lab named {slug!r}")
+    return lab
 
 
 def lab_summary(lab: Lab, lang: str) -> dict:
@@ -51,7 +87,7 @@ def lab_summary(lab: Lab, lang: str) -> dict:
 
 def lab_list(*, lang: str) -> list[dict]:
     """Every published lab, in catalogue order."""
-    return [lab_summary(lab, lang) for lab in Lab.objects.filter(published=True)]
+    return [lab_summary(lab, lang) for lab in Lab.objects.filter(published=True, draft_of__isnull=True)]
 
 
 def catalogue_progress(*, user: AbstractBaseUser, labs: list[dict]) -> list[dict]:
@@ -120,9 +156,9 @@ def render_inline(text: str) -> str:
     return html
 
 
-def lab_detail(*, slug: str, lang: str) -> dict:
-    """A lab with its steps."""
-    lab = lab_get(slug=slug)
+def lab_detail(*, user: AbstractBaseUser, slug: str, lang: str) -> dict:
+    """A lab with its steps (lab_for decides who may see it)."""
+    lab = lab_for(user=user, slug=slug)
     data = lab_summary(lab, lang)
     data["steps"] = [step_view(s, lang) for s in lab.steps.filter(retired=False)]
     return data

@@ -20,9 +20,9 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from labs import selectors
+from labs import events, selectors
 from labs.exceptions import BadRequest, Conflict, NotFound, ServiceUnavailable
-from labs.models import Lab, Session, Step, StepProgress
+from labs.models import CheckRecord, Lab, Session, Step, StepProgress
 from labs.redis import sync_redis
 
 log = logging.getLogger(__name__)
@@ -126,9 +126,7 @@ def session_set_state(*, sid: str, state: str, message: str = "", only_from: tup
         if reason:
             event["reason"] = reason
         session_broadcast(sid=sid, event=event)
-        from cohorts.services import dashboards_notify_safely  # never fails a state change
-
-        dashboards_notify_safely(sid=sid)
+        events.session_changed(sid=sid)  # cohort dashboards, after commit, off this path
     return changed
 
 
@@ -146,12 +144,14 @@ def session_streams_end(*, sid: str) -> None:
         log.warning("could not end the streams of session %s", sid, exc_info=True)
 
 
-def session_stop(*, session: Session, by: str = "trainee") -> None:
+def session_stop(*, session: Session, by: str = "trainee", message: str = "") -> None:
     """Ask the session's host to stop it; the state becomes stopped when it is gone.
-    `by` is who asked: "trainee", or "instructor" (the trainee's page then says so)."""
+    `by` is who asked: "trainee", or "instructor" (the trainee's page then says so, in
+    the trainee's language); `message` (why, and who did it) stays with the session."""
     if not session.is_live:
         return
-    session_set_state(sid=session.id, state=Session.State.STOPPING, reason="instructor" if by == "instructor" else "")
+    session_set_state(sid=session.id, state=Session.State.STOPPING, message=message,
+                      reason="instructor" if by == "instructor" else "")
     transaction.on_commit(lambda: _send(session, "labs.tasks.sandbox_stop", expires=300))
 
 
@@ -223,9 +223,8 @@ def progress_record_check(*, user: AbstractBaseUser, step: Step, result: CheckRe
             progress.passed_at = timezone.now()
             progress.passed_by = by
         progress.save()
-    from cohorts.services import dashboards_notify_safely  # never fails the trainee's check
-
-    dashboards_notify_safely(user_id=user.id, step=step)
+        CheckRecord.objects.create(user=user, step=step, passed=result.passed, by=by)  # the replay's markers
+    events.progress_changed(user_id=user.id, lab_id=step.lab_id)  # cohort dashboards, after commit
     return progress
 
 
@@ -340,8 +339,9 @@ def lifetime_limits(lab: Lab) -> tuple[timedelta, timedelta]:
     return timedelta(minutes=minutes), timedelta(minutes=2 * minutes)
 
 
-def session_extend(*, session: Session) -> Session:
-    """Push the end of a ready session back by one lifetime block, within the lab's limit."""
+def session_extend(*, session: Session, message: str = "") -> Session:
+    """Push the end of a ready session back by one lifetime block, within the lab's limit;
+    `message` (who did it) is shown on the trainee's page."""
     if session.state != Session.State.READY:
         raise Conflict(f"the sandbox is {session.state}, not ready")
     block, most = lifetime_limits(session.lab)
@@ -361,7 +361,8 @@ def session_extend(*, session: Session) -> Session:
     reason, end = selectors.session_end(session, idle_end=idle_end)
     session_broadcast(sid=session.id, event={"type": "expiry", "expires_at": new_end.isoformat(),
                                              "idle_ends_at": idle_end.isoformat(),
-                                             "ends_at": end.isoformat(), "ends_because": reason})
+                                             "ends_at": end.isoformat(), "ends_because": reason,
+                                             **({"message": message} if message else {})})
     return session
 
 

@@ -1,9 +1,10 @@
-"""Instructors upload a lab as an archive: extract it safely, validate it, import it unpublished.
+"""Instructors upload a lab as an archive: extract it safely, validate it, keep it as a version.
 
 The archive is hostile until proven otherwise: only regular files and directories,
 no absolute path, no `..`, no link or device, at most MAX_BYTES unpacked. The lab is
-built in a temporary directory beside its final place and renamed into
-`LAB_DATA_DIR/labs/<slug>`, so a failed upload leaves nothing behind.
+built in a temporary directory beside its final place and renamed into place
+(labs.authoring: `LAB_DATA_DIR/labs/.versions/<slug>/<n>`, and `LAB_DATA_DIR/labs/<slug>`
+for the version the lab's row holds), so a failed upload leaves nothing behind.
 """
 from __future__ import annotations
 
@@ -13,12 +14,14 @@ import tarfile
 import tempfile
 import zipfile
 from pathlib import Path, PurePosixPath
+from dataclasses import replace
 from typing import IO, Iterator
 
 from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
 
 from labs.exceptions import BadRequest
-from labs.models import Lab
+from labs.models import Lab, LabVersion
 
 MAX_BYTES = 10 * 1024 * 1024
 MAX_FILES = 2000
@@ -118,14 +121,19 @@ def _image_resolver():
     return store_image_resolver()
 
 
-def lab_upload(*, upload: IO[bytes], name: str, size: int) -> Lab:
-    """Extract, validate and import an uploaded lab archive as an unpublished lab."""
-    from labs.labfile import discover_labs, load_lab, validate_labs
-    from labs.services import lab_import
+def lab_upload(*, user: AbstractBaseUser, upload: IO[bytes], name: str, size: int) -> tuple[LabVersion, bool]:
+    """Extract and validate an uploaded lab archive and keep it as the lab's next version
+    (labs.authoring.version_store); (version, created). Only the lab's author or an admin
+    may upload a version of an existing lab."""
+    from labs.authoring import labs_root, version_store
+    from labs.labfile import discover_labs, validate_labs
+    from labs.selectors import can_author, may_edit
 
+    if not can_author(user):
+        raise UploadRejected(["only instructors may upload labs"])
     if size > MAX_BYTES:
         raise UploadRejected([f"{name}: the archive is larger than {MAX_BYTES // (1024 * 1024)} MB"])
-    root = Path(settings.LAB_DATA_DIR) / "labs"
+    root = labs_root()
     root.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=".upload-", dir=root))
     try:
@@ -140,15 +148,10 @@ def lab_upload(*, upload: IO[bytes], name: str, size: int) -> Lab:
         slug = specs[0].slug
         if slug in RESERVED_SLUGS:
             raise UploadRejected([f"lab.yaml:1:1: slug: '{slug}' is reserved by the site; choose another"])
-        final = root / slug
-        # Swap the new files in with renames on one file system; the old copy goes last.
+        existing = Lab.objects.filter(slug=slug, draft_of__isnull=True).first()
+        if existing is not None and not may_edit(user=user, lab=existing):
+            raise UploadRejected([f"lab.yaml:1:1: slug: '{slug}' is the slug of another author's lab; choose another"])
         found[0].rename(work / "lab")
-        if final.exists():
-            final.rename(work / "old")
-        (work / "lab").rename(final)
-        lab, _ = lab_import(spec=load_lab(final))
-        Lab.objects.filter(pk=lab.pk).update(published=False)
-        lab.published = False
-        return lab
+        return version_store(user=user, spec=replace(specs[0], path=work / "lab"))
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -16,5 +16,6 @@ urlpatterns = [
     path("api/sessions/<str:sid>/reset", api.session_reset),
     path("api/sessions/<str:sid>/extend", api.session_extend),
     path("api/sessions/<str:sid>/recording", api.session_recording),
+    path("api/sessions/<str:sid>/markers", api.session_markers),
     path("sessions/<str:sid>/replay/", views.replay_page, name="replay"),
 ]

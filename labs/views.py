@@ -23,7 +23,7 @@ def home(request: HttpRequest) -> HttpResponse:
 @login_required
 def catalogue(request: HttpRequest) -> HttpResponse:
     labs = selectors.catalogue_progress(user=request.user, labs=selectors.lab_list(lang=request.LANGUAGE_CODE))
-    return render(request, "labs/catalogue.html", {"labs": labs})
+    return render(request, "labs/catalogue.html", {"labs": labs, "can_author": selectors.can_author(request.user)})
 
 
 def signup(request: HttpRequest) -> HttpResponse:
@@ -47,7 +47,7 @@ def lab_page(request: HttpRequest, slug: str) -> HttpResponse:
     from labs.views_learning import render_lab
 
     try:
-        lab = selectors.lab_get(slug=slug)
+        lab = selectors.lab_for(user=request.user, slug=slug)
     except NotFound as exc:
         return render(request, "labs/error.html", {"title": _("Lab not found"), "message": exc.message}, status=404)
     return render_lab(request, lab)  # the trainee's progress restored (labs.learning)
@@ -56,10 +56,13 @@ def lab_page(request: HttpRequest, slug: str) -> HttpResponse:
 @login_required
 def replay_page(request: HttpRequest, sid: str) -> HttpResponse:
     try:
-        session, _ = selectors.session_for_viewer(user=request.user, sid=sid)
+        session, _read_only = selectors.session_for_viewer(user=request.user, sid=sid)
     except NotFound as exc:
         return render(request, "labs/error.html", {"title": _("Recording not found"), "message": exc.message}, status=404)
-    return render(request, "labs/replay.html", {"session": session, "lab_title": selectors.pick(session.lab.title, request.LANGUAGE_CODE)})
+    labels = {"play": _("Play"), "pause": _("Pause"), "step": _("step started"), "pass": _("check passed"),
+              "fail": _("check failed")}
+    return render(request, "labs/replay.html", {"session": session, "labels": labels,
+                                                "lab_title": selectors.pick(session.lab.title, request.LANGUAGE_CODE)})
 
 
 class LoginView(auth_views.LoginView):

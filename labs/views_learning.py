@@ -6,8 +6,8 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.views.decorators.http import require_POST
 
-from labs import learning, selectors
-from labs.exceptions import NotFound
+from labs import authoring, learning, selectors
+from labs.exceptions import Conflict, NotFound
 from labs.models import Lab
 from labs.uploads import UploadRejected, lab_upload as upload_service
 
@@ -24,9 +24,10 @@ def render_lab(request: HttpRequest, lab: Lab, *, preview: bool = False) -> Http
         "ended": selectors.session_view(ended) if ended else None,
         "preview": preview, "progress": data["progress"], "solution_after": learning.SOLUTION_AFTER_FAILURES,
     }
-    return render(request, "labs/lab_detail.html", {"lab": data, "page_data": page_data, "preview": preview,
-                                                    "can_preview": learning.can_preview(request.user),
-                                                    "next_lab": selectors.lab_next(lab=lab, lang=request.LANGUAGE_CODE)})
+    return render(request, "labs/lab_detail.html", {
+        "lab": data, "page_data": page_data, "preview": preview, "can_preview": learning.can_preview(request.user),
+        "next_lab": selectors.lab_next(lab=lab, lang=request.LANGUAGE_CODE),
+        "authoring": authoring.preview_box(user=request.user, lab=lab) if preview else None})
 
 
 def _not_found(request: HttpRequest, message: str) -> HttpResponse:
@@ -35,10 +36,9 @@ def _not_found(request: HttpRequest, message: str) -> HttpResponse:
 
 @login_required
 def lab_preview(request: HttpRequest, slug: str) -> HttpResponse:
-    """An unpublished (or published) lab as trainees will see it: staff and instructors only."""
-    if not learning.can_preview(request.user):
-        return _not_found(request, f"no lab named {slug!r}")
+    """A lab (published, unpublished or a draft) as trainees will see it: its author and admins only."""
     try:
+        lab = authoring.lab_for_editor(user=request.user, slug=slug)  # NotFound for anyone else
         lab = learning.lab_for(user=request.user, slug=slug)
     except NotFound as exc:
         return _not_found(request, exc.message)
@@ -48,17 +48,21 @@ def lab_preview(request: HttpRequest, slug: str) -> HttpResponse:
 @login_required
 @require_POST
 def lab_publish(request: HttpRequest, slug: str) -> HttpResponse:
-    """Publish a previewed lab (staff only)."""
-    if not request.user.is_staff:
-        return _not_found(request, f"no lab named {slug!r}")
-    Lab.objects.filter(slug=slug).update(published=True)
-    return HttpResponseRedirect(f"/labs/{slug}/")
+    """Publish the previewed version (its author or an admin); a failed last test needs `override`."""
+    try:
+        lab = learning.lab_for(user=request.user, slug=slug)
+        main = authoring.lab_publish(user=request.user, lab=lab, override=request.POST.get("override") == "1")
+    except NotFound as exc:
+        return _not_found(request, exc.message)
+    except Conflict as exc:
+        return render(request, "labs/error.html", {"title": "409", "message": exc.message}, status=409)
+    return HttpResponseRedirect(f"/labs/{main.slug}/")
 
 
 @login_required
 def lab_upload(request: HttpRequest) -> HttpResponse:
-    """Staff upload a lab directory as a .tar.gz or .zip; it is imported unpublished."""
-    if not request.user.is_staff:
+    """Instructors and admins upload a lab directory as a .tar.gz or .zip: a new version, unpublished."""
+    if not selectors.can_author(request.user):
         return _not_found(request, "no such page")
     errors: list[str] = []
     if request.method == "POST":
@@ -67,9 +71,9 @@ def lab_upload(request: HttpRequest) -> HttpResponse:
             errors = ["archive: choose a .tar.gz or .zip file"]
         else:
             try:
-                lab = upload_service(upload=archive, name=archive.name, size=archive.size)
+                version, _ = upload_service(user=request.user, upload=archive, name=archive.name, size=archive.size)
             except UploadRejected as exc:
                 errors = exc.errors
             else:
-                return HttpResponseRedirect(f"/labs/{lab.slug}/preview/")
+                return HttpResponseRedirect(f"/labs/{authoring.version_preview_slug(version)}/preview/")
     return render(request, "labs/upload.html", {"errors": errors}, status=400 if errors else 200)

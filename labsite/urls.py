@@ -18,6 +18,7 @@ urlpatterns = [
     path("metrics", metrics, name="metrics"),
     path("", include("cohorts.urls")),
     path("", include("labs.urls_learning")),
+    path("", include("labs.urls_authoring")),
     path("", include("labs.urls")),
 ]
 

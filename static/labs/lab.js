@@ -171,7 +171,7 @@
   terminal.onState(function (state, message, reason) { setState(state, message, reason); });
   terminal.onCheck(function (result) { showResult(result.step, result.passed, result.message, true); });
   terminal.onEvent(function (message) {
-    if (message.type === "watchers") showWatchers(message.names || []);
+    if (message.type === "watched") showWatchers(message.watchers || []);
     emit("lab:event", message);
   });
 

@@ -371,6 +371,7 @@
     } else if (msg.type === "expiry" && s) {
       page.setSession({ id: s.id, expires_at: msg.expires_at, idle_ends_at: msg.idle_ends_at });
       if (banner.getAttribute("data-reason") === "lifetime") showBanner("");
+      if (msg.message) showBanner(msg.message);  // an instructor extended it: who did it
       renderSession();
     }
   });

@@ -324,7 +324,6 @@
         this._emit("connection", "open");
         this._sendSize();
         if (msg.state) this._setState(msg.state, msg.message || "");
-        if (msg.watchers) this._emit("event", { type: "watchers", names: msg.watchers });
         break;
       case "live":
         // Wait for the replay to be parsed: xterm answers queries while it parses.

@@ -120,10 +120,21 @@ def test_the_csv_export_has_the_same_numbers_as_the_api(klass, smoke_lab):
     _progress(klass.trainee, smoke_lab.steps.get(key="make-file"), attempts=3, hints=2, started_ago=timedelta(minutes=3))
     resp = klass.teacher_client.get(f"/cohorts/{klass.cohort.id}/progress.csv")
     assert resp.status_code == 200 and resp["Content-Type"].startswith("text/csv")
-    rows = list(csv.DictReader(io.StringIO(resp.content.decode())))
+    assert resp.content.startswith("\ufeff".encode())  # the BOM that makes Excel read UTF-8
+    rows = list(csv.DictReader(io.StringIO(resp.content.decode("utf-8-sig"))))
     assert [(r["username"], r["lab"], r["step"], r["state"], r["attempts"], r["hints"]) for r in rows] == [
         ("ada", "smoke", "make-file", "working", "3", "2"), ("ada", "smoke", "hangs", "not_started", "0", "0")]
+    assert rows[0]["step_title"] == "建一个文件"  # step titles, in Chinese, as Excel will show them
     assert 170 <= int(rows[0]["seconds"]) <= 190
+
+
+def test_the_trainees_own_cohort_page_shows_step_titles(klass, smoke_lab):
+    _progress(klass.trainee, smoke_lab.steps.get(key="make-file"), attempts=3, hints=2, started_ago=timedelta(minutes=3))
+    page = klass.trainee_client.get(f"/cohorts/{klass.cohort.id}/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    row = page[page.index('data-testid="my-step-make-file"'):]
+    row = row[:row.index("</tr>")]
+    assert "1. Make a file" in row and "<td>3</td><td>2</td>" in row.replace("\n", "").replace(" ", "")
+    assert "2. A check that never ends" in page
 
 
 def test_a_trainee_sees_only_their_own_progress(klass, make_user, smoke_lab):
@@ -234,13 +245,13 @@ def test_the_sandbox_overview_is_for_admins_and_lists_the_last_days_failures(kla
 
 
 def test_a_failing_dashboard_update_never_fails_the_trainees_check(klass, smoke_lab, monkeypatch):
-    import cohorts.services
     from labs.services import CheckResult, progress_record_check
+    from labsite.celery import app
 
-    def broken(**kwargs):
-        raise RuntimeError("channel layer down")
+    def broken(*args, **kwargs):
+        raise RuntimeError("broker down")
 
-    monkeypatch.setattr(cohorts.services, "dashboards_notify", broken)
+    monkeypatch.setattr(app, "send_task", broken)
     progress = progress_record_check(user=klass.trainee, step=smoke_lab.steps.get(key="make-file"),
                                      result=CheckResult(passed=True, message="ok"), by="check")
     assert progress.attempts == 1 and progress.passed_at is not None
@@ -285,3 +296,48 @@ def test_cgroup_numbers_come_from_the_sandboxs_v1_directories_or_are_remote(tmp_
         "memory_bytes": 3145728, "memory_limit": 134217728, "memory_mib": 3.0, "memory_limit_mib": 128,
         "cpu_seconds": 2.5, "pids": 4}
     assert sandbox_cgroup(host="elsewhere", sid="abc", root=tmp_path) is None
+
+
+def test_the_watch_view_shows_the_trainees_step_last_check_and_hints(klass, smoke_lab):
+    from labs.models import Session, StepProgress
+
+    session = Session.objects.create(user=klass.trainee, lab=smoke_lab, host="h1", state="ready")
+    make = smoke_lab.steps.get(key="make-file")
+    p = _progress(klass.trainee, make, attempts=2, hints=0, started_ago=timedelta(minutes=3))
+    StepProgress.objects.filter(pk=p.pk).update(last_message="no /root/done yet")
+    url = f"/api/cohorts/{klass.cohort.id}/sessions/{session.id}/context"
+    ctx = klass.teacher_client.get(url, HTTP_ACCEPT_LANGUAGE="en").json()
+    assert ctx["step"] == {"key": "make-file", "title": "Make a file", "number": 1, "of": 2}
+    assert ctx["last_check"] == {"step": "make-file", "title": "Make a file", "passed": False,
+                                 "message": "no /root/done yet", "attempts": 2}
+    StepProgress.objects.filter(pk=p.pk).update(passed_at=timezone.now(), attempts=3, last_message="found /root/done")
+    ctx = klass.teacher_client.get(url, HTTP_ACCEPT_LANGUAGE="en").json()
+    assert ctx["step"]["key"] == "hangs" and ctx["last_check"]["passed"] is True
+    assert ctx["last_check"]["message"] == "found /root/done"
+    page = klass.teacher_client.get(f"/cohorts/{klass.cohort.id}/watch/{session.id}/", HTTP_ACCEPT_LANGUAGE="en")
+    html = page.content.decode()
+    assert 'data-testid="watch-step">2 / 2 · A check that never ends' in html and "found /root/done" in html
+    other = signed_in(make_instructor("other-teacher"))
+    assert other.get(url).status_code == 403 and klass.trainee_client.get(url).status_code == 403
+
+
+def test_the_replay_timeline_has_markers_at_checks_and_step_changes_and_the_stuck_moment(klass, smoke_lab, settings):
+    from labs.models import Session
+    from labs.services import CheckResult, progress_record_check
+
+    settings.COHORT_STUCK_ATTEMPTS, settings.COHORT_STUCK_MINUTES = 3, 0
+    session = Session.objects.create(user=klass.trainee, lab=smoke_lab, host="h1", state="ready")
+    make = smoke_lab.steps.get(key="make-file")
+    for passed in (False, False, False, True):
+        progress_record_check(user=klass.trainee, step=make, result=CheckResult(passed=passed, message=""), by="check")
+    url = f"/api/sessions/{session.id}/markers"
+    data = klass.teacher_client.get(url, HTTP_ACCEPT_LANGUAGE="en").json()  # the cohort's instructor
+    kinds = [(m["kind"], m["step"]) for m in data["markers"]]
+    assert kinds.count(("fail", "make-file")) == 3 and ("pass", "make-file") in kinds and ("step", "make-file") in kinds
+    fails = [m["at"] for m in data["markers"] if m["kind"] == "fail"]
+    assert data["stuck_at"] == fails[2]  # the third failed check, at least 0 minutes in
+    assert klass.trainee_client.get(url).status_code == 200  # their own
+    other = signed_in(make_instructor("other-teacher"))
+    assert other.get(url).status_code == 404
+    settings.COHORT_STUCK_MINUTES = 10
+    assert klass.teacher_client.get(url).json()["stuck_at"] is None  # passed before 10 minutes were up

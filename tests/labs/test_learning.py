@@ -222,26 +222,34 @@ def unpublished(learning_lab):
     return learning_lab
 
 
-def test_unpublished_labs_are_previewed_by_staff_and_instructors_only(unpublished, make_user, client):
+def test_unpublished_labs_are_previewed_by_their_author_and_admins_only(unpublished, make_user, client):
     from django.contrib.auth.models import Group
 
-    trainee, instructor, staff = make_user("trainee"), make_user("instructor"), make_user("staff")
-    instructor.groups.add(Group.objects.create(name="instructors"))
+    trainee, author, other, staff = make_user("trainee"), make_user("author"), make_user("other"), make_user("staff")
+    group = Group.objects.get_or_create(name="instructors")[0]
+    author.groups.add(group)
+    other.groups.add(group)
     staff.is_staff = True
     staff.save()
-    client.force_login(trainee)
-    assert client.get("/labs/learning/").status_code == 404
-    assert client.get("/labs/learning/preview/").status_code == 404
-    assert post(client, "/api/labs/learning/steps/name-it/answer", {"answer": "overlay"}).status_code == 404
-    assert client.get("/api/labs/learning/progress").status_code == 404
-    for user in (instructor, staff):
+    unpublished.owner = author
+    unpublished.save()
+    for user in (trainee, other):
+        client.force_login(user)
+        assert client.get("/labs/learning/").status_code == 404
+        assert client.get("/labs/learning/preview/").status_code == 404
+        assert post(client, "/api/labs/learning/steps/name-it/answer", {"answer": "overlay"}).status_code == 404
+        assert client.get("/api/labs/learning/progress").status_code == 404
+        assert client.get("/api/labs/learning/").status_code == 404
+        assert client.post("/labs/learning/publish").status_code == 404
+    for user in (author, staff):
         client.force_login(user)
         page = client.get("/labs/learning/preview/")
         assert page.status_code == 200 and 'data-testid="preview-banner"' in page.content.decode()
         assert post(client, "/api/labs/learning/steps/name-it/answer", {"answer": "overlay"}).json()["correct"]
     assert client.post("/labs/learning/publish").status_code == 302
-    client.force_login(trainee)
-    assert client.get("/labs/learning/").status_code == 200
+    for user in (trainee, other):
+        client.force_login(user)
+        assert client.get("/labs/learning/").status_code == 200
 
 
 def tar_gz(files: dict[str, bytes], *, extra=None) -> bytes:

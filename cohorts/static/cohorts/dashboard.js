@@ -1,8 +1,9 @@
 /*
  * The cohort dashboard: a progress matrix (trainee × step), per-lab funnel and medians,
  * quiz answers; charts with the vendored Chart.js, the numbers in tables beside them.
- * Live: /ws/cohorts/<id>/ sends {type: "row", user, lab, row, stats} when a trainee's
- * check or sandbox changes; the page replaces that row and the lab's numbers.
+ * Live: /ws/cohorts/<id>/ sends {type: "row", user, username, name, lab, row} when a
+ * trainee joins, acts on a step or their sandbox changes; the page replaces (or adds) that
+ * row and recomputes the lab's numbers from its rows.
  */
 (function () {
   "use strict";
@@ -70,7 +71,11 @@
         ["extend", "stop"].forEach(function (action) {
           var b = el("button", { type: "button", className: "button button-small", text: L[action],
             "data-testid": action + "-" + row.user + "-" + lab.lab });
-          b.addEventListener("click", function () { act(data.api + "sessions/" + s.id + "/" + action, b); });
+          b.addEventListener("click", function () {
+            // Both change a trainee's sandbox while they work in it: ask first (the trainee is told who did it).
+            if (!window.confirm(L["confirm_" + action].replace("%(name)s", row.name))) return;
+            act(data.api + "sessions/" + s.id + "/" + action, b);
+          });
           td.appendChild(b);
         });
       }
@@ -84,21 +89,55 @@
     return td;
   }
 
+  /** The one number a cell shows: checks while working or stuck, minutes once passed. */
+  function cellNumber(c) {
+    if (c.state === "passed") return Math.max(1, Math.round(c.seconds / 60)) + "m";
+    if (c.state === "working" || c.state === "stuck") return c.attempts + "×";
+    return "";
+  }
+
+  function cellDetails(c, step) {
+    return step.title + " — " + L[c.state] + (c.state === "not_started" ? "" :
+      " · " + c.attempts + " " + L.attempts + " · " + c.hints + " " + L.hints + " · " + duration(c.seconds) +
+      (c.solution ? " · " + L.solution : ""));
+  }
+
+  var view = { sort: "stuck", filter: "" };
+
+  /** A row's place: stuck first, then least progress; or by progress, or by name. */
+  function ordered(rows, i) {
+    function score(row) {
+      var cells = row.labs[i].steps.map(current);
+      return { stuck: cells.filter(function (c) { return c.state === "stuck"; }).length,
+        passed: cells.filter(function (c) { return c.state === "passed"; }).length };
+    }
+    var q = view.filter.trim().toLowerCase();
+    var shown = rows.filter(function (r) { return !q || (r.name + " " + r.username).toLowerCase().indexOf(q) !== -1; });
+    return shown.map(function (r) { return { row: r, s: score(r) }; }).sort(function (a, b) {
+      if (view.sort === "stuck" && a.s.stuck !== b.s.stuck) return b.s.stuck - a.s.stuck;
+      if (view.sort === "stuck" || view.sort === "least") { if (a.s.passed !== b.s.passed) return a.s.passed - b.s.passed; }
+      if (view.sort === "most" && a.s.passed !== b.s.passed) return b.s.passed - a.s.passed;
+      return a.row.name.localeCompare(b.row.name);
+    }).map(function (x) { return x.row; });
+  }
+
   function matrix(lab, i) {
     var head = el("tr", {}, [el("th", { text: L.trainee })]);
-    lab.steps.forEach(function (s, j) { head.appendChild(el("th", { title: s.title, text: (j + 1) + ". " + s.key })); });
+    lab.steps.forEach(function (s, j) {
+      head.appendChild(el("th", { className: "step-head", scope: "col", title: (j + 1) + ". " + s.title,
+        "data-testid": "head-" + lab.slug + "-" + s.key }, [el("span", { text: (j + 1) + ". " + s.title })]));
+    });
     head.appendChild(el("th", { text: "" }));
     var body = el("tbody");
-    data.progress.forEach(function (row) {
-      var tr = el("tr", { "data-user": row.user }, [el("th", { scope: "row", text: row.name })]);
-      row.labs[i].steps.forEach(function (raw) {
-        var c = current(raw);
-        var td = el("td", { className: "cell state-" + c.state, "data-state": c.state,
-          "data-testid": "cell-" + row.user + "-" + lab.slug + "-" + c.step,
-          title: L[c.state] + (c.solution ? " · " + L.solution : "") });
-        if (c.state !== "not_started") {
-          td.appendChild(el("span", { className: "cell-numbers", text: c.attempts + "× · " + c.hints + "? · " + duration(c.seconds) }));
-        }
+    ordered(data.progress, i).forEach(function (row) {
+      var tr = el("tr", { "data-user": row.user, "data-testid": "row-" + row.user + "-" + lab.slug },
+        [el("th", { scope: "row", className: "trainee-name", text: row.name, title: row.username })]);
+      row.labs[i].steps.forEach(function (raw, j) {
+        var c = current(raw), details = cellDetails(c, lab.steps[j]);
+        var td = el("td", { className: "cell state-" + c.state, "data-state": c.state, tabindex: "0",
+          "data-testid": "cell-" + row.user + "-" + lab.slug + "-" + c.step, title: details, "aria-label": row.name + ": " + details },
+          [el("span", { className: "cell-numbers", text: cellNumber(c) })]);
+        if (c.solution) td.classList.add("used-solution");
         tr.appendChild(td);
       });
       tr.appendChild(sessionCell(row, i));
@@ -113,9 +152,9 @@
     var head = el("tr", {}, [L.step, L.reached, L.passed, L.working, L.stuck, L.median_time, L.median_attempts]
       .map(function (t) { return el("th", { text: t }); }));
     var body = el("tbody");
-    stats.steps.forEach(function (s) {
+    stats.steps.forEach(function (s, j) {
       body.appendChild(el("tr", { "data-testid": "stats-" + lab.slug + "-" + s.step }, [
-        s.step, s.reached + " / " + stats.trainees, s.passed, s.states.working, s.states.stuck,
+        (j + 1) + ". " + s.title, s.reached + " / " + stats.trainees, s.passed, s.states.working, s.states.stuck,
         duration(s.median_seconds), s.median_attempts === null ? "—" : s.median_attempts,
       ].map(function (t) { return el("td", { text: String(t) }); })));
     });
@@ -125,7 +164,7 @@
   function chartData(lab) {
     var steps = data.stats[lab.slug].steps;
     return {
-      labels: steps.map(function (s) { return s.step; }),
+      labels: steps.map(function (s, j) { return (j + 1) + ". " + (s.title.length > 18 ? s.title.slice(0, 17) + "…" : s.title); }),
       funnel: [steps.map(function (s) { return s.reached; }), steps.map(function (s) { return s.passed; })],
       medians: [steps.map(function (s) { return s.median_seconds === null ? null : s.median_seconds / 60; }),
         steps.map(function (s) { return s.median_attempts; })],
@@ -186,29 +225,46 @@
     drawCharts(lab, box);
   }
 
+  /** Quizzes that have answers, each collapsed; its chart is drawn when it is opened. */
   function renderQuiz() {
     var root = document.getElementById("quiz-root");
-    (data.quiz.steps || []).forEach(function (q, n) {
+    (data.quiz.steps || []).filter(function (q) { return q.answered > 0; }).forEach(function (q) {
       var body = el("tbody");
       q.choices.forEach(function (c) {
         body.appendChild(el("tr", {}, [el("td", { text: c.id + (c.correct ? " ✓" : "") }), el("td", { text: c.text }), el("td", { text: String(c.count) })]));
       });
       var canvas = el("canvas", { "data-testid": "quiz-chart-" + q.step });
-      root.appendChild(el("div", { className: "quiz-box", "data-testid": "quiz-" + q.lab + "-" + q.step }, [
-        el("h3", { text: q.title }), el("p", { text: q.question }),
-        el("p", { className: "muted", text: L.answers + ": " + q.answered + " · " + L.correct + ": " + q.correct }),
+      var box = el("details", { className: "quiz-box", "data-testid": "quiz-" + q.lab + "-" + q.step }, [
+        el("summary", { text: q.title + " — " + L.answers + ": " + q.answered + " · " + L.correct + ": " + q.correct }),
+        el("p", { text: q.question }),
         q.choices.length ? el("div", { className: "chart-box chart-small" }, [canvas]) : null,
         el("table", { className: "numbers" }, [el("thead", {}, [el("tr", {}, [el("th", { text: L.choice }), el("th", { text: "" }), el("th", { text: L.answers })])]), body]),
-      ]));
-      if (window.Chart && q.choices.length) {
+      ]);
+      root.appendChild(box);
+      box.addEventListener("toggle", function () {
+        if (!box.open || box.dataset.drawn || !window.Chart || !q.choices.length) return;
+        box.dataset.drawn = "1";
         new window.Chart(canvas, {
           type: "bar",
           data: { labels: q.choices.map(function (c) { return c.id; }), datasets: [{ label: L.answers, data: q.choices.map(function (c) { return c.count; }),
             backgroundColor: q.choices.map(function (c) { return c.correct ? COLORS.passed : COLORS.not_started; }) }] },
           options: { animation: false, responsive: true, maintainAspectRatio: false, indexAxis: "y", scales: { x: { beginAtZero: true, ticks: { precision: 0 } } } },
         });
-      }
+      });
     });
+  }
+
+  function renderMatrices() {
+    data.labs.forEach(function (lab, i) {
+      var box = document.querySelector('[data-lab-section="' + lab.slug + '"]');
+      if (box) box.querySelector(".matrix-holder").replaceChildren(matrix(lab, i));
+    });
+  }
+
+  function tools() {
+    var sort = document.querySelector("[data-testid=matrix-sort]"), filter = document.querySelector("[data-testid=matrix-filter]");
+    if (sort) sort.addEventListener("change", function () { view.sort = sort.value; renderMatrices(); });
+    if (filter) filter.addEventListener("input", function () { view.filter = filter.value; renderMatrices(); });
   }
 
   function renderAll() { data.labs.forEach(function (_, i) { renderLab(i); }); }
@@ -227,8 +283,30 @@
       data.progress.push(row);
     }
     row.labs[i] = event.row;
-    data.stats[event.lab] = event.stats;
+    // Events carry only the changed row: the lab's numbers are recomputed here, from the
+    // rows the page holds, so the server's work per event does not grow with the cohort.
+    data.stats[event.lab] = event.stats || labStats(i);
     renderLab(i);
+  }
+
+  function median(values) {
+    if (!values.length) return null;
+    var v = values.slice().sort(function (a, b) { return a - b; }), mid = Math.floor(v.length / 2);
+    return Math.round((v.length % 2 ? v[mid] : (v[mid - 1] + v[mid]) / 2) * 10) / 10;
+  }
+
+  /** The funnel and medians of one lab, as cohorts.selectors.progress_stats computes them. */
+  function labStats(i) {
+    var lab = data.labs[i];
+    return { trainees: data.progress.length, steps: lab.steps.map(function (step, j) {
+      var cells = data.progress.map(function (row) { return current(row.labs[i].steps[j]); });
+      var passed = cells.filter(function (c) { return c.state === "passed"; });
+      var states = { not_started: 0, working: 0, stuck: 0, passed: 0 };
+      cells.forEach(function (c) { states[c.state] += 1; });
+      return { step: step.key, title: step.title, reached: cells.length - states.not_started, passed: passed.length,
+        states: states, median_seconds: median(passed.map(function (c) { return c.seconds; })),
+        median_attempts: median(passed.map(function (c) { return c.attempts; })) };
+    }) };
   }
 
   function setLive(live) {
@@ -272,16 +350,13 @@
     window.__cohortSocket = ws;
   }
 
+  tools();
   renderAll();
   renderQuiz();
   connect(false);
   // Time spent keeps running and "working" turns "stuck" without any event.
-  window.setInterval(function () {
-    data.labs.forEach(function (lab, i) {
-      var box = document.querySelector('[data-lab-section="' + lab.slug + '"]');
-      if (box) box.querySelector(".matrix-holder").replaceChildren(matrix(lab, i));
-    });
-  }, 15000);
-  // Hints taken between checks send no event: take the whole state now and then.
-  window.setInterval(resync, 60000);
+  window.setInterval(renderMatrices, 15000);
+  // Every change sends an event; the whole state now and then is only a safety net
+  // (it is the one request whose cost grows with the cohort).
+  window.setInterval(resync, 300000);
 })();

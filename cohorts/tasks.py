@@ -1,0 +1,20 @@
+"""Celery tasks of the cohorts app: dashboard updates, off the trainee's request path.
+labs publishes its changes by sending `cohorts.tasks.dashboards_update` by name
+(labs.events); it never imports this module."""
+from __future__ import annotations
+
+from celery import shared_task
+
+from cohorts.services import dashboards_notify
+
+
+@shared_task(name="cohorts.tasks.dashboards_update", soft_time_limit=30, time_limit=60, ignore_result=True)
+def dashboards_update(user_id: int | None = None, lab_id: int | None = None, sid: str | None = None,
+                      cohort_id: int | None = None) -> int:
+    """Send the changed trainee's row to the open dashboards of their cohorts."""
+    if user_id is not None and lab_id is not None:
+        from labs.events import pending_key
+        from labs.redis import sync_redis
+
+        sync_redis().delete(pending_key(user_id, lab_id))  # later changes queue a new update
+    return dashboards_notify(user_id=user_id, lab_id=lab_id, sid=sid, cohort_id=cohort_id)

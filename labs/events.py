@@ -1,0 +1,41 @@
+"""Events the labs app publishes for the apps above it (cohort dashboards), as Celery
+tasks sent by name after commit: labs never imports them, and the trainee's request
+never waits for their work. Events for the same trainee and lab arriving within
+COALESCE_MS become one task (the task reads the state as it is when it runs)."""
+from __future__ import annotations
+
+import logging
+
+from django.db import transaction
+
+log = logging.getLogger(__name__)
+DASHBOARDS_TASK = "cohorts.tasks.dashboards_update"
+COALESCE_MS = 200
+
+
+def pending_key(user_id: int, lab_id: int) -> str:
+    """Set while a dashboards update of this trainee and lab is queued."""
+    return f"lab:dash:pending:{user_id}:{lab_id}"
+
+
+def _send(**kwargs: object) -> None:
+    from labs.redis import sync_redis
+    from labsite.celery import app
+
+    try:
+        if "lab_id" in kwargs and not sync_redis().set(pending_key(kwargs["user_id"], kwargs["lab_id"]), 1,
+                                                       nx=True, px=COALESCE_MS * 25):
+            return  # one is queued already: it will read this change too
+        app.send_task(DASHBOARDS_TASK, kwargs=kwargs, countdown=COALESCE_MS / 1000, expires=120)
+    except Exception:  # a dashboard that misses one event refetches; the trainee's action stands
+        log.warning("could not publish a dashboards event %s", kwargs, exc_info=True)
+
+
+def progress_changed(*, user_id: int, lab_id: int) -> None:
+    """A trainee's progress on a lab changed (check, hint, solution, answer, pass)."""
+    transaction.on_commit(lambda: _send(user_id=user_id, lab_id=lab_id))
+
+
+def session_changed(*, sid: str) -> None:
+    """A trainee's sandbox changed state (the task looks up whose and which lab)."""
+    transaction.on_commit(lambda: _send(sid=sid))

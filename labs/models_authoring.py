@@ -1,0 +1,45 @@
+"""Models of authoring in the browser: every uploaded version of a lab, its test and who published it."""
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+__all__ = ["LabVersion"]
+
+
+class LabVersion(models.Model):
+    """One uploaded version of a lab: its files (kept on disk, text files also here for
+    diffs), the last `labs test` run on it, and when and by whom it was published."""
+
+    class TestState(models.TextChoices):
+        NONE = "", "not tested"
+        QUEUED = "queued"
+        RUNNING = "running"
+        PASSED = "passed"
+        FAILED = "failed"
+
+    lab = models.ForeignKey("labs.Lab", on_delete=models.CASCADE, related_name="versions")
+    number = models.PositiveIntegerField()
+    sha = models.CharField(max_length=64, help_text="sha256 of the lab's files")
+    path = models.CharField(max_length=500, help_text="where this version's files are kept")
+    files = models.JSONField(default=dict, help_text="{relative path: text} of the text files, for diffs")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    published_at = models.DateTimeField(null=True, blank=True)
+    published_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                     related_name="+")
+    publish_override = models.BooleanField(default=False, help_text="published although its last test failed")
+    test_state = models.CharField(max_length=16, choices=TestState.choices, default=TestState.NONE, blank=True)
+    test_rows = models.JSONField(default=list, help_text="the `labs test` table: one row per step")
+    tested_at = models.DateTimeField(null=True, blank=True)
+    tested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                  related_name="+")
+
+    class Meta:
+        app_label = "labs"
+        ordering = ["lab", "-number"]
+        constraints = [models.UniqueConstraint(fields=["lab", "number"], name="lab_version_number_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.lab_id} v{self.number}"
