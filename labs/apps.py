@@ -10,4 +10,5 @@ class LabsConfig(AppConfig):
 
     def ready(self) -> None:
         # Celery autodiscovers only labs.tasks; the learning feature's tasks live here.
+        import labs.inside  # noqa: F401
         import labs.learning  # noqa: F401

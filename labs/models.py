@@ -122,3 +122,4 @@ class Recording(models.Model):
     def __str__(self) -> str:
         return f"recording of {self.session_id}"
 from labs.models_learning import *  # noqa
+from labs.models_inside import *  # noqa

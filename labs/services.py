@@ -160,10 +160,15 @@ def progress_record_check(*, user: AbstractBaseUser, step: Step, result: CheckRe
         progress, _ = StepProgress.objects.select_for_update().get_or_create(user=user, step=step)
         progress.attempts += 1
         progress.last_message = result.message[:2000]
-        if result.passed and progress.passed_at is None:
+        first_pass = result.passed and progress.passed_at is None
+        if first_pass:
             progress.passed_at = timezone.now()
             progress.passed_by = by
         progress.save()
+        if first_pass:
+            from labs.inside import checkpoint_after_pass
+
+            checkpoint_after_pass(user=user, step=step)
     from cohorts.services import dashboards_notify_safely  # never fails the trainee's check
 
     dashboards_notify_safely(user_id=user.id, step=step)

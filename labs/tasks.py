@@ -9,6 +9,7 @@ import logging
 
 from celery import shared_task
 
+from labs.inside import checkpoints_collect
 from labs.models import Session, Step
 from labs.services import recording_save, session_set_state
 from sandbox.config import host_config
@@ -21,20 +22,20 @@ S = Session.State
 
 
 @shared_task(name="labs.tasks.sandbox_start", soft_time_limit=60, time_limit=90)
-def sandbox_start(sid: str) -> None:
-    """Provision the sandbox of a starting session."""
+def sandbox_start(sid: str, image: str | None = None) -> None:
+    """Provision the sandbox of a starting session (on `image`: a checkpoint to rewind to)."""
     session = Session.objects.select_related("lab").filter(id=sid).first()
     if session is None or session.state != S.STARTING:
         return  # stopped meanwhile, or a redelivered task
     cfg = host_config()
-    req = SandboxRequest(sid=sid, image=session.lab.image, hostname=f"lab-{sid[:8]}", limits=Limits.from_lab(session.lab.limits))
+    req = SandboxRequest(sid=sid, image=image or session.lab.image, hostname=f"lab-{sid[:8]}", limits=Limits.from_lab(session.lab.limits))
     try:
         engine_start(cfg, req)
     except Exception as exc:
         log.error("session %s failed to start on %s: %s", sid, cfg.host, exc)
         session_set_state(sid=sid, state=S.FAILED, message=str(exc))
         return
-    if session.lab.setup:
+    if session.lab.setup and image is None:  # a checkpoint already holds what setup made
         sandbox_exec(cfg, sid, session.lab.setup, timeout=60)
     if not session_set_state(sid=sid, state=S.READY, only_from=(S.STARTING,)):
         engine_stop(cfg, sid)  # stopped while it was starting
@@ -64,6 +65,7 @@ def sandbox_stop(sid: str) -> None:
     """Tear a sandbox down completely and mark the session stopped."""
     engine_stop(host_config(), sid)
     recording_save(sid=sid)
+    checkpoints_collect(sid=sid)
     # Keep the reason set when stopping began ("time is up", "idle"…).
     reason = Session.objects.filter(id=sid).values_list("message", flat=True).first() or ""
     session_set_state(sid=sid, state=S.STOPPED, message=reason, only_from=(S.STARTING, S.READY, S.STOPPING))
@@ -74,6 +76,7 @@ def sandbox_exited(sid: str) -> None:
     """The sandbox's shell ended (the trainee typed exit): clean up, mark it stopped."""
     engine_stop(host_config(), sid)
     recording_save(sid=sid)
+    checkpoints_collect(sid=sid)
     session_set_state(sid=sid, state=S.STOPPED, message="终端已退出。The shell exited.",
                       only_from=(S.STARTING, S.READY, S.STOPPING))
 
@@ -95,6 +98,7 @@ def host_reconcile(*, host: str, keep: set[str], shutdown: bool = False) -> list
     removed = host_sweep(host_config(), keep=keep | starting)
     for sid in removed:
         recording_save(sid=sid)
+        checkpoints_collect(sid=sid)
     if shutdown:
         ended = Session.objects.filter(host=host, state__in=Session.LIVE_STATES).exclude(id__in=keep)
         state, message = S.LOST, "沙箱已丢失：工作节点已关闭。The sandbox was lost: its worker host was shut down."
@@ -123,3 +127,13 @@ def sandbox_reset(sid: str) -> None:
     cfg = host_config()
     engine_stop(cfg, sid)
     sandbox_start(sid)
+
+
+@shared_task(name="labs.tasks.sandbox_rewind", soft_time_limit=60, time_limit=90)
+def sandbox_rewind(sid: str, ref: str) -> None:
+    """Same session, its sandbox restarted on a checkpoint (`ref`): the checkpoint's
+    layers stacked under a fresh upper; progress is untouched."""
+    if not Session.objects.filter(id=sid, state=S.STARTING).exists():
+        return
+    engine_stop(host_config(), sid)
+    sandbox_start(sid, image=ref)

@@ -13,5 +13,6 @@ urlpatterns = [
     path("i18n/", include("django.conf.urls.i18n")),
     path("", include("cohorts.urls")),
     path("", include("labs.urls_learning")),
+    path("", include("labs.urls_inside")),
     path("", include("labs.urls")),
 ]

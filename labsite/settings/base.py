@@ -167,3 +167,11 @@ CACHES = {
 # Failed logins allowed per client address and user name in LOGIN_WINDOW seconds.
 LOGIN_MAX_FAILURES = env_int("LOGIN_MAX_FAILURES", 5)
 LOGIN_WINDOW = env_int("LOGIN_WINDOW", 900)
+
+# The container layer made real (docs/inside.md): what one trainee may keep at once.
+# Checkpoints go with their session; committed images stay until the trainee removes them.
+LAB_USER_CHECKPOINTS = env_int("LAB_USER_CHECKPOINTS", 30)
+LAB_USER_IMAGES = env_int("LAB_USER_IMAGES", 5)
+LAB_USER_LAYER_MB = env_int("LAB_USER_LAYER_MB", 512)
+# How often an open inside panel is refreshed over the WebSocket (seconds).
+LAB_INSIDE_INTERVAL = float(env("LAB_INSIDE_INTERVAL", "1.0") or 1.0)

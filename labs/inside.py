@@ -1,0 +1,280 @@
+"""The container layer made visible and real: the inside views of a session's sandbox,
+its checkpoints, rewinding to one, and committing the container as an image.
+
+Everything that touches a sandbox runs on the sandbox's own host, as a short Celery
+task on its queue that returns data (the web host may be another machine). Services
+here check who may do what, quotas, and record the results.
+"""
+from __future__ import annotations
+
+import logging
+import re
+
+from celery import shared_task
+from celery.exceptions import TimeoutError as CeleryTimeout
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.db.models import Sum
+
+from labs.exceptions import BadRequest, Conflict, NotFound, ServiceUnavailable
+from labs.models import Checkpoint, CommittedImage, Session, Step, StepProgress
+from labs.services import START_EXPIRES, session_broadcast, session_set_state
+
+log = logging.getLogger(__name__)
+S = Session.State
+CHECKPOINT_REPO = "lab-checkpoints"
+NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
+TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+READ_TIMEOUT = 15
+WRITE_TIMEOUT = 60
+
+
+def checkpoint_ref(sid: str, checkpoint_id: str) -> str:
+    """The store's name for a checkpoint: the session's stack plus its container layer."""
+    return f"{CHECKPOINT_REPO}/{sid}:{checkpoint_id}"
+
+
+def user_namespace(user: AbstractBaseUser) -> str:
+    """The image-name namespace of a user: the user name in image-name characters."""
+    name = re.sub(r"[^a-z0-9._-]+", "-", user.get_username().lower()).strip("._-")
+    return name or f"user{user.pk}"
+
+
+# ---- host tasks: run on the sandbox's host, return data ------------------------------
+
+def _host_errors(func):
+    """Turn the engine's errors into {"error": message} for the web to raise."""
+    from sandbox.exceptions import SandboxError
+    from sandbox.images.exceptions import ImageError
+
+    def run(*args, **kwargs) -> dict:
+        try:
+            return func(*args, **kwargs)
+        except (SandboxError, ImageError) as exc:
+            return {"error": str(exc)}
+
+    run.__name__, run.__doc__ = func.__name__, func.__doc__
+    return run
+
+
+@shared_task(name="labs.inside.inside_read", soft_time_limit=20, time_limit=30)
+@_host_errors
+def inside_read(sid: str, views: list[str]) -> dict:
+    """The asked views (layers, changes, container) of a sandbox of this host."""
+    from sandbox.config import host_config
+    from sandbox.inside.host import VIEWS, inside_view
+
+    return inside_view(host_config(), sid, tuple(v for v in views if v in VIEWS))
+
+
+@shared_task(name="labs.inside.inside_commit", soft_time_limit=WRITE_TIMEOUT, time_limit=WRITE_TIMEOUT + 30)
+@_host_errors
+def inside_commit(sid: str, ref: str, created_by: str, comment: str = "", author: str = "",
+                  replace: bool = True) -> dict:
+    """Tag `ref` as the sandbox's stack plus its container layer (checkpoint or commit)."""
+    from sandbox.config import host_config
+    from sandbox.images.store import ImageStore
+    from sandbox.inside.checkpoint import upper_commit
+    from sandbox.service import layout_for
+
+    cfg = host_config()
+    if not replace and ref in ImageStore(cfg.images_dir).refs():
+        return {"error": f"an image called {ref} already exists; choose another name or tag."}
+    image, paused = upper_commit(cfg, sid, layout_for(cfg, sid), ref=ref, created_by=created_by,
+                                 comment=comment, author=author)
+    top = image.layers[-1]
+    return {"ref": image.ref, "digest": image.manifest_digest, "id": image.id, "diff_id": top.diff_id,
+            "size": top.size, "paused": paused}
+
+
+@shared_task(name="labs.inside.inside_untag", soft_time_limit=60, time_limit=90)
+def inside_untag(refs: list[str]) -> int:
+    """Untag images in this host's store (their layers go at the next `image gc`)."""
+    from sandbox.config import host_config
+    from sandbox.images.exceptions import ImageNotFound
+    from sandbox.images.store import ImageStore
+
+    cfg = host_config()
+    store = ImageStore(cfg.images_dir)
+    removed = 0
+    for ref in refs:
+        try:
+            store.remove(ref)
+            removed += 1
+        except ImageNotFound:
+            pass
+    return removed
+
+
+def checkpoints_collect(*, sid: str) -> int:
+    """On the session's host, as it ends: its checkpoints go (store tags and rows)."""
+    refs = list(Checkpoint.objects.filter(session_id=sid).values_list("ref", flat=True))
+    if refs:
+        inside_untag(refs)
+    Checkpoint.objects.filter(session_id=sid).delete()
+    return len(refs)
+
+
+# ---- services --------------------------------------------------------------------------
+
+def _send(session: Session, task: str, timeout: float, **kwargs) -> dict:
+    """Run a host task for a ready session and wait for its answer."""
+    from labsite.celery import app
+
+    if session.state != S.READY:
+        raise Conflict(f"the sandbox is {session.state}, not ready")
+    try:
+        result = app.send_task(task, args=[session.id], kwargs=kwargs, queue=f"host.{session.host}",
+                               expires=timeout).get(timeout=timeout + 5)
+    except CeleryTimeout:
+        raise ServiceUnavailable("沙箱主机没有及时响应。The sandbox host did not answer in time; try again.") from None
+    if isinstance(result, dict) and "error" in result:
+        raise Conflict(result["error"])
+    return result
+
+
+def session_inside(*, session: Session, views: tuple[str, ...]) -> dict:
+    """Views of the session's sandbox, read on its host."""
+    return _send(session, "labs.inside.inside_read", READ_TIMEOUT, views=list(views))
+
+
+def _quota(user: AbstractBaseUser, *, images: int = 0, checkpoints: int = 0) -> None:
+    """Refuse what would take the user past their checkpoints, images or bytes."""
+    if checkpoints and Checkpoint.objects.filter(user=user).count() + checkpoints > settings.LAB_USER_CHECKPOINTS:
+        raise Conflict(f"最多保留 {settings.LAB_USER_CHECKPOINTS} 个检查点。You may keep at most "
+                       f"{settings.LAB_USER_CHECKPOINTS} checkpoints: stop an old session to free them.")
+    if images and CommittedImage.objects.filter(user=user).count() + images > settings.LAB_USER_IMAGES:
+        raise Conflict(f"最多保留 {settings.LAB_USER_IMAGES} 个镜像。You may keep at most "
+                       f"{settings.LAB_USER_IMAGES} images: remove one first.")
+    used = ((Checkpoint.objects.filter(user=user).aggregate(n=Sum("size"))["n"] or 0)
+            + (CommittedImage.objects.filter(user=user).aggregate(n=Sum("size"))["n"] or 0))
+    if used > settings.LAB_USER_LAYER_MB << 20:
+        raise Conflict(f"你的检查点和镜像已占用 {used >> 20} MiB（上限 {settings.LAB_USER_LAYER_MB} MiB）。"
+                       f"Your checkpoints and images hold {used >> 20} MiB, over your "
+                       f"{settings.LAB_USER_LAYER_MB} MiB: remove some first.")
+
+
+def checkpoint_view(cp: Checkpoint) -> dict:
+    """A checkpoint as the API shows it."""
+    return {"id": cp.id, "diff_id": cp.diff_id, "size": cp.size, "step": cp.step, "auto": cp.auto,
+            "created_at": cp.created_at.isoformat()}
+
+
+def _current_step_key(session: Session) -> str:
+    """The trainee's current step (the first not passed), as labs.learning counts it."""
+    passed = StepProgress.objects.filter(user=session.user, step__lab=session.lab, passed_at__isnull=False)
+    step = session.lab.steps.filter(retired=False).exclude(id__in=passed.values("step_id")).order_by("position").first()
+    return step.key if step is not None else ""
+
+
+def checkpoint_create(*, session: Session, step: Step | None = None, here: bool = False) -> Checkpoint:
+    """The session's container layer now, as an OCI layer in the store, and its record.
+    `step`: the step that just passed (an automatic checkpoint); `here`: already on
+    the session's host, so no round trip through the broker."""
+    _quota(session.user, checkpoints=1)
+    key = step.key if step is not None else _current_step_key(session)
+    cp = Checkpoint(session=session, user=session.user, step=key, auto=step is not None)
+    ref = checkpoint_ref(session.id, cp.id)
+    args = {"ref": ref, "created_by": f"lab checkpoint {cp.id}" + (f" (step {key})" if key else ""),
+            "comment": f"container layer of session {session.id}"}
+    if here:
+        result = inside_commit(session.id, **args)
+        if "error" in result:
+            raise Conflict(result["error"])
+    else:
+        result = _send(session, "labs.inside.inside_commit", WRITE_TIMEOUT, **args)
+    cp.ref, cp.diff_id, cp.size = ref, result["diff_id"], result["size"]
+    if not Session.objects.filter(id=session.id, state__in=Session.LIVE_STATES).exists():
+        _send_untag(session, [ref])  # the session ended meanwhile: nothing to keep
+        raise Conflict("the session ended while the checkpoint was taken")
+    cp.save()
+    session_broadcast(sid=session.id, event={"type": "inside", "view": "checkpoints", "data": checkpoint_view(cp)})
+    return cp
+
+
+def _send_untag(session: Session, refs: list[str]) -> None:
+    from labsite.celery import app
+
+    app.send_task("labs.inside.inside_untag", args=[refs], queue=f"host.{session.host}", expires=3600)
+
+
+def checkpoint_after_pass(*, user: AbstractBaseUser, step: Step) -> None:
+    """A step passed for the first time: checkpoint the user's live sandbox of that lab,
+    after the commit and off the request path (a quota reached is only logged)."""
+    session = Session.objects.filter(user=user, lab_id=step.lab_id, state=S.READY).only("id", "host").first()
+    if session is None:
+        return
+    from labsite.celery import app
+
+    sid, host = session.id, session.host
+    transaction.on_commit(lambda: app.send_task("labs.inside.checkpoint_auto", args=[sid, step.id],
+                                                queue=f"host.{host}", expires=60))
+
+
+@shared_task(name="labs.inside.checkpoint_auto", soft_time_limit=WRITE_TIMEOUT, time_limit=WRITE_TIMEOUT + 30)
+def checkpoint_auto(sid: str, step_id: int) -> str:
+    """On the host: the checkpoint taken when a step passes."""
+    from labs.exceptions import LabError
+
+    session = Session.objects.select_related("lab", "user").filter(id=sid, state=S.READY).first()
+    step = Step.objects.filter(id=step_id).first()
+    if session is None or step is None:
+        return "gone"
+    try:
+        return checkpoint_create(session=session, step=step, here=True).id
+    except LabError as exc:
+        log.info("no automatic checkpoint for %s: %s", sid, exc.message)
+        return "refused"
+
+
+def checkpoints_of(*, session: Session) -> list[dict]:
+    """The session's checkpoints, oldest first."""
+    return [checkpoint_view(cp) for cp in Checkpoint.objects.filter(session=session)]
+
+
+def session_rewind(*, session: Session, checkpoint_id: str) -> None:
+    """Restart the session's sandbox on one of its checkpoints; progress is kept."""
+    cp = Checkpoint.objects.filter(session=session, id=checkpoint_id).first()
+    if cp is None:
+        raise NotFound(f"this session has no checkpoint {checkpoint_id!r}")
+    if session.state != S.READY:
+        raise Conflict(f"the sandbox is {session.state}, not ready")
+    from labsite.celery import app
+
+    session_set_state(sid=session.id, state=S.STARTING, message="回到检查点… Rewinding to a checkpoint…")
+    transaction.on_commit(lambda: app.send_task("labs.tasks.sandbox_rewind", args=[session.id, cp.ref],
+                                                queue=f"host.{session.host}", expires=START_EXPIRES))
+
+
+def image_commit(*, session: Session, name: str, tag: str) -> CommittedImage:
+    """The container as an image of the user's own (`docker commit`)."""
+    if not NAME.match(name):
+        raise BadRequest("name: lowercase letters, digits, '.', '_' or '-' (at most 63), e.g. mine")
+    if not TAG.match(tag):
+        raise BadRequest("tag: letters, digits, '.', '_' or '-' (at most 128), e.g. v1")
+    user = session.user
+    ref = f"{user_namespace(user)}/{name}:{tag}"
+    mine = CommittedImage.objects.filter(ref=ref).first()
+    if mine is not None and mine.user_id != user.pk:
+        raise Conflict(f"the image name {ref} is taken; choose another name.")
+    _quota(user, images=0 if mine else 1)
+    base = session.lab.image
+    result = _send(session, "labs.inside.inside_commit", WRITE_TIMEOUT, ref=ref,
+                   created_by="/bin/sh -l", comment=f"lab commit of session {session.id} (from {base})",
+                   author=user.get_username(), replace=mine is not None)
+    image, _ = CommittedImage.objects.update_or_create(ref=ref, defaults={
+        "user": user, "digest": result["digest"], "image_id": result["id"], "size": result["size"],
+        "session_id": session.id, "host": session.host})
+    return image
+
+
+def image_view(image: CommittedImage) -> dict:
+    """A committed image as the API shows it."""
+    return {"image": image.ref, "digest": image.digest, "id": image.image_id, "size": image.size,
+            "created_at": image.created_at.isoformat()}
+
+
+def images_of(*, user: AbstractBaseUser) -> list[dict]:
+    """The user's own committed images, newest first."""
+    return [image_view(i) for i in CommittedImage.objects.filter(user=user)]

@@ -1,0 +1,90 @@
+"""The container layer as a real layer: a checkpoint (or a commit) turns a sandbox's
+upperdir into an OCI changeset layer in the image store and tags an image of the
+sandbox's stack plus that layer, as `docker commit` does.
+
+The sandbox is frozen (`runc pause`, the cgroup freezer) while its upperdir is read,
+so the layer is one consistent moment, then thawed whatever happens.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import os
+import subprocess
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator
+
+from sandbox.config import HostConfig
+from sandbox.exceptions import RuntimeFailed, SandboxError
+from sandbox.images.changeset import create_layer
+from sandbox.images.store import Image, ImageStore
+from sandbox.inside.layers import session_stack
+from sandbox.snapshots import Layout
+
+# overlayfs refuses more lowerdirs than this (and the mount data must fit in a page).
+MAX_LAYERS = 120
+
+
+def _runc(cfg: HostConfig, *args: str) -> None:
+    proc = subprocess.run([cfg.runc, "--root", str(cfg.runc_root), *args], capture_output=True, text=True, timeout=30)
+    if proc.returncode != 0:
+        raise RuntimeFailed(f"runc {args[0]}: {proc.stderr.strip()[-500:]}")
+
+
+@contextlib.contextmanager
+def frozen(cfg: HostConfig, sid: str) -> Iterator[None]:
+    """Every process of the sandbox stopped by the freezer while the body runs."""
+    _runc(cfg, "pause", sid)
+    try:
+        yield
+    finally:
+        _runc(cfg, "resume", sid)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def upper_commit(cfg: HostConfig, sid: str, layout: Layout, *, ref: str, created_by: str,
+                 comment: str = "", author: str = "") -> tuple[Image, float]:
+    """Tag `ref` as the sandbox's stack plus its container layer; (image, seconds frozen)."""
+    store = ImageStore(cfg.images_dir, uid_base=cfg.uid_base, id_count=cfg.id_count)
+    stack = session_stack(store, layout)
+    if len(stack.layers) + 1 > MAX_LAYERS:
+        raise SandboxError(f"this sandbox already stacks {len(stack.layers)} layers; "
+                           f"overlayfs takes at most {MAX_LAYERS}: commit it and start a new lab from that image.")
+    with store.writing():
+        fd, tmp = tempfile.mkstemp(dir=store.tmp, prefix="upper-")
+        try:
+            started = time.monotonic()
+            with frozen(cfg, sid), os.fdopen(fd, "wb") as out:
+                # Device nodes other than whiteouts cannot be made in the sandbox; skip any.
+                create_layer(layout.upper, out, uid_base=cfg.uid_base, id_count=cfg.id_count, devices="skip")
+            paused = time.monotonic() - started
+            parent = stack.layers[-1].chain_id if stack.layers else None
+            layer = store.add_layer(Path(tmp), parent)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        config = _next_config(store.read_json(stack.config_digest), layer.diff_id, created_by, comment, author)
+        return store.commit(ref, config, [*stack.layers, layer]), paused
+
+
+def _next_config(base: dict[str, Any], diff_id: str, created_by: str, comment: str, author: str) -> dict[str, Any]:
+    """The image config `docker commit` would write: one more diff_id and history entry."""
+    config = copy.deepcopy(base)
+    now = _now()
+    config["created"] = now
+    if author:
+        config["author"] = author
+    config.setdefault("rootfs", {"type": "layers", "diff_ids": []})["diff_ids"].append(diff_id)
+    entry = {"created": now, "created_by": created_by}
+    if comment:
+        entry["comment"] = comment
+    if author:
+        entry["author"] = author
+    config.setdefault("history", []).append(entry)
+    return config
