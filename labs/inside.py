@@ -116,6 +116,16 @@ def checkpoints_collect(*, sid: str) -> int:
     return len(refs)
 
 
+def checkpoints_orphaned(*, refs: list[str]) -> list[str]:
+    """Checkpoint tags in a store whose session is no longer live (it ended while its
+    host was away): `image gc` untags them, and forgets their records."""
+    sids = {ref.split("/", 1)[1].split(":", 1)[0] for ref in refs if ref.startswith(CHECKPOINT_REPO + "/")}
+    live = set(Session.objects.filter(id__in=sids, state__in=Session.LIVE_STATES).values_list("id", flat=True))
+    Checkpoint.objects.filter(session_id__in=sids - live).delete()
+    return [ref for ref in refs if ref.startswith(CHECKPOINT_REPO + "/")
+            and ref.split("/", 1)[1].split(":", 1)[0] not in live]
+
+
 # ---- services --------------------------------------------------------------------------
 
 def _send(session: Session, task: str, timeout: float, **kwargs) -> dict:
