@@ -17,9 +17,11 @@ from urllib.parse import parse_qs
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
+from labs.inside import inside_feed
 from labs.models import Session
 from labs.redis import async_redis
 from labs.services import session_group, session_verify_host, session_verify_start
+from sandbox.inside.host import VIEWS
 from sandbox.relay import streams
 
 log = logging.getLogger(__name__)
@@ -58,6 +60,7 @@ class TerminalConsumer(AsyncWebsocketConsumer):
     async def connect(self) -> None:
         self.sid = self.scope["url_route"]["kwargs"]["sid"]
         self.reader: asyncio.Task | None = None
+        self.inside: asyncio.Task | None = None  # the inside panel's feed, while subscribed
         self.redis = None
         self.read_only = True
         # (stream id, bytes sent through it) not yet acknowledged by the page
@@ -92,6 +95,8 @@ class TerminalConsumer(AsyncWebsocketConsumer):
     async def disconnect(self, code: int) -> None:
         if self.reader:
             self.reader.cancel()
+        if self.inside:
+            self.inside.cancel()
         if self.redis is not None:
             await self.channel_layer.group_discard(session_group(self.sid), self.channel_name)
             await self.redis.aclose()
@@ -170,8 +175,20 @@ class TerminalConsumer(AsyncWebsocketConsumer):
                     await self.redis.xadd(streams.in_key(self.sid), {"r": f"{cols} {rows}"}, maxlen=4096, approximate=True)
             elif kind == "ack" and STREAM_ID.match(str(msg.get("id", ""))):
                 await self._ack(msg["id"])
+            elif kind in ("inside.subscribe", "inside.unsubscribe"):
+                self._inside(msg.get("views") if kind == "inside.subscribe" else None)
         except (ValueError, KeyError, TypeError, AttributeError):
             await self._send_json({"type": "error", "message": "malformed control message"})
+
+    def _inside(self, views: object) -> None:
+        """(Un)subscribe this socket to the inside views of its sandbox (watchers too)."""
+        if self.inside:
+            self.inside.cancel()
+            self.inside = None
+        if isinstance(views, list) and (wanted := [v for v in VIEWS if v in views]):
+            self.inside = asyncio.create_task(inside_feed(
+                sid=self.sid, host=self.host, views=wanted, send=self._send_json,
+                ready=lambda: self.state == Session.State.READY))
 
     async def _ack(self, entry_id: str) -> None:
         """Pass the page's acknowledgement on to the relay, once per ACK_STEP bytes:

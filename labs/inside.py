@@ -288,3 +288,53 @@ def image_view(image: CommittedImage) -> dict:
 def images_of(*, user: AbstractBaseUser) -> list[dict]:
     """The user's own committed images, newest first."""
     return [image_view(i) for i in CommittedImage.objects.filter(user=user)]
+
+
+# ---- live updates over the terminal WebSocket (docs/protocol.md, "inside") -------------
+
+SLOW_VIEWS = ("container",)  # figures that move all the time: refreshed every few ticks
+SLOW_EVERY = 3
+
+
+def inside_poll(*, sid: str, host: str, views: list[str]) -> dict:
+    """One read of a ready sandbox's views on its host (blocking: run it off the loop)."""
+    from labsite.celery import app
+
+    try:
+        result = app.send_task("labs.inside.inside_read", args=[sid], kwargs={"views": views},
+                               queue=f"host.{host}", expires=READ_TIMEOUT).get(timeout=READ_TIMEOUT)
+    except CeleryTimeout:
+        raise ServiceUnavailable("沙箱主机没有及时响应。The sandbox host did not answer in time.") from None
+    if "error" in result:
+        raise Conflict(result["error"])
+    return result
+
+
+async def inside_feed(*, sid: str, host: str, views: list[str], ready, send) -> None:
+    """While a panel subscribes: read the views every LAB_INSIDE_INTERVAL seconds and
+    send each one that changed as {"type": "inside", "view", "data"}. Runs until
+    cancelled (unsubscribe, or the WebSocket closes); costs nothing otherwise."""
+    import asyncio
+    import json
+
+    from asgiref.sync import sync_to_async
+
+    last: dict[str, str] = {}
+    tick = 0
+    while True:
+        asked = [v for v in views if v not in SLOW_VIEWS or tick % SLOW_EVERY == 0]
+        if ready() and asked:
+            try:
+                data = await sync_to_async(inside_poll, thread_sensitive=False)(sid=sid, host=host, views=asked)
+            except (Conflict, ServiceUnavailable) as exc:
+                data = {}
+                if last.get("error") != exc.message:
+                    last["error"] = exc.message
+                    await send({"type": "inside", "view": "error", "message": exc.message})
+            for view, value in data.items():
+                text = json.dumps(value, sort_keys=True)
+                if last.get(view) != text:
+                    last[view] = text
+                    await send({"type": "inside", "view": view, "data": value})
+        tick += 1
+        await asyncio.sleep(settings.LAB_INSIDE_INTERVAL)

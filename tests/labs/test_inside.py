@@ -126,3 +126,48 @@ def test_only_the_owner_and_watchers_see_inside_and_only_the_owner_writes(worker
     assert watcher.post(f"/api/sessions/{sid}/checkpoints", {}, content_type="application/json").status_code == 404
     assert watcher.post(f"/api/sessions/{sid}/commit", {"name": "n"}, content_type="application/json").status_code == 404
     wait_for(lambda: client.get(reads[1]).status_code == 200, what="owner reads")
+
+
+def drain(term: Terminal) -> None:
+    """Take in everything that has arrived so far."""
+    while True:
+        before = (len(term.out), len(term.control))
+        term.poll()
+        if (len(term.out), len(term.control)) == before:
+            return
+
+
+def inside_messages(term: Terminal, view: str) -> list[dict]:
+    term.poll()
+    return [m for m in term.control if m.get("type") == "inside" and m.get("view") == view]
+
+
+def test_a_subscribed_socket_gets_changes_live_and_nothing_once_unsubscribed(worker, web, smoke_lab, make_user, client):
+    import json
+    import time
+
+    client.force_login(make_user())
+    session = start_session(client)
+    with ws_connect(web, client, session["ws"]) as ws:
+        term = Terminal(ws)
+        run(term, "echo before > /etc/early", "done-5")
+        time.sleep(1.5)  # a socket that never subscribed is sent nothing of the kind
+        assert inside_messages(term, "changes") == []
+        ws.send(json.dumps({"type": "inside.subscribe", "views": ["changes", "layers", "container"]}))
+        first = wait_for(lambda: inside_messages(term, "changes"), timeout=15, what="first changes")[0]
+        assert "/etc/early" in {c["path"] for c in first["data"]["changes"]}
+        wait_for(lambda: inside_messages(term, "layers") and inside_messages(term, "container"), timeout=15,
+                 what="layers and container views")
+        term.send("echo x > /etc/live-one\r")
+        update = wait_for(lambda: [m for m in inside_messages(term, "changes")
+                                   if "/etc/live-one" in {c["path"] for c in m["data"]["changes"]}],
+                          timeout=15, what="the change sent live")[0]
+        assert {c["path"]: c["kind"] for c in update["data"]["changes"]}["/etc/live-one"] == "added"
+        ws.send(json.dumps({"type": "inside.unsubscribe"}))
+        time.sleep(0.5)  # a read already in flight may still land
+        drain(term)
+        seen = len([m for m in term.control if m.get("type") == "inside"])
+        run(term, "echo y > /etc/live-two", "done-6")
+        time.sleep(3)
+        drain(term)
+        assert len([m for m in term.control if m.get("type") == "inside"]) == seen
