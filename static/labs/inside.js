@@ -63,6 +63,15 @@ class InsidePanel {
     this.terminal.onConnection((status) => { if (status === "open") { this.subscribed = false; this.sync(); } });
     document.addEventListener("lab:event", (e) => this.onEvent(e.detail || {}));
     document.addEventListener("lab:state", () => this.sync());
+    // A step's Markdown can point at a view: [the Container layer tab](#inside-changes).
+    document.addEventListener("click", (e) => {
+      const link = e.target.closest && e.target.closest('a[href^="#inside-"]');
+      const view = link && link.getAttribute("href").slice("#inside-".length);
+      if (!view || !(view in this.views)) return;
+      e.preventDefault();
+      this.tab = view;
+      if (!this.open) this.setOpen(true); else this.show(view);
+    });
   }
 
   session() { return this.page.session(); }

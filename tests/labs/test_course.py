@@ -29,6 +29,7 @@ COURSE = [
     "overlay-advanced",
     "build-an-image",
     "challenge",
+    "container-as-a-layer",
 ]
 PRESENT = [slug for slug in COURSE if (BUILTIN / slug / "lab.yaml").exists()]
 CJK = re.compile(r"[\u4e00-\u9fff]")
