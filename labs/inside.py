@@ -35,10 +35,16 @@ def checkpoint_ref(sid: str, checkpoint_id: str) -> str:
     return f"{CHECKPOINT_REPO}/{sid}:{checkpoint_id}"
 
 
+# Namespaces of the platform's own images: a user who happens to be called so gets another.
+RESERVED_NAMESPACES = ("lab", CHECKPOINT_REPO, "library")
+
+
 def user_namespace(user: AbstractBaseUser) -> str:
     """The image-name namespace of a user: the user name in image-name characters."""
     name = re.sub(r"[^a-z0-9._-]+", "-", user.get_username().lower()).strip("._-")
-    return name or f"user{user.pk}"
+    if not name or name in RESERVED_NAMESPACES:
+        return f"u{user.pk}-{name}".rstrip("-")
+    return name
 
 
 # ---- host tasks: run on the sandbox's host, return data ------------------------------
@@ -80,7 +86,7 @@ def inside_commit(sid: str, ref: str, created_by: str, comment: str = "", author
 
     cfg = host_config()
     if not replace and ref in ImageStore(cfg.images_dir).refs():
-        return {"error": f"an image called {ref} already exists; choose another name or tag."}
+        return {"error": f"已有名为 {ref} 的镜像，请换一个名字或标签。An image called {ref} already exists; choose another name or tag."}
     image, paused = upper_commit(cfg, sid, layout_for(cfg, sid), ref=ref, created_by=created_by,
                                  comment=comment, author=author)
     top = image.layers[-1]
@@ -133,7 +139,7 @@ def _send(session: Session, task: str, timeout: float, **kwargs) -> dict:
     from labsite.celery import app
 
     if session.state != S.READY:
-        raise Conflict(f"the sandbox is {session.state}, not ready")
+        raise Conflict(f"沙箱现在是 {session.state}，还没就绪。The sandbox is {session.state}, not ready.")
     try:
         result = app.send_task(task, args=[session.id], kwargs=kwargs, queue=f"host.{session.host}",
                                expires=timeout).get(timeout=timeout + 5)
@@ -197,7 +203,7 @@ def checkpoint_create(*, session: Session, step: Step | None = None, here: bool 
     cp.ref, cp.diff_id, cp.size = ref, result["diff_id"], result["size"]
     if not Session.objects.filter(id=session.id, state__in=Session.LIVE_STATES).exists():
         _send_untag(session, [ref])  # the session ended meanwhile: nothing to keep
-        raise Conflict("the session ended while the checkpoint was taken")
+        raise Conflict("建检查点时会话已经结束。The session ended while the checkpoint was taken.")
     cp.save()
     session_broadcast(sid=session.id, event={"type": "inside", "view": "checkpoints", "data": checkpoint_view(cp)})
     return cp
@@ -247,9 +253,9 @@ def session_rewind(*, session: Session, checkpoint_id: str) -> None:
     """Restart the session's sandbox on one of its checkpoints; progress is kept."""
     cp = Checkpoint.objects.filter(session=session, id=checkpoint_id).first()
     if cp is None:
-        raise NotFound(f"this session has no checkpoint {checkpoint_id!r}")
+        raise NotFound(f"这个会话没有检查点 {checkpoint_id!r}。This session has no checkpoint {checkpoint_id!r}.")
     if session.state != S.READY:
-        raise Conflict(f"the sandbox is {session.state}, not ready")
+        raise Conflict(f"沙箱现在是 {session.state}，还没就绪。The sandbox is {session.state}, not ready.")
     from labsite.celery import app
 
     session_set_state(sid=session.id, state=S.STARTING, message="回到检查点… Rewinding to a checkpoint…")
@@ -260,14 +266,16 @@ def session_rewind(*, session: Session, checkpoint_id: str) -> None:
 def image_commit(*, session: Session, name: str, tag: str) -> CommittedImage:
     """The container as an image of the user's own (`docker commit`)."""
     if not NAME.match(name):
-        raise BadRequest("name: lowercase letters, digits, '.', '_' or '-' (at most 63), e.g. mine")
+        raise BadRequest("镜像名只能用小写字母、数字、'.'、'_'、'-'（最多 63 个），例如 mine。"
+                         "name: lowercase letters, digits, '.', '_' or '-' (at most 63), e.g. mine.")
     if not TAG.match(tag):
-        raise BadRequest("tag: letters, digits, '.', '_' or '-' (at most 128), e.g. v1")
+        raise BadRequest("标签只能用字母、数字、'.'、'_'、'-'（最多 128 个），例如 v1。"
+                         "tag: letters, digits, '.', '_' or '-' (at most 128), e.g. v1.")
     user = session.user
     ref = f"{user_namespace(user)}/{name}:{tag}"
     mine = CommittedImage.objects.filter(ref=ref).first()
     if mine is not None and mine.user_id != user.pk:
-        raise Conflict(f"the image name {ref} is taken; choose another name.")
+        raise Conflict(f"镜像名 {ref} 已被占用，请换一个。The image name {ref} is taken; choose another name.")
     _quota(user, images=0 if mine else 1)
     base = session.lab.image
     result = _send(session, "labs.inside.inside_commit", WRITE_TIMEOUT, ref=ref,

@@ -54,8 +54,9 @@ def upper_commit(cfg: HostConfig, sid: str, layout: Layout, *, ref: str, created
     store = ImageStore(cfg.images_dir, uid_base=cfg.uid_base, id_count=cfg.id_count)
     stack = session_stack(store, layout)
     if len(stack.layers) + 1 > MAX_LAYERS:
-        raise SandboxError(f"this sandbox already stacks {len(stack.layers)} layers; "
-                           f"overlayfs takes at most {MAX_LAYERS}: commit it and start a new lab from that image.")
+        raise SandboxError(f"这个沙箱已经叠了 {len(stack.layers)} 层，overlayfs 最多 {MAX_LAYERS} 层。"
+                           f"This sandbox already stacks {len(stack.layers)} layers; overlayfs takes at most {MAX_LAYERS}: "
+                           "reset it to start again from the lab's image.")
     with store.writing():
         fd, tmp = tempfile.mkstemp(dir=store.tmp, prefix="upper-")
         try:

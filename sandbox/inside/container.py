@@ -24,9 +24,9 @@ def init_pid(layout: Layout) -> int:
     try:
         pid = int((layout.root / "init.pid").read_text().strip())
     except (OSError, ValueError):
-        raise SandboxError("this sandbox is not running here") from None
+        raise SandboxError("沙箱不在这台主机上运行。This sandbox is not running here.") from None
     if not Path(f"/proc/{pid}").exists():
-        raise SandboxError("this sandbox's init has exited")
+        raise SandboxError("沙箱的 init 已经退出。This sandbox's init has exited.")
     return pid
 
 

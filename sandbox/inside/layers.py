@@ -33,7 +33,7 @@ def session_stack(store: ImageStore, layout: Layout) -> Stack:
     try:
         inspect = json.loads((layout.views / "image.json").read_text())
     except (OSError, ValueError):
-        raise SandboxError("this sandbox is not running here (no image record in its session directory)") from None
+        raise SandboxError("沙箱不在这台主机上运行。This sandbox is not running here (no image record in its session directory).") from None
     manifest_digest = inspect["Lab"]["ManifestDigest"]
     manifest = store.read_json(manifest_digest)
     diff_ids = inspect["RootFS"]["Layers"]

@@ -174,12 +174,18 @@ def test_quotas_refuse_a_checkpoint_or_image_past_the_users_limit(worker, smoke_
     assert post(client, f"{base}/commit", {"name": "Bad Name"}).status_code == 400
 
 
-def test_a_name_that_is_not_the_users_own_is_never_overwritten(worker, smoke_lab, make_user, client):
-    client.force_login(make_user("lab"))  # "lab/base:latest" is the platform's image
+def test_a_name_that_is_not_the_users_own_is_never_overwritten(worker, smoke_lab, make_user, client, base_image):
+    user = make_user("lab")  # "lab/base:latest" is the platform's image
+    client.force_login(user)
     session = start_session(client)
     resp = post(client, f"/api/sessions/{session['id']}/commit", {"name": "base", "tag": "latest"})
-    assert resp.status_code == 409
-    assert len(store().resolve("lab/base:latest").diff_ids) == 2
+    assert resp.status_code == 201 and resp.json()["image"] == f"u{user.pk}-lab/base:latest"
+    assert store().resolve("lab/base:latest").diff_ids == base_image.diff_ids
+    # An image an admin put in the store under the user's name is not theirs to replace.
+    store().tag_manifest(f"u{user.pk}-lab/imported:1", (base_image.manifest_digest, 0))
+    resp = post(client, f"/api/sessions/{session['id']}/commit", {"name": "imported", "tag": "1"})
+    assert resp.status_code == 409 and "imported" in resp.json()["error"]
+    assert store().resolve(f"u{user.pk}-lab/imported:1").diff_ids == base_image.diff_ids
 
 
 def test_checkpoints_go_with_their_session_and_orphans_with_image_gc(worker, smoke_lab, make_user, client):
