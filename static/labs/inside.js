@@ -62,7 +62,10 @@ class InsidePanel {
     // A new socket (reconnect, rewind, another session) knows nothing of our subscription.
     this.terminal.onConnection((status) => { if (status === "open") { this.subscribed = false; this.sync(); } });
     document.addEventListener("lab:event", (e) => this.onEvent(e.detail || {}));
-    document.addEventListener("lab:state", () => this.sync());
+    document.addEventListener("lab:state", (e) => {
+      this.sync();
+      if (e.detail && e.detail.state === "ready") this.loadCheckpoints();
+    });
     // A step's Markdown can point at a view: [the Container layer tab](#inside-changes).
     document.addEventListener("click", (e) => {
       const link = e.target.closest && e.target.closest('a[href^="#inside-"]');
@@ -188,13 +191,14 @@ class InsidePanel {
 
   loadCheckpoints() {
     const s = this.session();
-    if (!this.open || !s) return;
+    if (!s || s.state !== "ready") return;
     this.page.api("GET", this.path("checkpoints")).then(
       (r) => this.renderCheckpoints(r.body.checkpoints), (e) => { this.note.textContent = e.message; });
   }
 
   renderCheckpoints(list) {
     const t = this.t;
+    this.stepButtons(list);
     const box = this.root.querySelector("[data-inside-checkpoints]");
     if (!list.length) { box.replaceChildren(el("li", { class: "muted", text: t("no.checkpoints") })); return; }
     box.replaceChildren(...list.slice().reverse().map((cp) => {
@@ -205,6 +209,22 @@ class InsidePanel {
         el("span", { class: "mono", text: `${cp.id} ${short(cp.diff_id)} ${bytes(cp.size)}` }),
         ` ${cp.step ? `${t("step")} ${cp.step}` : ""}${cp.auto ? ` · ${t("auto")}` : ""} `, rewind);
     }));
+  }
+
+  /** "Rewind to the start of this step" on each step whose previous step's pass was checkpointed. */
+  stepButtons(list) {
+    const steps = this.page.steps || [];
+    for (const old of document.querySelectorAll("[data-inside-step-rewind]")) old.remove();
+    steps.forEach((step, i) => {
+      const prev = i > 0 ? steps[i - 1].dataset.step : null;
+      const cp = prev && list.filter((c) => c.auto && c.step === prev).pop();
+      const footer = step.querySelector(".step-footer");
+      if (!cp || !footer) return;
+      const button = el("button", { type: "button", class: "button button-quiet", text: this.t("rewind.step"),
+        "data-inside-step-rewind": cp.id, "data-testid": `rewind-step-${step.dataset.step}` });
+      button.addEventListener("click", () => this.rewind(cp.id));
+      footer.append(button);
+    });
   }
 
   checkpoint() {

@@ -54,3 +54,32 @@ def test_the_panel_shows_layers_and_updates_the_container_layer_after_a_command(
     expect(changes.locator('[data-path="/etc/later"]')).to_have_count(0, timeout=15_000)
     expect(changes.locator('[data-path="/etc/new"]')).to_have_count(0)
     assert errors == []
+
+
+@sandboxed
+def test_a_passed_step_offers_rewind_to_the_start_of_the_next_one(worker, web, builtin_labs, trainee, page):
+    from playwright.sync_api import expect
+
+    start_lab(page, web, trainee)
+    rewind = page.get_by_test_id("rewind-step-image-layers")
+    expect(rewind).to_have_count(0)
+    run(page, "mkdir -p /root/answers; uname -r > /root/answers/kernel; echo written-$((1+1))")
+    wait_for_line(page, r"^written-2$")
+    page.get_by_test_id("check-rootfs-without-kernel").click()
+    expect(page.get_by_test_id("result-rootfs-without-kernel")).to_have_attribute("data-passed", "true", timeout=15_000)
+    expect(rewind).to_have_count(1, timeout=20_000)  # the checkpoint taken when the step passed
+    run(page, "echo later > /root/later; echo ran-$((3+3))")
+    wait_for_line(page, r"^ran-6$")
+    page.get_by_test_id("step-image-layers").evaluate("(d) => { d.open = true; }")
+    rewind.click()
+    badge = page.get_by_test_id("state-badge")
+    expect(badge).to_have_attribute("data-state", "starting", timeout=10_000)
+    expect(badge).to_have_attribute("data-state", "ready", timeout=30_000)
+    from tests.e2e.test_browser import wait_until_live
+
+    wait_until_live(page)
+    run(page, "ls /root/later /root/answers/kernel; echo ran-$((4+4))")
+    wait_for_line(page, r"^ran-8$")
+    wait_for_line(page, r"No such file or directory")
+    wait_for_line(page, r"^/root/answers/kernel$")
+    expect(page.get_by_test_id("result-rootfs-without-kernel")).to_have_attribute("data-passed", "true")
