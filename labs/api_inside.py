@@ -30,6 +30,12 @@ def session_container(request: HttpRequest, sid: str) -> HttpResponse:
     return JsonResponse(inside.session_inside(session=_viewable(request, sid), views=("container",))["container"])
 
 
+@api("GET")
+def session_tree(request: HttpRequest, sid: str) -> HttpResponse:
+    path = request.GET.get("path", "/")
+    return JsonResponse(inside.session_tree(session=_viewable(request, sid), path=path))
+
+
 @api("GET", "POST")
 def session_checkpoints(request: HttpRequest, sid: str) -> HttpResponse:
     if request.method == "GET":

@@ -74,6 +74,16 @@ def inside_read(sid: str, views: list[str]) -> dict:
     return inside_view(host_config(), sid, tuple(v for v in views if v in VIEWS))
 
 
+@shared_task(name="labs.inside.inside_tree", soft_time_limit=20, time_limit=30)
+@_host_errors
+def inside_tree(sid: str, path: str) -> dict:
+    """One directory of a sandbox's merged root, entry by entry with its layer."""
+    from sandbox.config import host_config
+    from sandbox.inside.host import inside_tree as tree
+
+    return tree(host_config(), sid, path)
+
+
 @shared_task(name="labs.inside.inside_commit", soft_time_limit=WRITE_TIMEOUT, time_limit=WRITE_TIMEOUT + 30)
 @_host_errors
 def inside_commit(sid: str, ref: str, created_by: str, comment: str = "", author: str = "",
@@ -153,6 +163,13 @@ def _send(session: Session, task: str, timeout: float, **kwargs) -> dict:
 def session_inside(*, session: Session, views: tuple[str, ...]) -> dict:
     """Views of the session's sandbox, read on its host."""
     return _send(session, "labs.inside.inside_read", READ_TIMEOUT, views=list(views))
+
+
+def session_tree(*, session: Session, path: str) -> dict:
+    """A directory of the session's merged root, read on its host (like `dive`)."""
+    if len(path) > 4096:
+        raise BadRequest("路径太长。The path is too long.")
+    return _send(session, "labs.inside.inside_tree", READ_TIMEOUT, path=path)
 
 
 def _quota(user: AbstractBaseUser, *, images: int = 0, checkpoints: int = 0) -> None:

@@ -8,6 +8,7 @@ from sandbox.images.store import ImageStore
 from sandbox.inside import container
 from sandbox.inside.changes import upper_bytes, upper_changes
 from sandbox.inside.layers import session_stack
+from sandbox.inside.tree import merged_dir
 from sandbox.service import layout_for
 
 VIEWS = ("layers", "changes", "container")
@@ -36,4 +37,14 @@ def inside_view(cfg: HostConfig, sid: str, views: tuple[str, ...] = VIEWS) -> di
             "mounts": container.mounts(pid, stack, layout),
             "processes": container.processes(pid, cfg.uid_base),
         }
+    return out
+
+
+def inside_tree(cfg: HostConfig, sid: str, path: str) -> dict[str, Any]:
+    """One directory of the sandbox's merged root: each entry's layer and what it hides
+    (layers numbered bottom = 0; the container layer is the last)."""
+    layout = layout_for(cfg, sid)
+    stack = session_stack(_store(cfg), layout)
+    out = merged_dir([*stack.dirs, layout.upper], path)
+    out["layers"] = len(stack.dirs) + 1
     return out

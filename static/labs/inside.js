@@ -50,6 +50,7 @@ class InsidePanel {
     this.status = root.querySelector("[data-inside-status]");
     this.note = root.querySelector("[data-inside-note]");
     this.tabs = [...root.querySelectorAll("[data-inside-tab]")];
+    this.treePath = "/";
     this.views = Object.fromEntries([...root.querySelectorAll("[data-inside-view]")].map((v) => [v.dataset.insideView, v]));
     this.bind();
   }
@@ -114,8 +115,9 @@ class InsidePanel {
     if (msg.view === "checkpoints") { this.loadCheckpoints(); return; }
     const render = { layers: this.renderLayers, changes: this.renderChanges, container: this.renderContainer }[msg.view];
     if (render && this.open) {
-      this[`last_${msg.view}`] = msg.data;
       render.call(this, msg.data);
+      // The file tree follows the container layer while the Layers tab is shown.
+      if (msg.view === "changes" && this.tab === "layers") this.loadTree(this.treePath);
     }
   }
 
@@ -130,7 +132,45 @@ class InsidePanel {
       el("td", { text: bytes(data.upper.bytes) }), el("td", { class: "mono", text: "upperdir" })));
     rows.reverse(); // top of the stack first, as overlayfs lists lowerdirs
     const head = el("tr", {}, ...["#", "diff_id", "chain_id", t("size"), t("made.by")].map((h) => el("th", { text: h })));
-    this.views.layers.replaceChildren(el("table", { class: "inside-table" }, el("thead", {}, head), el("tbody", {}, ...rows)));
+    const table = el("table", { class: "inside-table", "data-inside-layers-table": "" }, el("thead", {}, head), el("tbody", {}, ...rows));
+    const old = this.views.layers.querySelector("[data-inside-layers-table]");
+    if (old) old.replaceWith(table); else this.views.layers.prepend(table);
+    if (!this.views.layers.querySelector("[data-inside-tree]")) this.loadTree(this.treePath);
+  }
+
+  /** One directory of the merged root, like dive: each entry's layer and the copies it hides. */
+  loadTree(path) {
+    const s = this.session();
+    if (!s || s.state !== "ready") return;
+    const query = `tree?path=${encodeURIComponent(path)}`;
+    this.page.api("GET", this.path(query)).then((r) => this.renderTree(r.body), (e) => { this.status.textContent = e.message; });
+  }
+
+  renderTree(data) {
+    const t = this.t;
+    this.treePath = data.path;
+    const label = (i) => (i === data.layers - 1 ? "C" : `L${i}`);
+    const crumbs = el("p", { class: "inside-crumbs mono", "data-testid": "inside-tree-path" });
+    const parts = data.path.split("/").filter(Boolean);
+    [["/", "/"], ...parts.map((p, i) => [p, "/" + parts.slice(0, i + 1).join("/")])].forEach(([name, target], i) => {
+      const a = el("a", { href: "#", text: name });
+      a.addEventListener("click", (e) => { e.preventDefault(); this.loadTree(target); });
+      crumbs.append(i > 1 ? " / " : "", a);
+    });
+    const items = data.entries.map((e) => {
+      const name = e.type === "dir" ? el("a", { href: "#", text: `${e.name}/` }) : el("span", { text: e.name });
+      if (e.type === "dir") name.addEventListener("click", (ev) => { ev.preventDefault(); this.loadTree(`${data.path.replace(/\/$/, "")}/${e.name}`); });
+      return el("li", { class: `inside-change is-${e.deleted ? "deleted" : e.layer === data.layers - 1 ? "added" : "lower"}`,
+        "data-testid": "inside-tree-entry", "data-name": e.name, "data-layer": label(e.layer) },
+        el("span", { class: "inside-kind", text: label(e.layer), title: e.layer === data.layers - 1 ? t("container.layer") : `${t("layer")} ${e.layer}` }),
+        el("span", { class: "mono" }, name),
+        el("span", { class: "muted", text: [e.type === "file" ? bytes(e.size) : "", e.deleted ? t("kind.deleted") : "",
+          e.hides.length ? `${t("hides")} ${e.hides.map(label).join(" ")}` : ""].filter(Boolean).join(" · ") }));
+    });
+    const box = el("div", { class: "inside-tree", "data-inside-tree": "" }, el("h3", { text: t("files") }), crumbs,
+      el("ul", { class: "inside-list" }, ...items));
+    const old = this.views.layers.querySelector("[data-inside-tree]");
+    if (old) old.replaceWith(box); else this.views.layers.append(box);
   }
 
   renderChanges(data) {

@@ -3,6 +3,8 @@ Container layer tab updates after a command typed in the terminal; checkpoint an
 rewind from the panel."""
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from tests.e2e.conftest import needs_chromium
@@ -32,6 +34,14 @@ def test_the_panel_shows_layers_and_updates_the_container_layer_after_a_command(
     expect(changes.locator('[data-path="/etc/new"]')).to_have_attribute("data-kind", "added", timeout=10_000)
     expect(changes.locator('[data-path="/etc/motd"]')).to_have_attribute("data-kind", "deleted")
     expect(changes.locator('[data-path="/opt/d"]')).to_have_attribute("data-kind", "added")
+
+    page.get_by_test_id("inside-tab-layers").click()
+    panel.get_by_test_id("inside-tree-entry").and_(page.locator('[data-name="etc"]')).get_by_role("link").click()
+    expect(panel.get_by_test_id("inside-tree-path")).to_contain_text("etc")
+    tree = panel.locator("[data-inside-tree]")
+    expect(tree.locator('[data-name="new"]')).to_have_attribute("data-layer", "C")
+    expect(tree.locator('[data-name="motd"]')).to_have_class(re.compile(r"\bis-deleted\b"))
+    expect(tree.locator('[data-name="passwd"]')).to_have_attribute("data-layer", "L0")
 
     page.get_by_test_id("inside-tab-container").click()
     expect(panel.get_by_test_id("inside-ns-pid")).to_have_class("is-own", timeout=10_000)

@@ -171,3 +171,24 @@ def test_a_subscribed_socket_gets_changes_live_and_nothing_once_unsubscribed(wor
         time.sleep(3)
         drain(term)
         assert len([m for m in term.control if m.get("type") == "inside"]) == seen
+
+
+def test_the_tree_names_each_files_layer_and_the_lower_copies_it_hides(worker, web, smoke_lab, make_user, client, base_image):
+    client.force_login(make_user())
+    session = start_session(client)
+    with ws_connect(web, client, session["ws"]) as ws:
+        run(Terminal(ws), "echo more >> /etc/profile; rm /etc/motd; echo x > /etc/new", "done-7")
+    resp = client.get(f"/api/sessions/{session['id']}/tree", {"path": "/etc"})
+    assert resp.status_code == 200, resp.content
+    tree = resp.json()
+    entries = {e["name"]: e for e in tree["entries"]}
+    top = len(base_image.layers)  # the container layer's index
+    assert tree["layers"] == top + 1
+    where = {name: i for i, d in enumerate(base_image.layer_dirs) for name in ("profile", "motd", "passwd")
+             if (d / "etc" / name).exists()}
+    assert entries["profile"]["layer"] == top and entries["profile"]["hides"] == [where["profile"]]
+    assert entries["motd"]["deleted"] is True and entries["motd"]["hides"] == [where["motd"]]
+    assert entries["new"]["layer"] == top and entries["new"]["hides"] == [] and entries["new"]["size"] == 2
+    assert entries["passwd"]["layer"] == where["passwd"] and entries["passwd"]["hides"] == []
+    assert client.get(f"/api/sessions/{session['id']}/tree", {"path": "/../../etc"}).status_code == 409
+    assert client.get(f"/api/sessions/{session['id']}/tree", {"path": "/no/such"}).status_code == 409
