@@ -335,6 +335,27 @@ def inside_poll(*, sid: str, host: str, views: list[str]) -> dict:
     return result
 
 
+def inside_poll_shared(*, sid: str, host: str, views: list[str]) -> dict | None:
+    """inside_poll at most once per interval per session and set of views, however many
+    sockets subscribe (tabs, watchers): one reads the host, the others take its answer
+    from Redis; None when another socket is reading right now."""
+    import json
+
+    from labs.redis import sync_redis
+
+    r = sync_redis()
+    key = f"lab:inside:{sid}:{','.join(sorted(views))}"
+    ttl = max(100, int(settings.LAB_INSIDE_INTERVAL * 900))
+    cached = r.get(key)
+    if cached is not None:
+        return json.loads(cached)
+    if not r.set(f"{key}:lock", 1, nx=True, px=ttl):
+        return None
+    data = inside_poll(sid=sid, host=host, views=views)
+    r.set(key, json.dumps(data), px=ttl)
+    return data
+
+
 async def inside_feed(*, sid: str, host: str, views: list[str], ready, send) -> None:
     """While a panel subscribes: read the views every LAB_INSIDE_INTERVAL seconds and
     send each one that changed as {"type": "inside", "view", "data"}. Runs until
@@ -350,7 +371,8 @@ async def inside_feed(*, sid: str, host: str, views: list[str], ready, send) -> 
         asked = [v for v in views if v not in SLOW_VIEWS or tick % SLOW_EVERY == 0]
         if ready() and asked:
             try:
-                data = await sync_to_async(inside_poll, thread_sensitive=False)(sid=sid, host=host, views=asked)
+                data = await sync_to_async(inside_poll_shared, thread_sensitive=False)(
+                    sid=sid, host=host, views=asked) or {}
             except (Conflict, ServiceUnavailable) as exc:
                 data = {}
                 if last.get("error") != exc.message:

@@ -2,6 +2,8 @@
 container layer (read on the host side of the upperdir), and the container itself."""
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 from django.test import Client
 
@@ -192,3 +194,36 @@ def test_the_tree_names_each_files_layer_and_the_lower_copies_it_hides(worker, w
     assert entries["passwd"]["layer"] == where["passwd"] and entries["passwd"]["hides"] == []
     assert client.get(f"/api/sessions/{session['id']}/tree", {"path": "/../../etc"}).status_code == 409
     assert client.get(f"/api/sessions/{session['id']}/tree", {"path": "/no/such"}).status_code == 409
+
+
+def test_many_sockets_of_one_session_share_one_read_per_interval(worker, web, smoke_lab, make_user, client):
+    import json
+    import time
+
+    from django.conf import settings
+
+    from labs.redis import sync_redis
+
+    client.force_login(make_user())
+    session = start_session(client)
+    with contextlib.ExitStack() as stack:
+        sockets = [stack.enter_context(ws_connect(web, client, session["ws"])) for _ in range(4)]
+        terms = [Terminal(ws) for ws in sockets]
+        r = sync_redis()
+        for ws in sockets:
+            ws.send(json.dumps({"type": "inside.subscribe", "views": ["changes"]}))
+        for term in terms:  # every socket gets the view, read or shared
+            wait_for(lambda term=term: inside_messages(term, "changes"), timeout=15, what="changes on every socket")
+        key = f"lab:inside:{session['id']}:changes"
+        wait_for(lambda: r.exists(f"{key}:lock"), timeout=5, what="the session's read lock")
+        # Reads on the host over a window: one per interval for the session, not one per socket.
+        reads = lambda: sum("labs.inside.inside_read[" in line and "succeeded" in line  # noqa: E731
+                            for line in worker.log.read_text(errors="replace").splitlines())
+        before, t0 = reads(), time.monotonic()
+        time.sleep(5)
+        window = time.monotonic() - t0
+        assert reads() - before <= window / settings.LAB_INSIDE_INTERVAL + 2 < 4 * window / settings.LAB_INSIDE_INTERVAL
+        run(terms[0], "echo x > /etc/shared", "done-8")
+        for term in terms:
+            wait_for(lambda term=term: any("/etc/shared" in {c["path"] for c in m["data"]["changes"]}
+                                           for m in inside_messages(term, "changes")), timeout=15, what="update everywhere")
