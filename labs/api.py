@@ -12,7 +12,7 @@ from typing import Callable
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
-from labs import selectors, services
+from labs import inside, selectors, services
 from labs.exceptions import BadRequest, LabError
 
 log = logging.getLogger(__name__)
@@ -74,8 +74,12 @@ def labs_detail(request: HttpRequest, slug: str) -> HttpResponse:
 def sessions(request: HttpRequest) -> HttpResponse:
     if request.method == "GET":
         return JsonResponse([selectors.session_view(s) for s in selectors.live_sessions(user=request.user)], safe=False)
-    lab = selectors.lab_get(slug=field(body(request), "lab"))
-    session, created = services.session_start(user=request.user, lab=lab)
+    data = body(request)
+    lab = selectors.lab_get(slug=field(data, "lab"))
+    if data.get("image"):  # one of the user's own committed images (docs/inside.md)
+        session, created = inside.session_start_on_image(user=request.user, lab=lab, ref=field(data, "image"))
+    else:
+        session, created = services.session_start(user=request.user, lab=lab)
     return JsonResponse(selectors.session_view(session), status=201 if created else 200)
 
 

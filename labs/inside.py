@@ -18,8 +18,9 @@ from django.db import transaction
 from django.db.models import Sum
 
 from labs.exceptions import BadRequest, Conflict, NotFound, ServiceUnavailable
-from labs.models import Checkpoint, CommittedImage, Session, Step, StepProgress
-from labs.services import START_EXPIRES, session_broadcast, session_set_state
+from labs.models import Checkpoint, CommittedImage, Lab, Session, SessionImage, Step, StepProgress
+from labs import selectors
+from labs.services import START_EXPIRES, session_broadcast, session_set_state, session_start
 
 log = logging.getLogger(__name__)
 S = Session.State
@@ -302,6 +303,40 @@ def image_commit(*, session: Session, name: str, tag: str) -> CommittedImage:
         "user": user, "digest": result["digest"], "image_id": result["id"], "size": result["size"],
         "session_id": session.id, "host": session.host})
     return image
+
+
+def session_start_on_image(*, user: AbstractBaseUser, lab: Lab, ref: str) -> tuple[Session, bool]:
+    """The lab in a sandbox made from one of the user's own committed images; it starts on
+    the host whose store holds the image. (session, created), as session_start."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    image = CommittedImage.objects.filter(user=user, ref=ref).first()
+    if image is None:
+        raise NotFound(f"你没有名为 {ref} 的镜像。You have no image called {ref}.")
+    existing = selectors.live_session_for_lab(user=user, lab=lab)
+    if existing is not None:
+        return existing, False
+    if image.host not in {h["host"] for h in selectors.hosts_alive()}:
+        raise ServiceUnavailable(f"存放 {ref} 的工作节点不在线。The worker host that holds {ref} is offline.")
+    if selectors.live_sessions(user=user).count() >= settings.LAB_USER_SESSION_LIMIT:
+        return session_start(user=user, lab=lab)  # says why it refuses, as for any start
+    lifetime = int((lab.limits or {}).get("lifetime_minutes", 120))
+    with transaction.atomic():
+        session = Session.objects.create(user=user, lab=lab, host=image.host, state=S.STARTING,
+                                         expires_at=timezone.now() + timedelta(minutes=lifetime))
+        SessionImage.objects.create(session=session, ref=ref)
+        from labsite.celery import app
+
+        transaction.on_commit(lambda: app.send_task("labs.tasks.sandbox_start", args=[session.id],
+                                                    queue=f"host.{session.host}", expires=START_EXPIRES))
+    return session, True
+
+
+def session_image(*, sid: str) -> str | None:
+    """The committed image a session runs on instead of its lab's, if any."""
+    return SessionImage.objects.filter(session_id=sid).values_list("ref", flat=True).first()
 
 
 def image_view(image: CommittedImage) -> dict:

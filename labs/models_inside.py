@@ -6,7 +6,7 @@ import secrets
 from django.conf import settings
 from django.db import models
 
-__all__ = ["Checkpoint", "CommittedImage"]
+__all__ = ["Checkpoint", "CommittedImage", "SessionImage"]
 
 
 def new_checkpoint_id() -> str:
@@ -55,3 +55,16 @@ class CommittedImage(models.Model):
 
     def __str__(self) -> str:
         return self.ref
+
+
+class SessionImage(models.Model):
+    """A session started on one of its owner's committed images instead of the lab's."""
+
+    session = models.OneToOneField("labs.Session", on_delete=models.CASCADE, related_name="own_image")
+    ref = models.CharField(max_length=200)
+
+    class Meta:
+        app_label = "labs"
+
+    def __str__(self) -> str:
+        return f"{self.session_id} on {self.ref}"

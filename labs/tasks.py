@@ -9,7 +9,7 @@ import logging
 
 from celery import shared_task
 
-from labs.inside import checkpoints_collect
+from labs.inside import checkpoints_collect, session_image
 from labs.models import Session, Step
 from labs.services import recording_save, session_set_state
 from sandbox.config import host_config
@@ -28,6 +28,7 @@ def sandbox_start(sid: str, image: str | None = None) -> None:
     if session is None or session.state != S.STARTING:
         return  # stopped meanwhile, or a redelivered task
     cfg = host_config()
+    image = image or session_image(sid=sid)
     req = SandboxRequest(sid=sid, image=image or session.lab.image, hostname=f"lab-{sid[:8]}", limits=Limits.from_lab(session.lab.limits))
     try:
         engine_start(cfg, req)
@@ -35,7 +36,7 @@ def sandbox_start(sid: str, image: str | None = None) -> None:
         log.error("session %s failed to start on %s: %s", sid, cfg.host, exc)
         session_set_state(sid=sid, state=S.FAILED, message=str(exc))
         return
-    if session.lab.setup and image is None:  # a checkpoint already holds what setup made
+    if session.lab.setup and image is None:  # a checkpoint or own image holds what setup made
         sandbox_exec(cfg, sid, session.lab.setup, timeout=60)
     if not session_set_state(sid=sid, state=S.READY, only_from=(S.STARTING,)):
         engine_stop(cfg, sid)  # stopped while it was starting

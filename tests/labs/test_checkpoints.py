@@ -212,3 +212,28 @@ def test_checkpoints_go_with_their_session_and_orphans_with_image_gc(worker, smo
     call_command("image", "gc")
     assert f"lab-checkpoints/{second['id']}:{cp2['id']}" not in store().refs()
     assert not Checkpoint.objects.filter(id=cp2["id"]).exists()
+
+
+def test_the_owner_starts_a_lab_on_their_committed_image_and_nobody_else_can(worker, web, smoke_lab, make_user, client, base_image):
+    client.force_login(make_user("owner"))
+    first = start_session(client)
+    with ws_connect(web, client, first["ws"]) as ws:
+        run(Terminal(ws), "echo x > /etc/new; rm /etc/motd", "done-s1")
+    made = post(client, f"/api/sessions/{first['id']}/commit", {"name": "mine", "tag": "v1"}).json()
+    assert client.delete(f"/api/sessions/{first['id']}/").status_code == 204
+    wait_for(lambda: client.get(f"/api/sessions/{first['id']}/").json()["state"] == "stopped", what="stopped")
+    other = Client()
+    other.force_login(make_user("other"))
+    assert post(other, "/api/sessions/", {"lab": "smoke", "image": made["image"]}).status_code == 404
+    resp = post(client, "/api/sessions/", {"lab": "smoke", "image": made["image"]})
+    assert resp.status_code == 201, resp.content
+    sid = resp.json()["id"]
+    wait_for(lambda: client.get(f"/api/sessions/{sid}/").json()["state"] == "ready", timeout=30, what="ready")
+    assert sh(sid, "cat /etc/new; test -e /etc/motd || echo no-motd") == (0, "x\nno-motd")
+    layers = client.get(f"/api/sessions/{sid}/layers").json()["layers"]
+    assert [layer["diff_id"] for layer in layers] == store().resolve(made["image"]).diff_ids
+    assert len(layers) == len(base_image.layers) + 1
+    # A reset goes back to the committed image, not to the lab's.
+    assert post(client, f"/api/sessions/{sid}/reset").status_code == 202
+    wait_for(lambda: client.get(f"/api/sessions/{sid}/").json()["state"] == "ready", timeout=30, what="ready again")
+    assert sh(sid, "cat /etc/new")[1] == "x"
