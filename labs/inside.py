@@ -88,7 +88,7 @@ def inside_tree(sid: str, path: str) -> dict:
 @shared_task(name="labs.inside.inside_commit", soft_time_limit=WRITE_TIMEOUT, time_limit=WRITE_TIMEOUT + 30)
 @_host_errors
 def inside_commit(sid: str, ref: str, created_by: str, comment: str = "", author: str = "",
-                  replace: bool = True) -> dict:
+                  replace: bool = True, squash_at: int = 0) -> dict:
     """Tag `ref` as the sandbox's stack plus its container layer (checkpoint or commit)."""
     from sandbox.config import host_config
     from sandbox.images.store import ImageStore
@@ -99,7 +99,7 @@ def inside_commit(sid: str, ref: str, created_by: str, comment: str = "", author
     if not replace and ref in ImageStore(cfg.images_dir).refs():
         return {"error": f"已有名为 {ref} 的镜像，请换一个名字或标签。An image called {ref} already exists; choose another name or tag."}
     image, paused = upper_commit(cfg, sid, layout_for(cfg, sid), ref=ref, created_by=created_by,
-                                 comment=comment, author=author)
+                                 comment=comment, author=author, squash_at=squash_at)
     top = image.layers[-1]
     return {"ref": image.ref, "digest": image.manifest_digest, "id": image.id, "diff_id": top.diff_id,
             "size": top.size, "paused": paused}
@@ -211,7 +211,7 @@ def checkpoint_create(*, session: Session, step: Step | None = None, here: bool 
     cp = Checkpoint(session=session, user=session.user, step=key, auto=step is not None)
     ref = checkpoint_ref(session.id, cp.id)
     args = {"ref": ref, "created_by": f"lab checkpoint {cp.id}" + (f" (step {key})" if key else ""),
-            "comment": f"container layer of session {session.id}"}
+            "comment": f"container layer of session {session.id}", "squash_at": settings.LAB_CHECKPOINT_SQUASH}
     if here:
         result = inside_commit(session.id, **args)
         if "error" in result:

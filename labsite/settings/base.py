@@ -173,5 +173,7 @@ LOGIN_WINDOW = env_int("LOGIN_WINDOW", 900)
 LAB_USER_CHECKPOINTS = env_int("LAB_USER_CHECKPOINTS", 30)
 LAB_USER_IMAGES = env_int("LAB_USER_IMAGES", 5)
 LAB_USER_LAYER_MB = env_int("LAB_USER_LAYER_MB", 512)
+# A checkpoint that would stack more checkpoint layers than this (rewinds) squashes them.
+LAB_CHECKPOINT_SQUASH = env_int("LAB_CHECKPOINT_SQUASH", 8)
 # How often an open inside panel is refreshed over the WebSocket (seconds).
 LAB_INSIDE_INTERVAL = float(env("LAB_INSIDE_INTERVAL", "1.0") or 1.0)

@@ -58,7 +58,7 @@ def _dirs_of(layers: Sequence[Path], parts: tuple[str, ...]) -> list[tuple[int, 
     return out
 
 
-def merged_dir(layers: Sequence[Path], path: str) -> dict[str, Any]:
+def merged_dir(layers: Sequence[Path], path: str, *, limit: int = MAX_ENTRIES) -> dict[str, Any]:
     """{"path", "entries": [{"name", "type", "size", "layer", "hides", "deleted"}], "truncated"}:
     `layer` is the index (bottom = 0, the upperdir = len(layers) - 1) the entry comes from,
     `hides` the lower layers holding a copy it hides; a whiteout on top shows as deleted."""
@@ -80,7 +80,7 @@ def merged_dir(layers: Sequence[Path], path: str) -> dict[str, Any]:
                 continue
             entry = seen.get(name)
             if entry is None:
-                if len(seen) >= MAX_ENTRIES:
+                if len(seen) >= limit:
                     truncated = True
                     continue
                 deleted = is_whiteout(st)

@@ -237,3 +237,27 @@ def test_the_owner_starts_a_lab_on_their_committed_image_and_nobody_else_can(wor
     assert post(client, f"/api/sessions/{sid}/reset").status_code == 202
     wait_for(lambda: client.get(f"/api/sessions/{sid}/").json()["state"] == "ready", timeout=30, what="ready again")
     assert sh(sid, "cat /etc/new")[1] == "x"
+
+
+def test_checkpoints_after_rewinds_are_squashed_and_keep_every_change(worker, smoke_lab, make_user, client, base_image, settings):
+    settings.LAB_CHECKPOINT_SQUASH = 2
+    client.force_login(make_user())
+    sid = start_session(client)["id"]
+
+    def checkpoint_and_rewind(script: str) -> dict:
+        assert sh(sid, script)[0] == 0
+        cp = post(client, f"/api/sessions/{sid}/checkpoints").json()
+        assert post(client, f"/api/sessions/{sid}/rewind", {"checkpoint": cp["id"]}).status_code == 202
+        wait_for(lambda: client.get(f"/api/sessions/{sid}/").json()["state"] == "ready", timeout=30, what="rewound")
+        return cp
+
+    checkpoint_and_rewind("echo 1 > /etc/f1")
+    checkpoint_and_rewind("echo 2 > /etc/f2; rm /etc/motd")
+    assert len(client.get(f"/api/sessions/{sid}/layers").json()["layers"]) == len(base_image.layers) + 2
+    third = checkpoint_and_rewind("echo 3 > /etc/f3; echo one > /etc/f1")  # a third in a row: squashed
+    layers = client.get(f"/api/sessions/{sid}/layers").json()["layers"]
+    assert len(layers) == len(base_image.layers) + 1 and layers[-1]["diff_id"] == third["diff_id"]
+    assert [layer["diff_id"] for layer in layers[:-1]] == base_image.diff_ids
+    assert sh(sid, "cat /etc/f1 /etc/f2 /etc/f3; test -e /etc/motd || echo gone") == (0, "one\n2\n3\ngone")
+    names = layer_names(store().blob_path(store().resolve(f"lab-checkpoints/{sid}:{third['id']}").layers[-1].digest))
+    assert {"etc/f1", "etc/f2", "etc/f3", "etc/.wh.motd"} <= names
