@@ -12,7 +12,7 @@ from typing import Callable
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
-from labs import replays, selectors, services
+from labs import inside, replays, selectors, services
 from labs.exceptions import BadRequest, LabError
 
 log = logging.getLogger(__name__)
@@ -85,7 +85,10 @@ def sessions(request: HttpRequest) -> HttpResponse:
     data = body(request)
     cols, rows = geometry(data)
     lab = selectors.lab_for(user=request.user, slug=field(data, "lab"))  # previewers may start drafts
-    session, created = services.session_start(user=request.user, lab=lab, cols=cols, rows=rows)
+    if data.get("image"):  # one of the user's own committed images (docs/inside.md)
+        session, created = inside.session_start_on_image(user=request.user, lab=lab, ref=field(data, "image"))
+    else:
+        session, created = services.session_start(user=request.user, lab=lab, cols=cols, rows=rows)
     services.session_lang_remember(sid=session.id, lang=request.LANGUAGE_CODE)
     return JsonResponse(selectors.session_view(session), status=201 if created else 200)
 

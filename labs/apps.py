@@ -11,5 +11,6 @@ class LabsConfig(AppConfig):
 
     def ready(self) -> None:
         # Celery autodiscovers only labs.tasks; the learning and authoring features' tasks live here.
+        import labs.inside  # noqa: F401
         import labs.learning  # noqa: F401
         import labs.testruns  # noqa: F401

@@ -19,10 +19,12 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
+from labs.inside import inside_feed
 from labs.models import Session
 from labs.redis import async_redis
 from labs.selectors import display_name
 from labs.services import session_group, session_verify_host, session_verify_start
+from sandbox.inside.host import VIEWS
 from sandbox.relay import streams
 
 log = logging.getLogger(__name__)
@@ -72,6 +74,7 @@ class TerminalConsumer(AsyncWebsocketConsumer):
     async def connect(self) -> None:
         self.sid = self.scope["url_route"]["kwargs"]["sid"]
         self.reader: asyncio.Task | None = None
+        self.inside: asyncio.Task | None = None  # the inside panel's feed, while subscribed
         self.redis = None
         self.read_only = True
         # (stream id, bytes sent through it) not yet acknowledged by the page
@@ -151,6 +154,8 @@ class TerminalConsumer(AsyncWebsocketConsumer):
     async def disconnect(self, code: int) -> None:
         if self.reader:
             self.reader.cancel()
+        if self.inside:
+            self.inside.cancel()
         if self.redis is not None:
             if self.ws_key:
                 await self.redis.zrem(self.ws_key, self.channel_name)
@@ -256,6 +261,8 @@ class TerminalConsumer(AsyncWebsocketConsumer):
                     await self._input({"r": f"{cols} {rows}"})
             elif kind == "ack" and STREAM_ID.match(str(msg.get("id", ""))):
                 await self._ack(msg["id"])
+            elif kind in ("inside.subscribe", "inside.unsubscribe"):
+                self._inside(msg.get("views") if kind == "inside.subscribe" else None)
         except (ValueError, KeyError, TypeError, AttributeError):
             await self._send_json({"type": "error", "message": "malformed control message"})
 
@@ -267,6 +274,16 @@ class TerminalConsumer(AsyncWebsocketConsumer):
         if added is None and not self.input_refused:
             self.input_refused = True
             await self._send_json({"type": "error", "message": "终端不接受输入：会话没有在运行。The terminal takes no input: the session is not running."})
+
+    def _inside(self, views: object) -> None:
+        """(Un)subscribe this socket to the inside views of its sandbox (watchers too)."""
+        if self.inside:
+            self.inside.cancel()
+            self.inside = None
+        if isinstance(views, list) and (wanted := [v for v in VIEWS if v in views]):
+            self.inside = asyncio.create_task(inside_feed(
+                sid=self.sid, host=self.host, views=wanted, send=self._send_json,
+                ready=lambda: self.state == Session.State.READY))
 
     async def _ack(self, entry_id: str) -> None:
         """Pass the page's acknowledgement on to the relay, once per ACK_STEP bytes:

@@ -139,3 +139,4 @@ class Recording(models.Model):
 from labs.models_learning import *  # noqa
 from labs.models_authoring import *  # noqa
 from labs.models_replay import *  # noqa
+from labs.models_inside import *  # noqa

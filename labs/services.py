@@ -219,11 +219,16 @@ def progress_record_check(*, user: AbstractBaseUser, step: Step, result: CheckRe
         progress, _ = StepProgress.objects.select_for_update().get_or_create(user=user, step=step)
         progress.attempts += 1
         progress.last_message = result.message[:2000]
-        if result.passed and progress.passed_at is None:
+        first_pass = result.passed and progress.passed_at is None
+        if first_pass:
             progress.passed_at = timezone.now()
             progress.passed_by = by
         progress.save()
         CheckRecord.objects.create(user=user, step=step, passed=result.passed, by=by)  # the replay's markers
+        if first_pass:
+            from labs.inside import checkpoint_after_pass
+
+            checkpoint_after_pass(user=user, step=step)
     events.progress_changed(user_id=user.id, lab_id=step.lab_id)  # cohort dashboards, after commit
     return progress
 

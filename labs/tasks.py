@@ -10,6 +10,7 @@ import logging
 from celery import shared_task
 from django.utils.translation import gettext as _
 
+from labs.inside import checkpoints_collect, session_image
 from labs.models import Session, Step
 from labs.services import check_lock_key, recording_save, reset_mark, session_set_state, terminal_mark
 from sandbox.checklang import lab_lang
@@ -23,20 +24,23 @@ S = Session.State
 
 
 @shared_task(name="labs.tasks.sandbox_start", soft_time_limit=60, time_limit=90)
-def sandbox_start(sid: str, cols: int = 80, rows: int = 24) -> None:
-    """Provision the sandbox of a starting session, its terminal cols x rows."""
+def sandbox_start(sid: str, cols: int = 80, rows: int = 24, image: str | None = None) -> None:
+    """Provision the sandbox of a starting session, its terminal cols x rows (on `image`:
+    a checkpoint to rewind to)."""
     session = Session.objects.select_related("lab").filter(id=sid).first()
     if session is None or session.state != S.STARTING:
         return  # stopped meanwhile, or a redelivered task
     cfg = host_config()
-    req = SandboxRequest(sid=sid, image=session.lab.image, hostname=f"lab-{sid[:8]}", limits=Limits.from_lab(session.lab.limits), cols=cols, rows=rows)
+    image = image or session_image(sid=sid)
+    req = SandboxRequest(sid=sid, image=image or session.lab.image, hostname=f"lab-{sid[:8]}",
+                         limits=Limits.from_lab(session.lab.limits), cols=cols, rows=rows)
     try:
         engine_start(cfg, req)
     except Exception as exc:
         log.error("session %s failed to start on %s: %s", sid, cfg.host, exc)
         session_set_state(sid=sid, state=S.FAILED, message=str(exc))
         return
-    if session.lab.setup:
+    if session.lab.setup and image is None:  # a checkpoint or own image holds what setup made
         sandbox_exec(cfg, sid, session.lab.setup, timeout=60)
     if not session_set_state(sid=sid, state=S.READY, only_from=(S.STARTING,)):
         engine_stop(cfg, sid)  # stopped while it was starting
@@ -86,6 +90,7 @@ def sandbox_stop(sid: str) -> None:
     """Tear a sandbox down completely and mark the session stopped."""
     engine_stop(host_config(), sid)
     recording_save(sid=sid)
+    checkpoints_collect(sid=sid)
     # Keep the reason set when stopping began ("time is up", "idle"…).
     reason = Session.objects.filter(id=sid).values_list("message", flat=True).first() or ""
     session_set_state(sid=sid, state=S.STOPPED, message=reason, only_from=(S.STARTING, S.READY, S.STOPPING))
@@ -96,6 +101,7 @@ def sandbox_exited(sid: str) -> None:
     """The sandbox's shell ended (the trainee typed exit): clean up, mark it stopped."""
     engine_stop(host_config(), sid)
     recording_save(sid=sid)
+    checkpoints_collect(sid=sid)
     session_set_state(sid=sid, state=S.STOPPED, message=_("The shell exited."),
                       only_from=(S.STARTING, S.READY, S.STOPPING), reason="exited")
 
@@ -117,6 +123,7 @@ def host_reconcile(*, host: str, keep: set[str], shutdown: bool = False) -> list
     removed = host_sweep(host_config(), keep=keep | starting)
     for sid in removed:
         recording_save(sid=sid)
+        checkpoints_collect(sid=sid)
     if shutdown:
         ended = Session.objects.filter(host=host, state__in=Session.LIVE_STATES).exclude(id__in=keep)
         message = _("The sandbox was lost: its worker host was shut down.")
@@ -155,3 +162,13 @@ def sandbox_reset(sid: str, lang: str = "") -> None:
     engine_stop(cfg, sid)
     terminal_mark(sid=sid, text=reset_mark(lang))  # after the old shell's last byte
     sandbox_start(sid)
+
+
+@shared_task(name="labs.tasks.sandbox_rewind", soft_time_limit=60, time_limit=90)
+def sandbox_rewind(sid: str, ref: str) -> None:
+    """Same session, its sandbox restarted on a checkpoint (`ref`): the checkpoint's
+    layers stacked under a fresh upper; progress is untouched."""
+    if not Session.objects.filter(id=sid, state=S.STARTING).exists():
+        return
+    engine_stop(host_config(), sid)
+    sandbox_start(sid, image=ref)

@@ -19,6 +19,7 @@ urlpatterns = [
     path("", include("cohorts.urls")),
     path("", include("labs.urls_learning")),
     path("", include("labs.urls_authoring")),
+    path("", include("labs.urls_inside")),
     path("", include("labs.urls")),
 ]
 

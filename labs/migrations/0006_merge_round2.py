@@ -1,6 +1,7 @@
 # Joins the migrations that the start/survival (0004_session_state_changed_at), trainee
 # (0004_trainee_verbose_names, 0005_trainee_lab_prerequisites) and instructors
-# (0004_instructors_versions) work added side by side; no operations of its own.
+# (0004_instructors_versions) and inside (0005_inside_checkpoints) work added side by side;
+# no operations of its own.
 from django.db import migrations
 
 
@@ -10,6 +11,7 @@ class Migration(migrations.Migration):
         ("labs", "0004_instructors_versions"),
         ("labs", "0004_session_state_changed_at"),
         ("labs", "0005_trainee_lab_prerequisites"),
+        ("labs", "0005_inside_checkpoints"),
     ]
 
     operations = []

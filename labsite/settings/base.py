@@ -262,3 +262,13 @@ def log_secrets() -> list[str]:
 LOGGING = logging_config(fmt=LOG_FORMAT or "plain", level=LOG_LEVEL, host=LAB_HOST_NAME, secrets=log_secrets())
 # Celery keeps the LOGGING above instead of installing its own format.
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+
+# The container layer made real (docs/inside.md): what one trainee may keep at once.
+# Checkpoints go with their session; committed images stay until the trainee removes them.
+LAB_USER_CHECKPOINTS = env_int("LAB_USER_CHECKPOINTS", 30)
+LAB_USER_IMAGES = env_int("LAB_USER_IMAGES", 5)
+LAB_USER_LAYER_MB = env_int("LAB_USER_LAYER_MB", 512)
+# A checkpoint that would stack more checkpoint layers than this (rewinds) squashes them.
+LAB_CHECKPOINT_SQUASH = env_int("LAB_CHECKPOINT_SQUASH", 8)
+# How often an open inside panel is refreshed over the WebSocket (seconds).
+LAB_INSIDE_INTERVAL = float(env("LAB_INSIDE_INTERVAL", "1.0") or 1.0)

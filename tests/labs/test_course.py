@@ -33,6 +33,7 @@ COURSE = [
     "run-your-image",
     "user-namespaces",
     "challenge",
+    "container-as-a-layer",
 ]
 PRESENT = [slug for slug in COURSE if (BUILTIN / slug / "lab.yaml").exists()]
 CJK = re.compile(r"[\u4e00-\u9fff]")

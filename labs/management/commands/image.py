@@ -66,6 +66,11 @@ class Command(BaseCommand):
         self.stdout.write(f"untagged {ref}")
 
     def handle_gc(self, store: ImageStore, **_) -> None:
+        from labs.inside import checkpoints_orphaned
+
+        for ref in checkpoints_orphaned(refs=list(store.refs())):
+            store.remove(ref)  # a checkpoint of a session that ended without its host
+            self.stdout.write(f"untagged {ref}")
         report = store.gc()
         self.stdout.write(f"removed {report.blobs} blobs ({report.bytes / 1e6:.1f} MB), {report.layers} layer dirs;"
                           f" kept {len(report.kept_in_use)} layers only live sandboxes use")

@@ -1,0 +1,422 @@
+"""The container layer made visible and real: the inside views of a session's sandbox,
+its checkpoints, rewinding to one, and committing the container as an image.
+
+Everything that touches a sandbox runs on the sandbox's own host, as a short Celery
+task on its queue that returns data (the web host may be another machine). Services
+here check who may do what, quotas, and record the results.
+"""
+from __future__ import annotations
+
+import logging
+import re
+
+from celery import shared_task
+from celery.exceptions import TimeoutError as CeleryTimeout
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.db.models import Sum
+
+from labs.exceptions import BadRequest, Conflict, NotFound, ServiceUnavailable
+from labs.models import Checkpoint, CommittedImage, Lab, Session, SessionImage, Step, StepProgress
+from labs import selectors
+from labs.services import START_EXPIRES, session_broadcast, session_set_state, session_start
+
+log = logging.getLogger(__name__)
+S = Session.State
+CHECKPOINT_REPO = "lab-checkpoints"
+NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
+TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+READ_TIMEOUT = 15
+WRITE_TIMEOUT = 60
+
+
+def checkpoint_ref(sid: str, checkpoint_id: str) -> str:
+    """The store's name for a checkpoint: the session's stack plus its container layer."""
+    return f"{CHECKPOINT_REPO}/{sid}:{checkpoint_id}"
+
+
+# Namespaces of the platform's own images: a user who happens to be called so gets another.
+RESERVED_NAMESPACES = ("lab", CHECKPOINT_REPO, "library")
+
+
+def user_namespace(user: AbstractBaseUser) -> str:
+    """The image-name namespace of a user: the user name in image-name characters."""
+    name = re.sub(r"[^a-z0-9._-]+", "-", user.get_username().lower()).strip("._-")
+    if not name or name in RESERVED_NAMESPACES:
+        return f"u{user.pk}-{name}".rstrip("-")
+    return name
+
+
+# ---- host tasks: run on the sandbox's host, return data ------------------------------
+
+def _host_errors(func):
+    """Turn the engine's errors into {"error": message} for the web to raise."""
+    from sandbox.exceptions import SandboxError
+    from sandbox.images.exceptions import ImageError
+
+    def run(*args, **kwargs) -> dict:
+        try:
+            return func(*args, **kwargs)
+        except (SandboxError, ImageError) as exc:
+            return {"error": str(exc)}
+
+    run.__name__, run.__doc__ = func.__name__, func.__doc__
+    return run
+
+
+@shared_task(name="labs.inside.inside_read", soft_time_limit=20, time_limit=30)
+@_host_errors
+def inside_read(sid: str, views: list[str]) -> dict:
+    """The asked views (layers, changes, container) of a sandbox of this host."""
+    from sandbox.config import host_config
+    from sandbox.inside.host import VIEWS, inside_view
+
+    return inside_view(host_config(), sid, tuple(v for v in views if v in VIEWS))
+
+
+@shared_task(name="labs.inside.inside_tree", soft_time_limit=20, time_limit=30)
+@_host_errors
+def inside_tree(sid: str, path: str) -> dict:
+    """One directory of a sandbox's merged root, entry by entry with its layer."""
+    from sandbox.config import host_config
+    from sandbox.inside.host import inside_tree as tree
+
+    return tree(host_config(), sid, path)
+
+
+@shared_task(name="labs.inside.inside_commit", soft_time_limit=WRITE_TIMEOUT, time_limit=WRITE_TIMEOUT + 30)
+@_host_errors
+def inside_commit(sid: str, ref: str, created_by: str, comment: str = "", author: str = "",
+                  replace: bool = True, squash_at: int = 0) -> dict:
+    """Tag `ref` as the sandbox's stack plus its container layer (checkpoint or commit)."""
+    from sandbox.config import host_config
+    from sandbox.images.store import ImageStore
+    from sandbox.inside.checkpoint import upper_commit
+    from sandbox.service import layout_for
+
+    cfg = host_config()
+    if not replace and ref in ImageStore(cfg.images_dir).refs():
+        return {"error": f"已有名为 {ref} 的镜像，请换一个名字或标签。An image called {ref} already exists; choose another name or tag."}
+    image, paused = upper_commit(cfg, sid, layout_for(cfg, sid), ref=ref, created_by=created_by,
+                                 comment=comment, author=author, squash_at=squash_at)
+    top = image.layers[-1]
+    return {"ref": image.ref, "digest": image.manifest_digest, "id": image.id, "diff_id": top.diff_id,
+            "size": top.size, "paused": paused}
+
+
+@shared_task(name="labs.inside.inside_untag", soft_time_limit=60, time_limit=90)
+def inside_untag(refs: list[str]) -> int:
+    """Untag images in this host's store (their layers go at the next `image gc`)."""
+    from sandbox.config import host_config
+    from sandbox.images.exceptions import ImageNotFound
+    from sandbox.images.store import ImageStore
+
+    cfg = host_config()
+    store = ImageStore(cfg.images_dir)
+    removed = 0
+    for ref in refs:
+        try:
+            store.remove(ref)
+            removed += 1
+        except ImageNotFound:
+            pass
+    return removed
+
+
+def checkpoints_collect(*, sid: str) -> int:
+    """On the session's host, as it ends: its checkpoints go (store tags and rows)."""
+    refs = list(Checkpoint.objects.filter(session_id=sid).values_list("ref", flat=True))
+    if refs:
+        inside_untag(refs)
+    Checkpoint.objects.filter(session_id=sid).delete()
+    return len(refs)
+
+
+def checkpoints_orphaned(*, refs: list[str]) -> list[str]:
+    """Checkpoint tags in a store whose session is no longer live (it ended while its
+    host was away): `image gc` untags them, and forgets their records."""
+    sids = {ref.split("/", 1)[1].split(":", 1)[0] for ref in refs if ref.startswith(CHECKPOINT_REPO + "/")}
+    live = set(Session.objects.filter(id__in=sids, state__in=Session.LIVE_STATES).values_list("id", flat=True))
+    Checkpoint.objects.filter(session_id__in=sids - live).delete()
+    return [ref for ref in refs if ref.startswith(CHECKPOINT_REPO + "/")
+            and ref.split("/", 1)[1].split(":", 1)[0] not in live]
+
+
+# ---- services --------------------------------------------------------------------------
+
+def _send(session: Session, task: str, timeout: float, **kwargs) -> dict:
+    """Run a host task for a ready session and wait for its answer."""
+    from labsite.celery import app
+
+    if session.state != S.READY:
+        raise Conflict(f"沙箱现在是 {session.state}，还没就绪。The sandbox is {session.state}, not ready.")
+    try:
+        result = app.send_task(task, args=[session.id], kwargs=kwargs, queue=f"host.{session.host}",
+                               expires=timeout).get(timeout=timeout + 5)
+    except CeleryTimeout:
+        raise ServiceUnavailable("沙箱主机没有及时响应。The sandbox host did not answer in time; try again.") from None
+    if isinstance(result, dict) and "error" in result:
+        raise Conflict(result["error"])
+    return result
+
+
+def session_inside(*, session: Session, views: tuple[str, ...]) -> dict:
+    """Views of the session's sandbox, read on its host."""
+    return _send(session, "labs.inside.inside_read", READ_TIMEOUT, views=list(views))
+
+
+def session_tree(*, session: Session, path: str) -> dict:
+    """A directory of the session's merged root, read on its host (like `dive`)."""
+    if len(path) > 4096:
+        raise BadRequest("路径太长。The path is too long.")
+    return _send(session, "labs.inside.inside_tree", READ_TIMEOUT, path=path)
+
+
+def _quota(user: AbstractBaseUser, *, images: int = 0, checkpoints: int = 0) -> None:
+    """Refuse what would take the user past their checkpoints, images or bytes."""
+    if checkpoints and Checkpoint.objects.filter(user=user).count() + checkpoints > settings.LAB_USER_CHECKPOINTS:
+        raise Conflict(f"最多保留 {settings.LAB_USER_CHECKPOINTS} 个检查点。You may keep at most "
+                       f"{settings.LAB_USER_CHECKPOINTS} checkpoints: stop an old session to free them.")
+    if images and CommittedImage.objects.filter(user=user).count() + images > settings.LAB_USER_IMAGES:
+        raise Conflict(f"最多保留 {settings.LAB_USER_IMAGES} 个镜像。You may keep at most "
+                       f"{settings.LAB_USER_IMAGES} images: remove one first.")
+    used = ((Checkpoint.objects.filter(user=user).aggregate(n=Sum("size"))["n"] or 0)
+            + (CommittedImage.objects.filter(user=user).aggregate(n=Sum("size"))["n"] or 0))
+    if used > settings.LAB_USER_LAYER_MB << 20:
+        raise Conflict(f"你的检查点和镜像已占用 {used >> 20} MiB（上限 {settings.LAB_USER_LAYER_MB} MiB）。"
+                       f"Your checkpoints and images hold {used >> 20} MiB, over your "
+                       f"{settings.LAB_USER_LAYER_MB} MiB: remove some first.")
+
+
+def checkpoint_view(cp: Checkpoint) -> dict:
+    """A checkpoint as the API shows it."""
+    return {"id": cp.id, "diff_id": cp.diff_id, "size": cp.size, "step": cp.step, "auto": cp.auto,
+            "created_at": cp.created_at.isoformat()}
+
+
+def _current_step_key(session: Session) -> str:
+    """The trainee's current step (the first not passed), as labs.learning counts it."""
+    passed = StepProgress.objects.filter(user=session.user, step__lab=session.lab, passed_at__isnull=False)
+    step = session.lab.steps.filter(retired=False).exclude(id__in=passed.values("step_id")).order_by("position").first()
+    return step.key if step is not None else ""
+
+
+def checkpoint_create(*, session: Session, step: Step | None = None, here: bool = False) -> Checkpoint:
+    """The session's container layer now, as an OCI layer in the store, and its record.
+    `step`: the step that just passed (an automatic checkpoint); `here`: already on
+    the session's host, so no round trip through the broker."""
+    _quota(session.user, checkpoints=1)
+    key = step.key if step is not None else _current_step_key(session)
+    cp = Checkpoint(session=session, user=session.user, step=key, auto=step is not None)
+    ref = checkpoint_ref(session.id, cp.id)
+    args = {"ref": ref, "created_by": f"lab checkpoint {cp.id}" + (f" (step {key})" if key else ""),
+            "comment": f"container layer of session {session.id}", "squash_at": settings.LAB_CHECKPOINT_SQUASH}
+    if here:
+        result = inside_commit(session.id, **args)
+        if "error" in result:
+            raise Conflict(result["error"])
+    else:
+        result = _send(session, "labs.inside.inside_commit", WRITE_TIMEOUT, **args)
+    cp.ref, cp.diff_id, cp.size = ref, result["diff_id"], result["size"]
+    if not Session.objects.filter(id=session.id, state__in=Session.LIVE_STATES).exists():
+        _send_untag(session, [ref])  # the session ended meanwhile: nothing to keep
+        raise Conflict("建检查点时会话已经结束。The session ended while the checkpoint was taken.")
+    cp.save()
+    session_broadcast(sid=session.id, event={"type": "inside", "view": "checkpoints", "data": checkpoint_view(cp)})
+    return cp
+
+
+def _send_untag(session: Session, refs: list[str]) -> None:
+    from labsite.celery import app
+
+    app.send_task("labs.inside.inside_untag", args=[refs], queue=f"host.{session.host}", expires=3600)
+
+
+def checkpoint_after_pass(*, user: AbstractBaseUser, step: Step) -> None:
+    """A step passed for the first time: checkpoint the user's live sandbox of that lab,
+    after the commit and off the request path (a quota reached is only logged)."""
+    session = Session.objects.filter(user=user, lab_id=step.lab_id, state=S.READY).only("id", "host").first()
+    if session is None:
+        return
+    from labsite.celery import app
+
+    sid, host = session.id, session.host
+    transaction.on_commit(lambda: app.send_task("labs.inside.checkpoint_auto", args=[sid, step.id],
+                                                queue=f"host.{host}", expires=60))
+
+
+@shared_task(name="labs.inside.checkpoint_auto", soft_time_limit=WRITE_TIMEOUT, time_limit=WRITE_TIMEOUT + 30)
+def checkpoint_auto(sid: str, step_id: int) -> str:
+    """On the host: the checkpoint taken when a step passes."""
+    from labs.exceptions import LabError
+
+    session = Session.objects.select_related("lab", "user").filter(id=sid, state=S.READY).first()
+    step = Step.objects.filter(id=step_id).first()
+    if session is None or step is None:
+        return "gone"
+    try:
+        return checkpoint_create(session=session, step=step, here=True).id
+    except LabError as exc:
+        log.info("no automatic checkpoint for %s: %s", sid, exc.message)
+        return "refused"
+
+
+def checkpoints_of(*, session: Session) -> list[dict]:
+    """The session's checkpoints, oldest first."""
+    return [checkpoint_view(cp) for cp in Checkpoint.objects.filter(session=session)]
+
+
+def session_rewind(*, session: Session, checkpoint_id: str) -> None:
+    """Restart the session's sandbox on one of its checkpoints; progress is kept."""
+    cp = Checkpoint.objects.filter(session=session, id=checkpoint_id).first()
+    if cp is None:
+        raise NotFound(f"这个会话没有检查点 {checkpoint_id!r}。This session has no checkpoint {checkpoint_id!r}.")
+    if session.state != S.READY:
+        raise Conflict(f"沙箱现在是 {session.state}，还没就绪。The sandbox is {session.state}, not ready.")
+    from labsite.celery import app
+
+    session_set_state(sid=session.id, state=S.STARTING, message="回到检查点… Rewinding to a checkpoint…")
+    transaction.on_commit(lambda: app.send_task("labs.tasks.sandbox_rewind", args=[session.id, cp.ref],
+                                                queue=f"host.{session.host}", expires=START_EXPIRES))
+
+
+def image_commit(*, session: Session, name: str, tag: str) -> CommittedImage:
+    """The container as an image of the user's own (`docker commit`)."""
+    if not NAME.match(name):
+        raise BadRequest("镜像名只能用小写字母、数字、'.'、'_'、'-'（最多 63 个），例如 mine。"
+                         "name: lowercase letters, digits, '.', '_' or '-' (at most 63), e.g. mine.")
+    if not TAG.match(tag):
+        raise BadRequest("标签只能用字母、数字、'.'、'_'、'-'（最多 128 个），例如 v1。"
+                         "tag: letters, digits, '.', '_' or '-' (at most 128), e.g. v1.")
+    user = session.user
+    ref = f"{user_namespace(user)}/{name}:{tag}"
+    mine = CommittedImage.objects.filter(ref=ref).first()
+    if mine is not None and mine.user_id != user.pk:
+        raise Conflict(f"镜像名 {ref} 已被占用，请换一个。The image name {ref} is taken; choose another name.")
+    _quota(user, images=0 if mine else 1)
+    base = session.lab.image
+    result = _send(session, "labs.inside.inside_commit", WRITE_TIMEOUT, ref=ref,
+                   created_by="/bin/sh -l", comment=f"lab commit of session {session.id} (from {base})",
+                   author=user.get_username(), replace=mine is not None)
+    image, _ = CommittedImage.objects.update_or_create(ref=ref, defaults={
+        "user": user, "digest": result["digest"], "image_id": result["id"], "size": result["size"],
+        "session_id": session.id, "host": session.host})
+    return image
+
+
+def session_start_on_image(*, user: AbstractBaseUser, lab: Lab, ref: str) -> tuple[Session, bool]:
+    """The lab in a sandbox made from one of the user's own committed images; it starts on
+    the host whose store holds the image. (session, created), as session_start."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    image = CommittedImage.objects.filter(user=user, ref=ref).first()
+    if image is None:
+        raise NotFound(f"你没有名为 {ref} 的镜像。You have no image called {ref}.")
+    existing = selectors.live_session_for_lab(user=user, lab=lab)
+    if existing is not None:
+        return existing, False
+    if image.host not in {h["host"] for h in selectors.hosts_alive()}:
+        raise ServiceUnavailable(f"存放 {ref} 的工作节点不在线。The worker host that holds {ref} is offline.")
+    if selectors.live_sessions(user=user).count() >= settings.LAB_USER_SESSION_LIMIT:
+        return session_start(user=user, lab=lab)  # says why it refuses, as for any start
+    lifetime = int((lab.limits or {}).get("lifetime_minutes", 120))
+    with transaction.atomic():
+        session = Session.objects.create(user=user, lab=lab, host=image.host, state=S.STARTING,
+                                         expires_at=timezone.now() + timedelta(minutes=lifetime))
+        SessionImage.objects.create(session=session, ref=ref)
+        from labsite.celery import app
+
+        transaction.on_commit(lambda: app.send_task("labs.tasks.sandbox_start", args=[session.id],
+                                                    queue=f"host.{session.host}", expires=START_EXPIRES))
+    return session, True
+
+
+def session_image(*, sid: str) -> str | None:
+    """The committed image a session runs on instead of its lab's, if any."""
+    return SessionImage.objects.filter(session_id=sid).values_list("ref", flat=True).first()
+
+
+def image_view(image: CommittedImage) -> dict:
+    """A committed image as the API shows it."""
+    return {"image": image.ref, "digest": image.digest, "id": image.image_id, "size": image.size,
+            "created_at": image.created_at.isoformat()}
+
+
+def images_of(*, user: AbstractBaseUser) -> list[dict]:
+    """The user's own committed images, newest first."""
+    return [image_view(i) for i in CommittedImage.objects.filter(user=user)]
+
+
+# ---- live updates over the terminal WebSocket (docs/protocol.md, "inside") -------------
+
+SLOW_VIEWS = ("container",)  # figures that move all the time: refreshed every few ticks
+SLOW_EVERY = 3
+
+
+def inside_poll(*, sid: str, host: str, views: list[str]) -> dict:
+    """One read of a ready sandbox's views on its host (blocking: run it off the loop)."""
+    from labsite.celery import app
+
+    try:
+        result = app.send_task("labs.inside.inside_read", args=[sid], kwargs={"views": views},
+                               queue=f"host.{host}", expires=READ_TIMEOUT).get(timeout=READ_TIMEOUT)
+    except CeleryTimeout:
+        raise ServiceUnavailable("沙箱主机没有及时响应。The sandbox host did not answer in time.") from None
+    if "error" in result:
+        raise Conflict(result["error"])
+    return result
+
+
+def inside_poll_shared(*, sid: str, host: str, views: list[str]) -> dict | None:
+    """inside_poll at most once per interval per session and set of views, however many
+    sockets subscribe (tabs, watchers): one reads the host, the others take its answer
+    from Redis; None when another socket is reading right now."""
+    import json
+
+    from labs.redis import sync_redis
+
+    r = sync_redis()
+    key = f"lab:inside:{sid}:{','.join(sorted(views))}"
+    ttl = max(100, int(settings.LAB_INSIDE_INTERVAL * 900))
+    cached = r.get(key)
+    if cached is not None:
+        return json.loads(cached)
+    if not r.set(f"{key}:lock", 1, nx=True, px=ttl):
+        return None
+    data = inside_poll(sid=sid, host=host, views=views)
+    r.set(key, json.dumps(data), px=ttl)
+    return data
+
+
+async def inside_feed(*, sid: str, host: str, views: list[str], ready, send) -> None:
+    """While a panel subscribes: read the views every LAB_INSIDE_INTERVAL seconds and
+    send each one that changed as {"type": "inside", "view", "data"}. Runs until
+    cancelled (unsubscribe, or the WebSocket closes); costs nothing otherwise."""
+    import asyncio
+    import json
+
+    from asgiref.sync import sync_to_async
+
+    last: dict[str, str] = {}
+    tick = 0
+    while True:
+        asked = [v for v in views if v not in SLOW_VIEWS or tick % SLOW_EVERY == 0]
+        if ready() and asked:
+            try:
+                data = await sync_to_async(inside_poll_shared, thread_sensitive=False)(
+                    sid=sid, host=host, views=asked) or {}
+            except (Conflict, ServiceUnavailable) as exc:
+                data = {}
+                if last.get("error") != exc.message:
+                    last["error"] = exc.message
+                    await send({"type": "inside", "view": "error", "message": exc.message})
+            for view, value in data.items():
+                text = json.dumps(value, sort_keys=True)
+                if last.get(view) != text:
+                    last[view] = text
+                    await send({"type": "inside", "view": view, "data": value})
+        tick += 1
+        await asyncio.sleep(settings.LAB_INSIDE_INTERVAL)

@@ -1,0 +1,70 @@
+"""Models of the container layer made real: checkpoints and committed images."""
+from __future__ import annotations
+
+import secrets
+
+from django.conf import settings
+from django.db import models
+
+__all__ = ["Checkpoint", "CommittedImage", "SessionImage"]
+
+
+def new_checkpoint_id() -> str:
+    """A short, unguessable id (also the tag of the checkpoint's image in the store)."""
+    return secrets.token_hex(6)
+
+
+class Checkpoint(models.Model):
+    """A session's container layer at one moment, as an OCI layer; the store tags the
+    sandbox's stack plus that layer as `lab-checkpoints/<session>:<id>`."""
+
+    id = models.CharField(primary_key=True, max_length=32, default=new_checkpoint_id, editable=False)
+    session = models.ForeignKey("labs.Session", on_delete=models.CASCADE, related_name="checkpoints")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="checkpoints")
+    step = models.CharField(max_length=64, blank=True, help_text="the step the trainee was on (or passed)")
+    ref = models.CharField(max_length=200)
+    diff_id = models.CharField(max_length=71)
+    size = models.BigIntegerField()
+    auto = models.BooleanField(default=False, help_text="taken when a step passed")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        app_label = "labs"
+        ordering = ["created_at"]
+        indexes = [models.Index(fields=["user"])]
+
+    def __str__(self) -> str:
+        return f"checkpoint {self.id} of {self.session_id}"
+
+
+class CommittedImage(models.Model):
+    """An image a trainee made of their container (`docker commit`): theirs alone."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="committed_images")
+    ref = models.CharField(max_length=200, unique=True)
+    digest = models.CharField(max_length=71, help_text="manifest digest")
+    image_id = models.CharField(max_length=71, help_text="config digest")
+    size = models.BigIntegerField(help_text="bytes of the container layer it adds")
+    session_id = models.CharField(max_length=32, blank=True)
+    host = models.CharField(max_length=100, blank=True, help_text="whose image store holds it")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        app_label = "labs"
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.ref
+
+
+class SessionImage(models.Model):
+    """A session started on one of its owner's committed images instead of the lab's."""
+
+    session = models.OneToOneField("labs.Session", on_delete=models.CASCADE, related_name="own_image")
+    ref = models.CharField(max_length=200)
+
+    class Meta:
+        app_label = "labs"
+
+    def __str__(self) -> str:
+        return f"{self.session_id} on {self.ref}"
