@@ -37,7 +37,7 @@ from sandbox.runtime import Limits
 from sandbox.service import SandboxRequest, sandbox_exec, sandbox_start, sandbox_stop
 
 ROOT = Path(__file__).resolve().parent.parent
-WRONG_ANSWER_WORKERS = int(os.environ.get("LAB_TEST_WORKERS", "3"))
+WRONG_ANSWER_WORKERS = int(os.environ.get("LAB_TEST_WORKERS", "2"))
 _LIFECYCLE = threading.Lock()
 
 
