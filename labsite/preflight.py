@@ -69,7 +69,12 @@ def check_runc(runc: str) -> str | None:
 
 def check_port(port: int, what: str, env_name: str) -> str | None:
     """The port is free on 127.0.0.1."""
+    if not 0 < port < 65536:
+        return f"{env_name}={port} is not a TCP port — use a number from 1 to 65535"
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        # As the servers themselves bind: a port whose last connections linger in
+        # TIME_WAIT (a lab stopped a moment ago) is free.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from labsite import preflight
+from sandbox.relay.holder import exclusive_lock
 
 ROOT = Path(__file__).resolve().parent.parent
 READY_TIMEOUT = 180.0
@@ -265,6 +266,10 @@ def main() -> int:
     env.setdefault("LAB_HOST_NAME", socket.gethostname() or "localhost")
     env.setdefault("DJANGO_SETTINGS_MODULE", "labsite.settings.dev")
     env["PYTHONUNBUFFERED"] = "1"
+    for name in ("LAB_PORT", "LAB_REDIS_PORT", "LAB_WORKER_CONCURRENCY"):
+        if name in env and not env[name].isdigit():
+            print(f"lab: {name}={env[name]!r} is not a number", file=sys.stderr)
+            return 1
     lab = Lab(env)
     redis_port = lab.redis_port()
     if redis_port is not None:
@@ -277,6 +282,12 @@ def main() -> int:
     if found:
         for line in found:
             print(f"lab: {line}", file=sys.stderr)
+        return 1
+    lock = exclusive_lock(lab.data_dir / "up.lock")  # held until this process ends
+    if lock is None:
+        other = (lab.data_dir / "up.lock").read_text().strip() or "?"
+        print(f"lab: another ./lab up (pid {other}) is running with the data directory {lab.data_dir} — "
+              "stop it first, or set LAB_DATA_DIR to another directory", file=sys.stderr)
         return 1
     lab.data_dir.chmod(0o711)  # sandbox root (an unprivileged host uid) traverses it
     preflight.stamp_layout(lab.data_dir)

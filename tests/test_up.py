@@ -172,3 +172,35 @@ def test_nothing_outlives_a_killed_lab_up(tmp_path):
                           and _environ_has(p, f"LAB_HOST_NAME={host}")], timeout=120, what="every part to stop")
     assert not port_open(web_port) and not port_open(redis_port)
     assert not Path(f"/run/container-lab/{host}").exists()
+
+
+def test_a_second_lab_up_on_the_same_data_directory_is_refused(tmp_path):
+    from sandbox.relay.holder import exclusive_lock
+
+    (tmp_path / "var").mkdir()
+    held = exclusive_lock(tmp_path / "var" / "up.lock")  # as a running ./lab up holds it
+    try:
+        res = _up({"LAB_PORT": str(free_port()), "LAB_REDIS_PORT": str(free_port())}, tmp_path, timeout=60)
+    finally:
+        os.close(held)
+    if os.geteuid() != 0:
+        pytest.skip("./lab up refuses non-root first")
+    assert res.returncode == 1
+    assert f"another ./lab up (pid {os.getpid()}) is running with the data directory" in res.stderr
+
+
+def test_a_port_still_in_time_wait_is_free_and_a_bad_port_is_named():
+    import socket as s
+
+    server = s.socket()
+    server.setsockopt(s.SOL_SOCKET, s.SO_REUSEADDR, 1)
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    port = server.getsockname()[1]
+    client = s.create_connection(("127.0.0.1", port))
+    conn, _ = server.accept()
+    conn.close()  # the server side closes first: its end of the connection waits in TIME_WAIT
+    server.close()
+    client.close()
+    assert preflight.check_port(port, "the web server", "LAB_PORT") is None
+    assert "not a TCP port" in preflight.check_port(99999, "the web server", "LAB_PORT")

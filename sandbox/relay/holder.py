@@ -32,6 +32,7 @@ import argparse
 import array
 import ctypes
 import ctypes.util
+import fcntl
 import json
 import logging
 import os
@@ -62,6 +63,20 @@ BEAT_TTL = 5
 def _prctl(option: int, value: int) -> None:
     libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
     libc.prctl(option, value, 0, 0, 0)
+
+
+def exclusive_lock(path: Path) -> int | None:
+    """An exclusive flock on path held for this process's life (with our pid in it), or
+    None when another process holds it. The kernel lets go when the process ends."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    return fd
 
 
 class Beat:
@@ -137,6 +152,7 @@ class Holder:
         self.restarts = 0
         self.restart_at: float | None = None
         self.stopping = False
+        self.replacing = False
         self.stop_deadline = 0.0
         self.sel = selectors.DefaultSelector()
 
@@ -222,6 +238,11 @@ class Holder:
         self.child = None
         if self.stopping:
             return
+        if self.replacing:  # SIGHUP: replaced on purpose, at once
+            self.replacing = False
+            log.info("relay replaced")
+            self.restart_at = time.monotonic()
+            return
         if time.monotonic() - self.child_started > STABLE_SECONDS:
             self.restarts = 0
         delay = BACKOFF[min(self.restarts, len(BACKOFF) - 1)]
@@ -236,6 +257,7 @@ class Holder:
         elif signum == signal.SIGHUP and self.child is not None and not self.stopping:
             log.info("replacing the relay")
             self.restarts = 0
+            self.replacing = True
             self.child.send_signal(signal.SIGTERM)
         elif signum in (signal.SIGTERM, signal.SIGINT) and not self.stopping:
             self.stopping = True
@@ -246,9 +268,15 @@ class Holder:
     # ---- main loop -------------------------------------------------------------
     def serve(self) -> None:
         """Run until told to stop (and, when supervising, until the relay has drained)."""
+        self.socket_path.parent.mkdir(parents=True, exist_ok=True)
+        # One holder per host: a second one would take the socket from the first, and
+        # the host's sandboxes would have two owners.
+        lock = exclusive_lock(self.socket_path.with_suffix(".lock"))
+        if lock is None:
+            raise SystemExit(f"another PTY holder already runs for {self.socket_path.parent.name} "
+                             f"({self.socket_path}): stop it first")
         if self.argv:
             _prctl(PR_SET_CHILD_SUBREAPER, 1)
-        self.socket_path.parent.mkdir(parents=True, exist_ok=True)
         self.socket_path.unlink(missing_ok=True)
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         old_umask = os.umask(0o177)  # root only: whoever reaches it can type into every shell

@@ -227,7 +227,9 @@ class Relay:
         key = streams.in_key(sid)
         marker = await self.redis.xadd(key, {"o": b""}, maxlen=streams.INPUT_MAXLEN, approximate=True)
         pty.in_last = marker.decode()
-        await self.redis.xtrim(key, minid=pty.in_last)
+        # Exact (not "~"): an approximate trim keeps whole old nodes, and a successor
+        # relay would type those keys into the shell a second time.
+        await self.redis.xtrim(key, minid=pty.in_last, approximate=False)
         self.ptys[sid] = pty
         self.loop.add_reader(fd, self._on_readable, pty)
         await self.redis.xadd(streams.wake_key(self.cfg.host), {"s": sid}, maxlen=16, approximate=True)
@@ -422,7 +424,7 @@ class Relay:
                 for entry_id, fields in entries:
                     self._input(pty, fields)
                 pty.in_last = entries[-1][0].decode()
-                self.loop.create_task(self.redis.xtrim(key, minid=pty.in_last))
+                self.loop.create_task(self.redis.xtrim(key, minid=pty.in_last, approximate=False))
 
     def _input(self, pty: Pty, fields: dict) -> None:
         if b"d" in fields:

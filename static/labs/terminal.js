@@ -65,6 +65,8 @@
     return bytes;
   }
 
+  var UNSENT_MAX = 4096;  // bytes typed while disconnected that are kept to send later
+
   function LabTerminal(container, options) {
     options = options || {};
     this.container = container;
@@ -96,6 +98,8 @@
     this.lastId = null;      // last stream id rendered by xterm: `since` on reconnect
     this.replaying = false;  // between hello(replay) and live: drop xterm's answers
     this.live = false;
+    this.unsent = [];  // keys typed while the connection is down, sent once it is live again
+    this.unsentBytes = 0;
     this.state = null;
     this.lastInputAt = 0;    // when this page last sent a keystroke (Date.now())
     this.stopped = true;     // no reconnects after disconnect() or a final close
@@ -211,10 +215,26 @@
   };
 
   LabTerminal.prototype._sendInput = function (bytes) {
+    if (!this._isOpen()) {
+      // The connection is down (a web server restarting, a network blip): what the
+      // trainee types waits, up to UNSENT_MAX bytes, and goes once the terminal is live.
+      if (this.unsentBytes + bytes.length <= UNSENT_MAX) {
+        this.unsent.push(bytes);
+        this.unsentBytes += bytes.length;
+      }
+      return;
+    }
     // xterm answers queries (DA, DSR) found in replayed output: never to the shell.
-    if (this.replaying || !this.live || !this._isOpen()) return;
+    if (this.replaying || !this.live) return;
     this.lastInputAt = Date.now(); // the idle limit restarts with every keystroke
     this.ws.send(bytes);
+  };
+
+  LabTerminal.prototype._flushUnsent = function () {
+    var waiting = this.unsent;
+    this.unsent = [];
+    this.unsentBytes = 0;
+    for (var i = 0; i < waiting.length; i++) this._sendInput(waiting[i]);
   };
 
   LabTerminal.prototype._sendJson = function (message) {
@@ -230,6 +250,8 @@
     if (sessionId !== this.sessionId) {
       this.lastId = null;
       this.term.reset();
+      this.unsent = [];  // keys meant for another sandbox
+      this.unsentBytes = 0;
     }
     this.sessionId = sessionId;
     this.wsPath = wsPath;
@@ -243,6 +265,8 @@
   /** Close the socket and do not reconnect. */
   LabTerminal.prototype.disconnect = function () {
     this.stopped = true;
+    this.unsent = [];
+    this.unsentBytes = 0;
     this._closeSocket();
   };
 
@@ -324,6 +348,7 @@
         this._emit("connection", "open");
         this._sendSize();
         if (msg.state) this._setState(msg.state, msg.message || "");
+        if (this.live) this._flushUnsent();  // a resumed connection is live at once
         break;
       case "live":
         // Wait for the replay to be parsed: xterm answers queries while it parses.
@@ -331,6 +356,7 @@
           if (generation !== self.generation) return;
           self.replaying = false;
           self.live = true;
+          self._flushUnsent();
         });
         break;
       case "pos":

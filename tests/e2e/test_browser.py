@@ -235,3 +235,19 @@ def test_a_reload_after_the_sandbox_was_lost_says_so_and_offers_start_again(web,
     expect(page.get_by_test_id("state-badge")).to_have_attribute("data-state", "lost")
     expect(page.get_by_test_id("error-message")).to_contain_text("worker host went offline")
     expect(page.get_by_test_id("start-button")).to_be_enabled()
+
+
+@sandboxed
+def test_keys_typed_while_the_web_server_restarts_reach_the_shell_once_it_is_back(worker, web, builtin_labs, trainee, page):
+    from tests.conftest import WEB, _start_web
+
+    start_lab(page, web, trainee)
+    run(page, "echo before-$((2+3))")
+    wait_for_line(page, r"^before-5$")
+    port = int(web.rsplit(":", 1)[1])
+    WEB[web].terminate()  # the web server goes away: the page's WebSocket drops
+    WEB[web].wait(20)
+    page.wait_for_function("() => window.labTerminal && !window.labTerminal._isOpen()", timeout=15_000)
+    run(page, "echo typed-while-down-$((3+4))")  # typed into a terminal that is reconnecting
+    WEB[web] = _start_web(port)
+    wait_for_line(page, r"^typed-while-down-7$", timeout=30)

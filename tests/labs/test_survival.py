@@ -66,6 +66,11 @@ def test_a_killed_relay_is_started_again_and_carries_on_the_same_shell(worker, w
     with ws_connect(web, client, session["ws"]) as ws:
         term = Terminal(ws)
         pid = _shell_pid(term)
+        # Commands already run must not run again when a new relay takes over.
+        term.send("N=0\r")
+        for i in range(1, 4):
+            term.send("N=$((N+1)); echo n=$N.\r")
+            term.expect(f"n={i}.")
         old_relay = worker.relay_pid
         # Output written while no relay runs waits in the PTY; keys typed meanwhile wait in Redis.
         term.send("sleep 1; echo written-$((20+3))-while-down\r")
@@ -74,8 +79,10 @@ def test_a_killed_relay_is_started_again_and_carries_on_the_same_shell(worker, w
         wait_for(lambda: worker.relay_pid not in (None, old_relay), timeout=30, what="the holder to start a new relay")
         term.expect("written-23-while-down", timeout=20)
         term.expect("typed-34-while-down", timeout=20)
-        term.send("echo $KEPT-$$\r")
-        term.expect(f"still-here-{pid}")
+        term.send("echo $KEPT-$$-N=$N.\r")
+        term.expect(f"still-here-{pid}-N=3.")  # nothing typed before the kill ran twice
+        term.send("sleep 2; echo settled-$((5*5))\r")  # long enough for a replayed `sleep 1; …` to show
+        term.expect("settled-25", timeout=20)
         assert term.out.count(b"written-23-while-down") == 1  # nothing lost, nothing twice
         assert term.out.count(b"typed-34-while-down") == 1
     assert _state(client, session["id"]) == "ready"  # never lost

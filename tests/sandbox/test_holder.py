@@ -130,3 +130,11 @@ def test_the_holder_beats_in_redis_while_it_runs_and_clears_it_when_it_stops(tmp
         proc.terminate()
         assert proc.wait(10) == 0
     assert not r.exists(key)
+
+
+def test_a_second_holder_for_the_same_host_is_refused(holder_with, tmp_path):
+    first, client = holder_with()
+    second = subprocess.run([sys.executable, "-m", "sandbox.relay.holder", "--socket", str(tmp_path / "holder.sock")],
+                            cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, timeout=30)
+    assert second.returncode != 0 and "another PTY holder already runs" in second.stderr
+    assert first.poll() is None and client.take() == {}  # the first one still serves

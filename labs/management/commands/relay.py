@@ -14,13 +14,13 @@ import os
 import signal
 import time
 
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from labs.tasks import host_reconcile, host_resume
 from labsite.celery import app
 from sandbox.cgroups import cgroup_parent_remove
 from sandbox.config import host_config
-from sandbox.relay.holder import HolderClient
+from sandbox.relay.holder import HolderClient, exclusive_lock
 from sandbox.relay.server import Relay
 from sandbox.relay.spawn import become_subreaper
 
@@ -45,6 +45,9 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options) -> None:
         cfg = host_config()
+        cfg.host_dir.mkdir(parents=True, exist_ok=True)
+        if exclusive_lock(cfg.host_dir / "relay.lock") is None:  # held until this process ends
+            raise CommandError(f"another relay already runs for host {cfg.host}: stop it first")
         holder: HolderClient | None = HolderClient(cfg.holder_socket)
         try:
             held = holder.take()
