@@ -133,7 +133,7 @@ class Reader:
             return default
         value = _SCALARS.construct_yaml_float(node) if real else _SCALARS.construct_yaml_int(node)
         if not low <= value <= high:
-            self.error(node, f"{path}: {value} is out of range ({low:g} to {high:g})")
+            self.error(node, f"{path}: {value:g} is out of range ({low:g} to {high:g})")
             return default
         return value
 

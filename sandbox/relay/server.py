@@ -471,6 +471,25 @@ class Relay:
                     p.set(streams.host_key(self.cfg.host), json.dumps(beat), ex=streams.HOST_TTL)
                     p.sadd(streams.HOSTS_SET, self.cfg.host)
                     await p.execute()
+                await self._restore_streams()
             except Exception as exc:
                 log.warning("heartbeat failed: %s", exc)
             await asyncio.sleep(1.5)
+
+    async def _restore_streams(self) -> None:
+        """After Redis lost its data (a restart without persistence), viewers may append
+        only to input streams that exist: make them again, marker first. A session that
+        ended had its input deleted but its output kept (to expire): that one stays shut."""
+        sids = list(self.ptys)
+        if not sids:
+            return
+        async with self.redis.pipeline(transaction=False) as p:
+            for sid in sids:
+                p.exists(streams.in_key(sid), streams.out_key(sid))
+            found = await p.execute()
+        for sid, count in zip(sids, found):
+            pty = self.ptys.get(sid)
+            if count == 0 and pty is not None:
+                marker = await self.redis.xadd(streams.in_key(sid), {"o": b""}, maxlen=streams.INPUT_MAXLEN, approximate=True)
+                pty.in_last = marker.decode()
+                log.info("input stream of %s made again (Redis lost it)", sid)
