@@ -266,7 +266,7 @@ def main() -> int:
     env.setdefault("LAB_HOST_NAME", socket.gethostname() or "localhost")
     env.setdefault("DJANGO_SETTINGS_MODULE", "labsite.settings.dev")
     env["PYTHONUNBUFFERED"] = "1"
-    for name in ("LAB_PORT", "LAB_REDIS_PORT", "LAB_WORKER_CONCURRENCY"):
+    for name in ("LAB_PORT", "LAB_REDIS_PORT"):  # (Celery names a bad LAB_WORKER_CONCURRENCY itself)
         if name in env and not env[name].isdigit():
             print(f"lab: {name}={env[name]!r} is not a number", file=sys.stderr)
             return 1

@@ -167,7 +167,7 @@ def test_a_start_no_worker_takes_fails_in_bounded_time_with_a_message(worker, sm
         assert sessions_reap()["stale"] == 1
         data = client.get(f"/api/sessions/{sid}/").json()
         assert data["state"] == "failed"
-        assert "Press Start to try again" in data["message"]
+        assert "请再点一次“开始”" in data["message"]  # the site's language (zh-hans) by default
     finally:
         worker.start_worker_again()
     fresh = start_session(client)  # Start again works at once
