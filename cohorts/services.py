@@ -132,7 +132,7 @@ def cohort_session_stop(*, cohort: Cohort, sid: str, by: AbstractBaseUser | None
     """An instructor stops a trainee's sandbox; the trainee is told who (progress is kept)."""
     session = selectors.cohort_session(cohort=cohort, sid=sid)
     name = _name(by)
-    lab_services.session_stop(session=session, by="instructor",  # the trainee's page says so
+    lab_services.session_stop(session=session, by="instructor", who=name,  # the trainee's page says so
                               message=f"讲师 {name} 停止了你的沙箱，进度已保留。"
                                       f"Your instructor {name} stopped your sandbox; your progress is kept.")
     return session

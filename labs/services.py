@@ -104,7 +104,7 @@ def _send(session: Session, task: str, *, queue: str = "", **options: object):
 
 
 def session_set_state(*, sid: str, state: str, message: str = "", only_from: tuple[str, ...] | None = None,
-                      reason: str = "") -> bool:
+                      reason: str = "", who: str = "") -> bool:
     """Move a session to a state (optionally only from some states) and tell its viewers.
 
     `reason` is a code the page words in the trainee's language (docs/protocol.md):
@@ -125,6 +125,8 @@ def session_set_state(*, sid: str, state: str, message: str = "", only_from: tup
         event = {"type": "state", "state": state, "message": message}
         if reason:
             event["reason"] = reason
+        if who:
+            event["who"] = who  # the instructor or admin who did it, named on the trainee's page
         session_broadcast(sid=sid, event=event)
         events.session_changed(sid=sid)  # cohort dashboards, after commit, off this path
     return changed
@@ -144,14 +146,14 @@ def session_streams_end(*, sid: str) -> None:
         log.warning("could not end the streams of session %s", sid, exc_info=True)
 
 
-def session_stop(*, session: Session, by: str = "trainee", message: str = "") -> None:
+def session_stop(*, session: Session, by: str = "trainee", message: str = "", who: str = "") -> None:
     """Ask the session's host to stop it; the state becomes stopped when it is gone.
     `by` is who asked: "trainee", or "instructor" (the trainee's page then says so, in
     the trainee's language); `message` (why, and who did it) stays with the session."""
     if not session.is_live:
         return
     session_set_state(sid=session.id, state=Session.State.STOPPING, message=message,
-                      reason="instructor" if by == "instructor" else "")
+                      reason="instructor" if by == "instructor" else "", who=who)
     transaction.on_commit(lambda: _send(session, "labs.tasks.sandbox_stop", expires=300))
 
 

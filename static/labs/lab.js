@@ -124,17 +124,23 @@
   }
 
   /** The page's own words for a reason code the server gives with a state, if it has them. */
-  function reasonText(reason) {
-    return reason && Object.prototype.hasOwnProperty.call(strings, "ended." + reason) ? t("ended." + reason) : "";
+  function reasonText(reason, who) {
+    var has = function (key) { return Object.prototype.hasOwnProperty.call(strings, key); };
+    if (reason && who && has("ended." + reason + ".who")) return t("ended." + reason + ".who").replace("{who}", who);
+    return reason && has("ended." + reason) ? t("ended." + reason) : "";
   }
 
-  function setState(state, message, reason) {
+  function setState(state, message, reason, who) {
     if (!session) return;
     session.state = state;
     // Why it ends (an instructor, the idle limit, a lost host…) is said when it begins
-    // to end and stays said when it has ended, in the trainee's language.
-    if (reason && reason !== "reset") session.reason = reason;
-    var why = reasonText(session.reason);
+    // to end and stays said when it has ended, in the trainee's language; `who` names
+    // the instructor or admin who did it.
+    if (reason && reason !== "reset") {
+      session.reason = reason;
+      session.who = who || "";
+    }
+    var why = reasonText(session.reason, session.who);
     // Messages explain an end (failed, lost, idle timeout); on other states they are
     // informational and the badge says enough.
     if (why && (state === "stopping" || FINAL_STATES.indexOf(state) !== -1)) {
@@ -168,7 +174,7 @@
   }
   window.__labTerm = terminal.term;
 
-  terminal.onState(function (state, message, reason) { setState(state, message, reason); });
+  terminal.onState(function (state, message, reason, who) { setState(state, message, reason, who); });
   terminal.onCheck(function (result) { showResult(result.step, result.passed, result.message, true); });
   terminal.onEvent(function (message) {
     if (message.type === "watched") showWatchers(message.watchers || []);

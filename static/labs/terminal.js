@@ -368,7 +368,7 @@
         });
         break;
       case "state":
-        this._setState(msg.state, msg.message || "", msg.reason || "");
+        this._setState(msg.state, msg.message || "", msg.reason || "", msg.who || "");
         break;
       case "check":
         this._emit("check", { step: msg.step, passed: Boolean(msg.passed), message: msg.message || "", by: msg.by || "" });
@@ -387,13 +387,13 @@
     this._sendJson({ type: "resize", cols: this.term.cols, rows: this.term.rows });
   };
 
-  LabTerminal.prototype._setState = function (state, message, reason) {
+  LabTerminal.prototype._setState = function (state, message, reason, who) {
     this.state = state;
     if (FINAL_STATES.indexOf(state) !== -1) {
       // The session is over: nothing to reconnect to.
       this.stopped = true;
     }
-    this._emit("state", state, message, reason || "");
+    this._emit("state", state, message, reason || "", who || "");
   };
 
   LabTerminal.prototype._onClose = function (event) {
