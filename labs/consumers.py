@@ -72,6 +72,7 @@ class TerminalConsumer(AsyncWebsocketConsumer):
         self.acked_forwarded = 0
         self.ws_key = ""
         self.input_refused = False
+        self.state_checked = 0.0
         await self.accept()
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
@@ -223,11 +224,26 @@ class TerminalConsumer(AsyncWebsocketConsumer):
     async def _input(self, fields: dict) -> None:
         """Append to the session's input stream while it exists (the relay makes it when
         the sandbox starts, the session's end deletes it): never to an ended session."""
-        added = await self.redis.xadd(streams.in_key(self.sid), fields, maxlen=streams.INPUT_MAXLEN,
-                                      approximate=True, nomkstream=True)
-        if added is None and not self.input_refused:
-            self.input_refused = True
-            await self._send_json({"type": "error", "message": "终端不接受输入：会话没有在运行。The terminal takes no input: the session is not running."})
+        key = streams.in_key(self.sid)
+        added = await self.redis.xadd(key, fields, maxlen=streams.INPUT_MAXLEN, approximate=True, nomkstream=True)
+        if added is not None or self.input_refused:
+            return
+        # No stream: the session ended, or Redis restarted and lost it. Ask the database,
+        # at most once a second, and make it again only for a session still running.
+        now = time.monotonic()
+        if now - self.state_checked >= 1.0:
+            self.state_checked = now
+            state = await database_sync_to_async(
+                lambda: Session.objects.filter(id=self.sid).values_list("state", flat=True).first())()
+            if state == Session.State.READY:
+                await self.redis.xadd(key, fields, maxlen=streams.INPUT_MAXLEN, approximate=True)
+                return
+            if state in Session.LIVE_STATES:
+                return  # starting: the relay makes the stream when the shell is there
+        else:
+            return
+        self.input_refused = True
+        await self._send_json({"type": "error", "message": "终端不接受输入：会话没有在运行。The terminal takes no input: the session is not running."})
 
     async def _ack(self, entry_id: str) -> None:
         """Pass the page's acknowledgement on to the relay, once per ACK_STEP bytes:

@@ -16,6 +16,8 @@ What decides a check is the exit code of a shell the trainee cannot replace:
   environment, in the sandbox's own mount namespace and root. Applets re-execute
   through `/proc/self/exe`; a mount change in the sandbox's mount namespace while the
   check runs (poll on /proc/<init>/mountinfo) voids the result.
+- Setups and solutions run their script with the sandbox's own `/bin/sh` (what they
+  start is the sandbox's, as if the trainee had typed it); only the wrapper is trusted.
 - A check runs in its own freezer cgroup below the sandbox's (files owned by host root,
   which sandbox root cannot write): when it ends or times out, the cgroup is frozen and
   every process in it killed, so nothing it started (even with setsid) lingers.
@@ -55,7 +57,7 @@ BASE_ENV = {
 _WRAPPER = (
     'read -r go || exit 125; '
     'o=$(mktemp /dev/shm/.lab-exec.XXXXXX 2>/dev/null || mktemp); '
-    'timeout -s KILL {timeout} sh -c "$0" >"$o" 2>&1 </dev/null; rc=$?; '
+    'timeout -s KILL {timeout} {shell} -c "$0" >"$o" 2>&1 </dev/null; rc=$?; '
     'cat "$o"; rm -f "$o"; exit $rc'
 )
 
@@ -228,7 +230,11 @@ def script_run(cfg: HostConfig, sid: str, script: str, *, timeout: float, env: d
     timeout the script is killed and CheckTimeout raised.
     """
     env = {**BASE_ENV, **(env or {})}
-    argv = [SHELL, "sh", "-c", _WRAPPER.format(timeout=max(1, int(timeout))), script]
+    # A check's script runs in the trusted shell too. Setups and solutions run in the
+    # sandbox's own /bin/sh, as a trainee's commands would: what they leave running is
+    # the sandbox's own (dumpable, visible to the trainee and to later checks).
+    shell = "sh" if check else "/bin/sh"
+    argv = [SHELL, "sh", "-c", _WRAPPER.format(timeout=max(1, int(timeout)), shell=shell), script]
     init = init_pid(cfg, sid)
     # Opening it records the namespace's mount event count; poll says if it moved.
     mountinfo = open(f"/proc/{init}/mountinfo", "rb")  # noqa: SIM115 (closed below)
