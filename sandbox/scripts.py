@@ -103,9 +103,18 @@ def _runc(cfg: HostConfig, *args: str) -> list[str]:
 
 
 def init_pid(cfg: HostConfig, sid: str) -> int:
-    """Host pid of the sandbox's init, from runc's state."""
+    """Host pid of the sandbox's init: the pid file runc wrote in the bundle, else runc's state.
+
+    A stale pid (init gone, pid reused) cannot pass: runc exec then fails, and the
+    verification compares the started process's mount namespace with this one's."""
     import json
 
+    try:
+        pid = int((cfg.sessions_dir / sid / "init.pid").read_text())
+        if Path(f"/proc/{pid}").exists():
+            return pid
+    except (FileNotFoundError, ValueError):
+        pass
     proc = subprocess.run(_runc(cfg, "state", sid), capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeFailed(f"runc state {sid}: {proc.stderr.strip()[-500:]}")
