@@ -246,7 +246,10 @@ def script_run(cfg: HostConfig, sid: str, script: str, *, timeout: float, env: d
     argv = [SHELL, "sh", "-c", _WRAPPER.format(timeout=max(1, int(timeout)), shell=shell), script]
     init = init_pid(cfg, sid)
     # Opening it records the namespace's mount event count; poll says if it moved.
-    mountinfo = open(f"/proc/{init}/mountinfo", "rb")  # noqa: SIM115 (closed below)
+    try:
+        mountinfo = open(f"/proc/{init}/mountinfo", "rb")  # noqa: SIM115 (closed below)
+    except OSError as exc:
+        raise RuntimeFailed(f"the sandbox's init is gone: {exc}") from exc
     cg = CheckCgroup(cfg, sid) if check else None
     with tempfile.TemporaryDirectory(prefix="lab-exec-") as tmp:
         pid_file = Path(tmp) / "pid"
@@ -256,7 +259,10 @@ def script_run(cfg: HostConfig, sid: str, script: str, *, timeout: float, env: d
             if check and not protected_mounts_intact(mountinfo.read().decode("utf-8", "replace")):
                 raise CheckForged("the sandbox's /var/lib/lab is covered or moved: checks cannot run until it is restored")
             if cg:
-                cg.create()
+                try:
+                    cg.create()
+                except OSError as exc:
+                    raise RuntimeFailed(f"cannot make the check's cgroup (is the sandbox running?): {exc}") from exc
             started = time.monotonic()
             runc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
             try:
