@@ -458,6 +458,7 @@ def test_message_queues_and_queued_signals_are_bounded_per_sandbox(escape_sandbo
     finally:
         proc.kill()
         proc.wait()
+        probe.unlink(missing_ok=True)
 
 
 def escape_probe_path(blob: bytes) -> Path:
