@@ -78,20 +78,12 @@ class TerminalConsumer(AsyncWebsocketConsumer):
         if user is None or not user.is_authenticated:
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
-        if not await self._take_place(user.pk):
-            await self._send_json({"type": "error", "message": (
-                f"同时打开的终端太多（最多 {settings.LAB_USER_WEBSOCKET_LIMIT} 个），请关闭一些标签页。"
-                f"Too many terminals open at once (at most {settings.LAB_USER_WEBSOCKET_LIMIT}): close some tabs.")})
-            await self.close(code=CLOSE_TOO_MANY)
-            return
         session, exists, self.read_only = await _viewer(user, self.sid)
         self.host = session.host if session is not None else ""
         if session is None:
-            await self._give_place()
             await self.close(code=CLOSE_FORBIDDEN if exists else CLOSE_NOT_FOUND)
             return
         if session.state not in Session.LIVE_STATES:
-            await self._give_place()
             await self._send_json({"type": "hello", "session": self.sid, "state": session.state, "replay": False, "message": session.message})
             await self.close(code=CLOSE_ENDED)
             return
@@ -99,14 +91,20 @@ class TerminalConsumer(AsyncWebsocketConsumer):
         since = (query.get("since") or [None])[0]
         if since is not None and not STREAM_ID.match(since):
             since = None
+        self.redis = async_redis()
         await self.channel_layer.group_add(session_group(self.sid), self.channel_name)
+        if not await self._take_place(user.pk):
+            await self._send_json({"type": "error", "message": (
+                f"同时打开的终端太多（最多 {settings.LAB_USER_WEBSOCKET_LIMIT} 个），请关闭一些标签页。"
+                f"Too many terminals open at once (at most {settings.LAB_USER_WEBSOCKET_LIMIT}): close some tabs.")})
+            await self.close(code=CLOSE_TOO_MANY)
+            return
         await self._send_json({"type": "hello", "session": self.sid, "state": session.state, "replay": since is None,
                                "message": session.message, "readonly": self.read_only})
         self.reader = asyncio.create_task(self._pump_output(since or "0-0", replay=since is None))
 
     async def _take_place(self, user_id: int) -> bool:
         """Count this connection against its user's WebSocket limit; False if over it."""
-        self.redis = async_redis()
         self.ws_key = f"lab:ws:user:{user_id}"
         now = time.time()
         async with self.redis.pipeline(transaction=True) as p:
@@ -120,14 +118,6 @@ class TerminalConsumer(AsyncWebsocketConsumer):
             self.ws_key = ""
             return False
         return True
-
-    async def _give_place(self) -> None:
-        """Closing before the terminal opened: free the place and the client now."""
-        if self.ws_key:
-            await self.redis.zrem(self.ws_key, self.channel_name)
-            self.ws_key = ""
-        await self.redis.aclose()
-        self.redis = None
 
     async def _refresh_place(self) -> None:
         if self.ws_key:
