@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sandbox.config import HostConfig
-from sandbox.exceptions import CheckTimeout, RuntimeFailed, SandboxError
+from sandbox.exceptions import CheckForged, CheckTimeout, RuntimeFailed
 
 # Debian's busybox-static; the host copy below is what sandboxes get.
 BUSYBOX = Path("/bin/busybox")
@@ -60,10 +60,6 @@ _WRAPPER = (
     'timeout -s KILL {timeout} {shell} -c "$0" >"$o" 2>&1 </dev/null; rc=$?; '
     'cat "$o"; rm -f "$o"; exit $rc'
 )
-
-
-class CheckForged(SandboxError):
-    """What ran was not the host's shell, or the sandbox's mounts moved under it."""
 
 
 @dataclass(frozen=True)

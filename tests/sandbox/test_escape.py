@@ -354,7 +354,7 @@ def test_a_covered_or_moved_trusted_shell_never_passes_a_check(escape_sandbox_fa
 
 
 def test_a_mount_swapped_while_a_check_runs_voids_its_result(escape_sandbox):
-    from sandbox.scripts import CheckForged
+    from sandbox.exceptions import CheckForged
 
     box = escape_sandbox
     # The trainee's own process mounts and unmounts in a loop while the check runs.
