@@ -83,26 +83,19 @@ class TerminalConsumer(AsyncWebsocketConsumer):
         self.acked_forwarded = 0
         self.ws_key = ""
         self.input_refused = False
+        self.state_checked = 0.0
         await self.accept()
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
-        if not await self._take_place(user.pk):
-            await self._send_json({"type": "error", "message": (
-                f"同时打开的终端太多（最多 {settings.LAB_USER_WEBSOCKET_LIMIT} 个），请关闭一些标签页。"
-                f"Too many terminals open at once (at most {settings.LAB_USER_WEBSOCKET_LIMIT}): close some tabs.")})
-            await self.close(code=CLOSE_TOO_MANY)
-            return
         session, exists, self.read_only = await _viewer(user, self.sid)
         self.host = session.host if session is not None else ""
         self.state = session.state if session is not None else ""
         if session is None:
-            await self._give_place()
             await self.close(code=CLOSE_FORBIDDEN if exists else CLOSE_NOT_FOUND)
             return
         if session.state not in Session.LIVE_STATES:
-            await self._give_place()
             await self._send_json({"type": "hello", "session": self.sid, "state": session.state, "replay": False, "message": session.message})
             await self.close(code=CLOSE_ENDED)
             return
@@ -110,7 +103,14 @@ class TerminalConsumer(AsyncWebsocketConsumer):
         since = (query.get("since") or [None])[0]
         if since is not None and not STREAM_ID.match(since):
             since = None
+        self.redis = async_redis()
         await self.channel_layer.group_add(session_group(self.sid), self.channel_name)
+        if not await self._take_place(user.pk):
+            await self._send_json({"type": "error", "message": (
+                f"同时打开的终端太多（最多 {settings.LAB_USER_WEBSOCKET_LIMIT} 个），请关闭一些标签页。"
+                f"Too many terminals open at once (at most {settings.LAB_USER_WEBSOCKET_LIMIT}): close some tabs.")})
+            await self.close(code=CLOSE_TOO_MANY)
+            return
         await self._send_json({"type": "hello", "session": self.sid, "state": session.state, "replay": since is None,
                                "message": session.message, "readonly": self.read_only})
         self.reader = asyncio.create_task(self._pump_output(since or "0-0", replay=since is None))
@@ -123,7 +123,6 @@ class TerminalConsumer(AsyncWebsocketConsumer):
 
     async def _take_place(self, user_id: int) -> bool:
         """Count this connection against its user's WebSocket limit; False if over it."""
-        self.redis = async_redis()
         self.ws_key = f"lab:ws:user:{user_id}"
         now = time.time()
         async with self.redis.pipeline(transaction=True) as p:
@@ -137,14 +136,6 @@ class TerminalConsumer(AsyncWebsocketConsumer):
             self.ws_key = ""
             return False
         return True
-
-    async def _give_place(self) -> None:
-        """Closing before the terminal opened: free the place and the client now."""
-        if self.ws_key:
-            await self.redis.zrem(self.ws_key, self.channel_name)
-            self.ws_key = ""
-        await self.redis.aclose()
-        self.redis = None
 
     async def _refresh_place(self) -> None:
         if self.ws_key:
@@ -269,11 +260,26 @@ class TerminalConsumer(AsyncWebsocketConsumer):
     async def _input(self, fields: dict) -> None:
         """Append to the session's input stream while it exists (the relay makes it when
         the sandbox starts, the session's end deletes it): never to an ended session."""
-        added = await self.redis.xadd(streams.in_key(self.sid), fields, maxlen=streams.INPUT_MAXLEN,
-                                      approximate=True, nomkstream=True)
-        if added is None and not self.input_refused:
-            self.input_refused = True
-            await self._send_json({"type": "error", "message": "终端不接受输入：会话没有在运行。The terminal takes no input: the session is not running."})
+        key = streams.in_key(self.sid)
+        added = await self.redis.xadd(key, fields, maxlen=streams.INPUT_MAXLEN, approximate=True, nomkstream=True)
+        if added is not None or self.input_refused:
+            return
+        # No stream: the session ended, or Redis restarted and lost it. Ask the database,
+        # at most once a second, and make it again only for a session still running.
+        now = time.monotonic()
+        if now - self.state_checked >= 1.0:
+            self.state_checked = now
+            state = await database_sync_to_async(
+                lambda: Session.objects.filter(id=self.sid).values_list("state", flat=True).first())()
+            if state == Session.State.READY:
+                await self.redis.xadd(key, fields, maxlen=streams.INPUT_MAXLEN, approximate=True)
+                return
+            if state in Session.LIVE_STATES:
+                return  # starting: the relay makes the stream when the shell is there
+        else:
+            return
+        self.input_refused = True
+        await self._send_json({"type": "error", "message": "终端不接受输入：会话没有在运行。The terminal takes no input: the session is not running."})
 
     def _inside(self, views: object) -> None:
         """(Un)subscribe this socket to the inside views of its sandbox (watchers too)."""

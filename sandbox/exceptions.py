@@ -19,3 +19,7 @@ class RelayUnavailable(SandboxError):
 
 class CheckTimeout(SandboxError):
     """A check script ran past its time limit."""
+
+
+class CheckForged(SandboxError):
+    """What ran a check was not the host's shell, or the sandbox's mounts moved under it."""

@@ -16,6 +16,8 @@ What decides a check is the exit code of a shell the trainee cannot replace:
   environment, in the sandbox's own mount namespace and root. Applets re-execute
   through `/proc/self/exe`; a mount change in the sandbox's mount namespace while the
   check runs (poll on /proc/<init>/mountinfo) voids the result.
+- Setups and solutions run their script with the sandbox's own `/bin/sh` (what they
+  start is the sandbox's, as if the trainee had typed it); only the wrapper is trusted.
 - A check runs in its own freezer cgroup below the sandbox's (files owned by host root,
   which sandbox root cannot write): when it ends or times out, the cgroup is frozen and
   every process in it killed, so nothing it started (even with setsid) lingers.
@@ -33,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sandbox.config import HostConfig
-from sandbox.exceptions import CheckTimeout, RuntimeFailed, SandboxError
+from sandbox.exceptions import CheckForged, CheckTimeout, RuntimeFailed
 
 # Debian's busybox-static; the host copy below is what sandboxes get.
 BUSYBOX = Path("/bin/busybox")
@@ -55,13 +57,9 @@ BASE_ENV = {
 _WRAPPER = (
     'read -r go || exit 125; '
     'o=$(mktemp /dev/shm/.lab-exec.XXXXXX 2>/dev/null || mktemp); '
-    'timeout -s KILL {timeout} sh -c "$0" >"$o" 2>&1 </dev/null; rc=$?; '
+    'timeout -s KILL {timeout} {shell} -c "$0" >"$o" 2>&1 </dev/null; rc=$?; '
     'cat "$o"; rm -f "$o"; exit $rc'
 )
-
-
-class CheckForged(SandboxError):
-    """What ran was not the host's shell, or the sandbox's mounts moved under it."""
 
 
 @dataclass(frozen=True)
@@ -101,9 +99,18 @@ def _runc(cfg: HostConfig, *args: str) -> list[str]:
 
 
 def init_pid(cfg: HostConfig, sid: str) -> int:
-    """Host pid of the sandbox's init, from runc's state."""
+    """Host pid of the sandbox's init: the pid file runc wrote in the bundle, else runc's state.
+
+    A stale pid (init gone, pid reused) cannot pass: runc exec then fails, and the
+    verification compares the started process's mount namespace with this one's."""
     import json
 
+    try:
+        pid = int((cfg.sessions_dir / sid / "init.pid").read_text())
+        if Path(f"/proc/{pid}").exists():
+            return pid
+    except (FileNotFoundError, ValueError):
+        pass
     proc = subprocess.run(_runc(cfg, "state", sid), capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeFailed(f"runc state {sid}: {proc.stderr.strip()[-500:]}")
@@ -228,10 +235,17 @@ def script_run(cfg: HostConfig, sid: str, script: str, *, timeout: float, env: d
     timeout the script is killed and CheckTimeout raised.
     """
     env = {**BASE_ENV, **(env or {})}
-    argv = [SHELL, "sh", "-c", _WRAPPER.format(timeout=max(1, int(timeout))), script]
+    # A check's script runs in the trusted shell too. Setups and solutions run in the
+    # sandbox's own /bin/sh, as a trainee's commands would: what they leave running is
+    # the sandbox's own (dumpable, visible to the trainee and to later checks).
+    shell = "sh" if check else "/bin/sh"
+    argv = [SHELL, "sh", "-c", _WRAPPER.format(timeout=max(1, int(timeout)), shell=shell), script]
     init = init_pid(cfg, sid)
     # Opening it records the namespace's mount event count; poll says if it moved.
-    mountinfo = open(f"/proc/{init}/mountinfo", "rb")  # noqa: SIM115 (closed below)
+    try:
+        mountinfo = open(f"/proc/{init}/mountinfo", "rb")  # noqa: SIM115 (closed below)
+    except OSError as exc:
+        raise RuntimeFailed(f"the sandbox's init is gone: {exc}") from exc
     cg = CheckCgroup(cfg, sid) if check else None
     with tempfile.TemporaryDirectory(prefix="lab-exec-") as tmp:
         pid_file = Path(tmp) / "pid"
@@ -241,7 +255,10 @@ def script_run(cfg: HostConfig, sid: str, script: str, *, timeout: float, env: d
             if check and not protected_mounts_intact(mountinfo.read().decode("utf-8", "replace")):
                 raise CheckForged("the sandbox's /var/lib/lab is covered or moved: checks cannot run until it is restored")
             if cg:
-                cg.create()
+                try:
+                    cg.create()
+                except OSError as exc:
+                    raise RuntimeFailed(f"cannot make the check's cgroup (is the sandbox running?): {exc}") from exc
             started = time.monotonic()
             runc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
             try:

@@ -324,8 +324,8 @@ def test_replaced_shell_and_tools_do_not_make_a_check_pass(escape_sandbox_factor
     res = check(box, "grep -q nowhere /etc/passwd")
     assert res.exit_code == 1
     # The check's shell is the host's busybox, which sandbox root can neither write nor read.
-    out = box.sh("ls -ln /var/lib/lab/bin/busybox; echo x >> /var/lib/lab/bin/busybox 2>&1; "
-                 "cat /var/lib/lab/bin/busybox >/dev/null 2>&1 || echo unreadable").output
+    out = check(box, "ls -ln /var/lib/lab/bin/busybox; echo x >> /var/lib/lab/bin/busybox 2>&1; "
+                     "cat /var/lib/lab/bin/busybox >/dev/null 2>&1 || echo unreadable").output
     assert out.split()[2] == "65534" and "unreadable" in out, out
     # Another sandbox is not affected, and host root still has its shell.
     assert check(other, "test -e /etc/passwd && echo yes").output.strip() == "yes"
@@ -357,7 +357,7 @@ def test_a_covered_or_moved_trusted_shell_never_passes_a_check(escape_sandbox_fa
 
 
 def test_a_mount_swapped_while_a_check_runs_voids_its_result(escape_sandbox):
-    from sandbox.scripts import CheckForged
+    from sandbox.exceptions import CheckForged
 
     box = escape_sandbox
     # The trainee's own process mounts and unmounts in a loop while the check runs.
@@ -461,6 +461,7 @@ def test_message_queues_and_queued_signals_are_bounded_per_sandbox(escape_sandbo
     finally:
         proc.kill()
         proc.wait()
+        probe.unlink(missing_ok=True)
 
 
 def escape_probe_path(blob: bytes) -> Path:
