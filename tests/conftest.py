@@ -2,10 +2,12 @@
 and the ASGI server, all on this run's private Redis and SQLite file."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -78,6 +80,7 @@ def start_worker(host: str, env: dict | None = None) -> Worker:
     env = dict(env or _subprocess_env())
     env["LAB_HOST_NAME"] = host
     log = Path(settings.LAB_DATA_DIR) / f"worker-{host}.log"
+    started = time.time()
     proc = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "labsite", "worker", "-l", "info", "-c", "2", "-n", f"{host}@%h",
          "--without-mingle", "--without-gossip"],
@@ -88,7 +91,10 @@ def start_worker(host: str, env: dict | None = None) -> Worker:
     def up():
         if proc.poll() is not None:
             raise AssertionError(f"worker exited: {log.read_text()[-3000:]}")
-        return r.get(f"lab:host:{host}")
+        beat = r.get(f"lab:host:{host}")
+        # This worker's own beat: a killed one's lingers for its TTL, and the new relay beats
+        # only once it has reconciled what the old one left.
+        return beat and json.loads(beat)["ts"] >= started
 
     wait_for(up, timeout=60, what=f"worker {host} heartbeat")
     return Worker(proc, host, log)
