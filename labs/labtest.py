@@ -126,11 +126,15 @@ def private_redis(data_dir: Path) -> Iterator[str]:
 @contextmanager
 def labtest_host(cfg: HostConfig, *, say: Callable[[str], None] = lambda text: None) -> Iterator[HostConfig]:
     """What `labs test` needs to run sandboxes, whether or not `./lab up` is running."""
-    from django.db import connection
+    from django.db import DatabaseError, connection
 
     from labs.models import Session
 
-    if Session._meta.db_table not in connection.introspection.table_names():
+    try:
+        migrated = Session._meta.db_table in connection.introspection.table_names()
+    except DatabaseError:  # e.g. SQLite's file cannot be opened
+        migrated = False
+    if not migrated:
         raise LabTestError("the database is not set up: run `./lab up` once, or `manage.py migrate`")
     with ExitStack() as stack:
         if not redis_answers(cfg.redis_url):

@@ -2,10 +2,12 @@
 and the ASGI server, all on this run's private Redis and SQLite file."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -121,6 +123,7 @@ def start_worker(host: str, env: dict | None = None) -> Worker:
     env = dict(env or _subprocess_env())
     env["LAB_HOST_NAME"] = host
     log = Path(settings.LAB_DATA_DIR) / f"worker-{host}.log"
+    started = time.time()
     holder = subprocess.Popen(
         host_argv(sys.executable, str(ROOT / "manage.py"), str(settings.LAB_DATA_DIR), host, settings.REDIS_URL),
         cwd=ROOT, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT, preexec_fn=die_with_parent,
@@ -130,7 +133,10 @@ def start_worker(host: str, env: dict | None = None) -> Worker:
     def up():
         if holder.poll() is not None:
             raise AssertionError(f"holder exited: {log.read_text()[-3000:]}")
-        return r.get(f"lab:host:{host}")
+        beat = r.get(f"lab:host:{host}")
+        # This host's own beat: a killed one's lingers for its TTL, and the new relay beats
+        # only once it has reconciled what the old one left.
+        return beat and json.loads(beat)["ts"] >= started
 
     wait_for(up, timeout=60, what=f"host {host} heartbeat")
     return Worker(_start_celery(host, env, log), holder, host, log, env)

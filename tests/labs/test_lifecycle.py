@@ -60,6 +60,10 @@ def test_an_idle_session_is_warned_first_then_stopped(worker, web, smoke_lab, ma
     sid = session["id"]
     with ws_connect(web, client, session["ws"]) as ws:
         term = Terminal(ws)
+        # The consumer joins the session's group before it says hello; an event sent before
+        # that is not for this page (it learns the state from hello). Slower to come on
+        # PostgreSQL, where each query of the consumer opens a connection.
+        wait_for(lambda: term.poll() or any(m["type"] == "hello" for m in term.control), timeout=10, what="hello")
         term.send("true\r")  # some activity, so the relay has a last keystroke time
         wait_for(lambda: sessions_reap(now=timezone.now() + timedelta(minutes=27))["warned"] == 1, timeout=5,
                  what="a warning 3 minutes before the idle limit (30 min)")
