@@ -144,14 +144,15 @@
     apply();
   };
 
-  LabTerminal.prototype._emit = function (kind, a, b, c) {
+  LabTerminal.prototype._emit = function (kind, a, b, c, d) {
     this._listeners[kind].forEach(function (cb) {
-      try { cb(a, b, c); } catch (e) { console.error(e); }
+      try { cb(a, b, c, d); } catch (e) { console.error(e); }
     });
   };
 
-  /** cb(state, message, reason) on every session state the server reports; reason is a
-   *  code the page words itself (instructor, idle, lifetime, lost, exited, reset). */
+  /** cb(state, message, reason, who) on every session state the server reports; reason is
+   *  a code the page words itself (instructor, idle, lifetime, lost, exited, reset), who
+   *  the instructor or admin who did it. */
   LabTerminal.prototype.onState = function (cb) { this._listeners.state.push(cb); };
   /** cb({step, passed, message}) on automatic check results. */
   LabTerminal.prototype.onCheck = function (cb) { this._listeners.check.push(cb); };
