@@ -56,7 +56,7 @@ def lab_page(request: HttpRequest, slug: str) -> HttpResponse:
 @login_required
 def replay_page(request: HttpRequest, sid: str) -> HttpResponse:
     try:
-        session, _ = selectors.session_for_viewer(user=request.user, sid=sid)
+        session, _read_only = selectors.session_for_viewer(user=request.user, sid=sid)
     except NotFound as exc:
         return render(request, "labs/error.html", {"title": _("Recording not found"), "message": exc.message}, status=404)
     return render(request, "labs/replay.html", {"session": session, "lab_title": selectors.pick(session.lab.title, request.LANGUAGE_CODE)})
