@@ -362,7 +362,7 @@ def session_extend(*, session: Session, message: str = "") -> Session:
     session.expires_at = new_end
     session.save(update_fields=["expires_at"])
     # Pressing Extend is activity: the idle clock starts again as after a keystroke.
-    sync_redis().set(selectors.extended_key(session.id), f"{now.timestamp():.1f}",
+    sync_redis().set(selectors.extended_key(session.id), repr(now.timestamp()),
                      ex=(selectors.idle_minutes(session.lab) + 5) * 60)
     idle_end = selectors.session_idle_end(session, activity=selectors.session_activity(), extended=now.timestamp())
     reason, end = selectors.session_end(session, idle_end=idle_end)

@@ -212,6 +212,7 @@ def test_countdown_extend_to_the_limit_warning_banner_and_reset(worker, web, lab
 
     assert orm(sandbox_exec, host_config(), sid, "touch /root/marker", timeout=5).exit_code == 0
     page.get_by_test_id("reset-button").click()
+    page.get_by_test_id("reset-confirm").click()  # Reset asks first (issue 15)
     # A fresh sandbox greets again: a second welcome, then a prompt after it.
     page.wait_for_function("(re) => {" + READ_LINES + "return lines.filter((l) => /built-in shell/.test(l)).length === 2"
                            " && new RegExp(re).test(lines.filter((l) => l).pop()); }", arg=PROMPT, timeout=30_000)

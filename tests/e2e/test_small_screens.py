@@ -118,4 +118,5 @@ def test_dark_mode_follows_the_system_and_the_toggle_is_remembered(web, builtin_
         page.get_by_test_id("menu-toggle").click()
     page.get_by_test_id("theme-toggle").click()
     assert page.evaluate(background) == "rgb(14, 19, 26)"
+    page.evaluate("document.fonts.ready.then(() => true)")
     shot(page, f"theme-dark-chosen-{viewport['width']}")

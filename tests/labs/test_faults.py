@@ -46,9 +46,10 @@ def test_with_every_worker_down_starting_says_unavailable_within_seconds(worker,
     worker.stop(signal.SIGKILL)
     try:
         wait_for(lambda: r.get(f"lab:host:{worker.host}") is None, timeout=8, what="heartbeat to expire")
-        resp = client.post("/api/sessions/", {"lab": "smoke"}, content_type="application/json", HTTP_ACCEPT_LANGUAGE="en")
+        resp = client.post("/api/sessions/", {"lab": "smoke"}, content_type="application/json",
+                           HTTP_ACCEPT_LANGUAGE="en")
         assert resp.status_code == 503
-        assert "unavailable" in resp.json()["error"]  # in the trainee's language
+        assert "unavailable" in resp.json()["error"] and "沙箱" not in resp.json()["error"]  # one language
     finally:
         worker.restart()
 
@@ -64,10 +65,14 @@ def test_a_worker_killed_mid_session_is_reconciled_on_restart_and_the_session_ma
     worker.restart()
     lost = wait_for(lambda: (d := client.get(f"/api/sessions/{session['id']}/").json())["state"] == "lost" and d,
                     what="session marked lost")
-    assert "丢失" in lost["message"]  # the worker speaks the site's language; the page words it by reason
-    assert session["id"] not in {c["id"] for c in runc_list(cfg)}
-    assert session["id"] not in Path("/proc/self/mountinfo").read_text()
-    assert not (cfg.sessions_dir / session["id"]).exists()
+    # In the site's language (the page words the reason itself): found by the API's host
+    # check, or by the restarted worker's reconcile, whichever came first.
+    assert lost["message"] in ("沙箱已丢失：工作节点已离线。", "沙箱已丢失（工作节点重启）。"), lost["message"]
+    # "lost" may come from the API's host check before the restarted relay has swept
+    # (the killed worker's heartbeat outlives it by up to HOST_TTL): wait for the sweep.
+    wait_for(lambda: session["id"] not in {c["id"] for c in runc_list(cfg)}
+             and session["id"] not in Path("/proc/self/mountinfo").read_text()
+             and not (cfg.sessions_dir / session["id"]).exists(), timeout=60, what="the restarted relay's sweep")
     fresh = start_session(client)  # a new sandbox is offered at once
     assert fresh["id"] != session["id"]
 

@@ -93,7 +93,7 @@ def test_extend_pushes_the_end_back_within_the_labs_limit(worker, smoke_lab, mak
     assert view["expires_at"] == new_end.isoformat()
     # The smoke lab's idle limit (30 minutes, restarted by Extend) now ends it first.
     assert view["ends_because"] == "idle" and view["idle_minutes"] == 30
-    assert timedelta(minutes=29) < datetime.fromisoformat(view["ends_at"]) - timezone.now() <= timedelta(minutes=30)
+    assert timedelta(minutes=29) < datetime.fromisoformat(view["ends_at"]) - timezone.now() <= timedelta(minutes=30, seconds=1)
     Session.objects.filter(id=sid).update(expires_at=s.created_at + timedelta(minutes=240))
     refused = client.post(f"/api/sessions/{sid}/extend", HTTP_ACCEPT_LANGUAGE="en")
     assert refused.status_code == 409 and "limit" in refused.json()["error"] and "延长" not in refused.json()["error"]
