@@ -12,8 +12,9 @@ from typing import Callable
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
-from labs import inside, selectors, services
+from labs import selectors, services
 from labs.exceptions import BadRequest, LabError
+from labs.inside.services import session_start_on_image
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +78,7 @@ def sessions(request: HttpRequest) -> HttpResponse:
     data = body(request)
     lab = selectors.lab_get(slug=field(data, "lab"))
     if data.get("image"):  # one of the user's own committed images (docs/inside.md)
-        session, created = inside.session_start_on_image(user=request.user, lab=lab, ref=field(data, "image"))
+        session, created = session_start_on_image(user=request.user, lab=lab, ref=field(data, "image"))
     else:
         session, created = services.session_start(user=request.user, lab=lab)
     return JsonResponse(selectors.session_view(session), status=201 if created else 200)

@@ -9,6 +9,7 @@ class LabsConfig(AppConfig):
     verbose_name = "Labs"
 
     def ready(self) -> None:
-        # Celery autodiscovers only labs.tasks; the learning feature's tasks live here.
+        # Celery autodiscovers only labs.tasks; the learning and inside features' tasks
+        # live in their modules (inside also connects to labs.signals.step_passed).
         import labs.inside  # noqa: F401
         import labs.learning  # noqa: F401

@@ -17,7 +17,7 @@ from urllib.parse import parse_qs
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from labs.inside import inside_feed
+from labs.inside.live import inside_feed
 from labs.models import Session
 from labs.redis import async_redis
 from labs.services import session_group, session_verify_host, session_verify_start

@@ -19,9 +19,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from labs.exceptions import BadRequest, Conflict, NotFound
-from labs.inside import checkpoint_after_pass
 from labs.models import Lab, QuizAnswer, Session, Step, StepProgress
 from labs.selectors import pick, pick_quiz, render_inline
+from labs.signals import step_passed
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +159,7 @@ def progress_mark_passed(*, user: AbstractBaseUser, step: Step, by: str, message
             if message:
                 progress.last_message = message[:2000]
             progress.save(update_fields=["passed_at", "passed_by", "last_message"])
-            checkpoint_after_pass(user=user, step=step)
+            step_passed.send(sender=Step, user=user, step=step)
     progress_here(user=user, lab=step.lab)
     _dashboards(user=user, step=step)
     return progress

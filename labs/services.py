@@ -22,6 +22,7 @@ from django.utils import timezone
 from labs import selectors
 from labs.exceptions import BadRequest, Conflict, NotFound, ServiceUnavailable
 from labs.models import Lab, Session, Step, StepProgress
+from labs.signals import step_passed
 
 log = logging.getLogger(__name__)
 # A start task not taken by its host within this time is dropped (the host is gone).
@@ -166,9 +167,7 @@ def progress_record_check(*, user: AbstractBaseUser, step: Step, result: CheckRe
             progress.passed_by = by
         progress.save()
         if first_pass:
-            from labs.inside import checkpoint_after_pass
-
-            checkpoint_after_pass(user=user, step=step)
+            step_passed.send(sender=Step, user=user, step=step)
     from cohorts.services import dashboards_notify_safely  # never fails the trainee's check
 
     dashboards_notify_safely(user_id=user.id, step=step)

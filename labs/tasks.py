@@ -9,7 +9,7 @@ import logging
 
 from celery import shared_task
 
-from labs.inside import checkpoints_collect, session_image
+from labs.inside.services import checkpoints_collect, session_image
 from labs.models import Session, Step
 from labs.services import recording_save, session_set_state
 from sandbox.config import host_config
