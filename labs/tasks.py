@@ -14,6 +14,7 @@ from labs.models import Session, Step
 from labs.services import recording_save, session_set_state
 from sandbox.config import host_config
 from sandbox.exceptions import CheckTimeout, SandboxError
+from sandbox.inside.rewind import sandbox_stop_quick
 from sandbox.runtime import Limits, runc_list
 from sandbox.service import SandboxRequest, host_sweep, sandbox_exec, sandbox_start as engine_start, sandbox_stop as engine_stop
 
@@ -136,5 +137,5 @@ def sandbox_rewind(sid: str, ref: str) -> None:
     layers stacked under a fresh upper; progress is untouched."""
     if not Session.objects.filter(id=sid, state=S.STARTING).exists():
         return
-    engine_stop(host_config(), sid)
+    sandbox_stop_quick(host_config(), sid)  # the trainee waits for it: no 100 ms kill loop
     sandbox_start(sid, image=ref)
