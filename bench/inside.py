@@ -36,19 +36,20 @@ def _tar_ms(upper: Path, scratch: Path) -> float:
 
 
 def checkpoints(browser: Browser, cfg, rounds: int) -> tuple[dict[int, list[float]], dict[int, list[float]]]:
-    """(checkpoint ms, tar ms) per container-layer size in MiB."""
+    """(checkpoint ms, tar ms) per container-layer size in MiB; a session per size, so
+    its checkpoints go with it (the per-user quota)."""
     from sandbox.service import layout_for
 
-    session = browser.start()
-    sid = session["id"]
-    term = browser.terminal(session["ws"])
     took: dict[int, list[float]] = {}
     tars: dict[int, list[float]] = {}
-    try:
-        term.expect(PROMPT, timeout=60)
-        upper = layout_for(cfg, sid).upper
-        for mib in SIZES_MIB:
-            _exec(cfg, sid, f"rm -f /big; [ {mib} -eq 0 ] || head -c {mib}m /dev/urandom > /big")
+    for mib in SIZES_MIB:
+        session = browser.start()
+        sid = session["id"]
+        term = browser.terminal(session["ws"])
+        try:
+            term.expect(PROMPT, timeout=60)
+            upper = layout_for(cfg, sid).upper
+            _exec(cfg, sid, f"[ {mib} -eq 0 ] || head -c {mib}m /dev/urandom > /big")
             for i in range(rounds):
                 _exec(cfg, sid, f"echo {mib}-{i} > /etc/round")  # a new layer each time, never a cache hit
                 t0 = time.perf_counter()
@@ -57,9 +58,9 @@ def checkpoints(browser: Browser, cfg, rounds: int) -> tuple[dict[int, list[floa
                 if status != 201:
                     raise RuntimeError(f"checkpoint: HTTP {status} {body}")
                 tars.setdefault(mib, []).append(_tar_ms(upper, cfg.data_dir))
-    finally:
-        term.close()
-        browser.stop(sid)
+        finally:
+            term.close()
+            browser.stop(sid)
     return took, tars
 
 

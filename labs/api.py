@@ -12,8 +12,9 @@ from typing import Callable
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
-from labs import inside, replays, selectors, services
+from labs import replays, selectors, services
 from labs.exceptions import BadRequest, LabError
+from labs.inside.services import session_start_on_image
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +87,7 @@ def sessions(request: HttpRequest) -> HttpResponse:
     cols, rows = geometry(data)
     lab = selectors.lab_for(user=request.user, slug=field(data, "lab"))  # previewers may start drafts
     if data.get("image"):  # one of the user's own committed images (docs/inside.md)
-        session, created = inside.session_start_on_image(user=request.user, lab=lab, ref=field(data, "image"))
+        session, created = session_start_on_image(user=request.user, lab=lab, ref=field(data, "image"))
     else:
         session, created = services.session_start(user=request.user, lab=lab, cols=cols, rows=rows)
     services.session_lang_remember(sid=session.id, lang=request.LANGUAGE_CODE)

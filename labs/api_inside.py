@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
-from labs import inside, selectors
+from labs import selectors
+from labs.inside import services as inside
 from labs.api import api, body, field
 
 

@@ -19,7 +19,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from labs.inside import inside_feed
+from labs.inside.live import inside_feed
 from labs.models import Session
 from labs.redis import async_redis
 from labs.selectors import display_name

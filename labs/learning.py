@@ -21,10 +21,10 @@ from django.utils.translation import gettext as _
 
 from labs import events
 from labs.exceptions import BadRequest, Conflict, NotFound
-from labs.inside import checkpoint_after_pass
 from labs.models import CheckRecord, Lab, QuizAnswer, Session, Step, StepProgress
 from labs.selectors import can_author, pick, pick_quiz, render_inline
 from labs.selectors import lab_for as _lab_for
+from labs.signals import step_passed
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +157,7 @@ def progress_mark_passed(*, user: AbstractBaseUser, step: Step, by: str, message
             progress.save(update_fields=["passed_at", "passed_by", "last_message"])
             if by == "auto-check":  # a pressed check is recorded by progress_record_check
                 CheckRecord.objects.create(user=user, step=step, passed=True, by=by)
-            checkpoint_after_pass(user=user, step=step)
+            step_passed.send(sender=Step, user=user, step=step)
     progress_here(user=user, lab=step.lab)
     _dashboards(user=user, step=step)
     return progress

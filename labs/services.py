@@ -24,6 +24,7 @@ from labs import events, selectors
 from labs.exceptions import BadRequest, Conflict, NotFound, ServiceUnavailable
 from labs.models import CheckRecord, Lab, Session, Step, StepProgress
 from labs.redis import sync_redis
+from labs.signals import step_passed
 
 log = logging.getLogger(__name__)
 # A start task not taken by its host within this time is dropped (the host is gone).
@@ -228,9 +229,7 @@ def progress_record_check(*, user: AbstractBaseUser, step: Step, result: CheckRe
         progress.save()
         CheckRecord.objects.create(user=user, step=step, passed=result.passed, by=by)  # the replay's markers
         if first_pass:
-            from labs.inside import checkpoint_after_pass
-
-            checkpoint_after_pass(user=user, step=step)
+            step_passed.send(sender=Step, user=user, step=step)
     events.progress_changed(user_id=user.id, lab_id=step.lab_id)  # cohort dashboards, after commit
     return progress
 

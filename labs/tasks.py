@@ -10,12 +10,13 @@ import logging
 from celery import shared_task
 from django.utils.translation import gettext as _
 
-from labs.inside import checkpoints_collect, session_image
+from labs.inside.services import checkpoints_collect, session_image
 from labs.models import Session, Step
 from labs.services import check_lock_key, recording_save, reset_mark, session_set_state, terminal_mark
 from sandbox.checklang import lab_lang
 from sandbox.config import host_config
 from sandbox.exceptions import CheckTimeout, SandboxError
+from sandbox.inside.rewind import sandbox_stop_quick
 from sandbox.runtime import Limits, runc_list
 from sandbox.service import SandboxRequest, host_sweep, sandbox_exec, sandbox_start as engine_start, sandbox_stop as engine_stop
 
@@ -170,5 +171,5 @@ def sandbox_rewind(sid: str, ref: str) -> None:
     layers stacked under a fresh upper; progress is untouched."""
     if not Session.objects.filter(id=sid, state=S.STARTING).exists():
         return
-    engine_stop(host_config(), sid)
+    sandbox_stop_quick(host_config(), sid)  # the trainee waits for it: no 100 ms kill loop
     sandbox_start(sid, image=ref)

@@ -219,7 +219,8 @@ def test_the_owner_starts_a_lab_on_their_committed_image_and_nobody_else_can(wor
     first = start_session(client)
     with ws_connect(web, client, first["ws"]) as ws:
         run(Terminal(ws), "echo x > /etc/new; rm /etc/motd", "done-s1")
-    made = post(client, f"/api/sessions/{first['id']}/commit", {"name": "mine", "tag": "v1"}).json()
+    # The store outlives each test's database: a name no other test commits.
+    made = post(client, f"/api/sessions/{first['id']}/commit", {"name": "startable", "tag": "v1"}).json()
     assert client.delete(f"/api/sessions/{first['id']}/").status_code == 204
     wait_for(lambda: client.get(f"/api/sessions/{first['id']}/").json()["state"] == "stopped", what="stopped")
     other = Client()

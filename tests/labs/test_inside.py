@@ -227,3 +227,22 @@ def test_many_sockets_of_one_session_share_one_read_per_interval(worker, web, sm
         for term in terms:
             wait_for(lambda term=term: any("/etc/shared" in {c["path"] for c in m["data"]["changes"]}
                                            for m in inside_messages(term, "changes")), timeout=15, what="update everywhere")
+
+
+def test_a_read_only_watcher_can_subscribe_but_not_type(worker, web, smoke_lab, make_user, client):
+    import json
+
+    client.force_login(make_user("owner"))
+    session = start_session(client)
+    staff = make_user("staff")
+    staff.is_staff = True
+    staff.save()
+    watcher = Client()
+    watcher.force_login(staff)
+    with ws_connect(web, client, session["ws"]) as own, ws_connect(web, watcher, session["ws"]) as ws:
+        run(Terminal(own), "echo w > /etc/watched", "done-9")
+        term = Terminal(ws)
+        ws.send(json.dumps({"type": "inside.subscribe", "views": ["changes"]}))
+        got = wait_for(lambda: inside_messages(term, "changes"), timeout=15, what="changes for the watcher")[0]
+        assert "/etc/watched" in {c["path"] for c in got["data"]["changes"]}
+        assert term.control[0]["readonly"] is True

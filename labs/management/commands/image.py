@@ -7,6 +7,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from labs.inside.services import checkpoints_orphaned
 from sandbox.images import ImageError, ImageStore
 from sandbox.images.oci import export_image, import_image
 from sandbox.images.recipes import build
@@ -66,8 +67,6 @@ class Command(BaseCommand):
         self.stdout.write(f"untagged {ref}")
 
     def handle_gc(self, store: ImageStore, **_) -> None:
-        from labs.inside import checkpoints_orphaned
-
         for ref in checkpoints_orphaned(refs=list(store.refs())):
             store.remove(ref)  # a checkpoint of a session that ended without its host
             self.stdout.write(f"untagged {ref}")

@@ -1,10 +1,5 @@
-"""The container layer made visible and real: the inside views of a session's sandbox,
-its checkpoints, rewinding to one, and committing the container as an image.
-
-Everything that touches a sandbox runs on the sandbox's own host, as a short Celery
-task on its queue that returns data (the web host may be another machine). Services
-here check who may do what, quotas, and record the results.
-"""
+"""Services of the inside feature: who may read and change what, quotas, records;
+the work on a sandbox is done by the host tasks (labs.inside.tasks) on its host."""
 from __future__ import annotations
 
 import logging
@@ -16,19 +11,20 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.db.models import Sum
+from django.dispatch import receiver
 
 from labs.exceptions import BadRequest, Conflict, NotFound, ServiceUnavailable
-from labs.models import Checkpoint, CommittedImage, Lab, Session, SessionImage, Step, StepProgress
+from labs.inside.tasks import READ_TIMEOUT, WRITE_TIMEOUT, inside_commit, inside_untag
 from labs import selectors
+from labs.models import Checkpoint, CommittedImage, Lab, Session, SessionImage, Step, StepProgress
 from labs.services import START_EXPIRES, session_broadcast, session_set_state, session_start
+from labs.signals import step_passed
 
 log = logging.getLogger(__name__)
 S = Session.State
 CHECKPOINT_REPO = "lab-checkpoints"
 NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
-READ_TIMEOUT = 15
-WRITE_TIMEOUT = 60
 
 
 def checkpoint_ref(sid: str, checkpoint_id: str) -> str:
@@ -46,82 +42,6 @@ def user_namespace(user: AbstractBaseUser) -> str:
     if not name or name in RESERVED_NAMESPACES:
         return f"u{user.pk}-{name}".rstrip("-")
     return name
-
-
-# ---- host tasks: run on the sandbox's host, return data ------------------------------
-
-def _host_errors(func):
-    """Turn the engine's errors into {"error": message} for the web to raise."""
-    from sandbox.exceptions import SandboxError
-    from sandbox.images.exceptions import ImageError
-
-    def run(*args, **kwargs) -> dict:
-        try:
-            return func(*args, **kwargs)
-        except (SandboxError, ImageError) as exc:
-            return {"error": str(exc)}
-
-    run.__name__, run.__doc__ = func.__name__, func.__doc__
-    return run
-
-
-@shared_task(name="labs.inside.inside_read", soft_time_limit=20, time_limit=30)
-@_host_errors
-def inside_read(sid: str, views: list[str]) -> dict:
-    """The asked views (layers, changes, container) of a sandbox of this host."""
-    from sandbox.config import host_config
-    from sandbox.inside.host import VIEWS, inside_view
-
-    return inside_view(host_config(), sid, tuple(v for v in views if v in VIEWS))
-
-
-@shared_task(name="labs.inside.inside_tree", soft_time_limit=20, time_limit=30)
-@_host_errors
-def inside_tree(sid: str, path: str) -> dict:
-    """One directory of a sandbox's merged root, entry by entry with its layer."""
-    from sandbox.config import host_config
-    from sandbox.inside.host import inside_tree as tree
-
-    return tree(host_config(), sid, path)
-
-
-@shared_task(name="labs.inside.inside_commit", soft_time_limit=WRITE_TIMEOUT, time_limit=WRITE_TIMEOUT + 30)
-@_host_errors
-def inside_commit(sid: str, ref: str, created_by: str, comment: str = "", author: str = "",
-                  replace: bool = True, squash_at: int = 0) -> dict:
-    """Tag `ref` as the sandbox's stack plus its container layer (checkpoint or commit)."""
-    from sandbox.config import host_config
-    from sandbox.images.store import ImageStore
-    from sandbox.inside.checkpoint import upper_commit
-    from sandbox.service import layout_for
-
-    cfg = host_config()
-    if not replace and ref in ImageStore(cfg.images_dir).refs():
-        return {"error": f"已有名为 {ref} 的镜像，请换一个名字或标签。An image called {ref} already exists; choose another name or tag."}
-    image, paused = upper_commit(cfg, sid, layout_for(cfg, sid), ref=ref, created_by=created_by,
-                                 comment=comment, author=author, squash_at=squash_at)
-    top = image.layers[-1]
-    return {"ref": image.ref, "digest": image.manifest_digest, "id": image.id, "diff_id": top.diff_id,
-            "size": top.size, "paused": paused}
-
-
-@shared_task(name="labs.inside.inside_untag", soft_time_limit=60, time_limit=90)
-def inside_untag(refs: list[str]) -> int:
-    """Untag images in this host's store (their layers go at the next `image gc`)."""
-    from sandbox.config import host_config
-    from sandbox.images.exceptions import ImageNotFound
-    from sandbox.images.store import ImageStore
-
-    cfg = host_config()
-    store = ImageStore(cfg.images_dir)
-    removed = 0
-    for ref in refs:
-        try:
-            store.remove(ref)
-            removed += 1
-        except ImageNotFound:
-            pass
-    return removed
 
 
 def checkpoints_collect(*, sid: str) -> int:
@@ -231,6 +151,11 @@ def _send_untag(session: Session, refs: list[str]) -> None:
     from labsite.celery import app
 
     app.send_task("labs.inside.inside_untag", args=[refs], queue=f"host.{session.host}", expires=3600)
+
+
+@receiver(step_passed, dispatch_uid="inside-checkpoint-after-pass")
+def _on_step_passed(sender, *, user: AbstractBaseUser, step: Step, **_) -> None:
+    checkpoint_after_pass(user=user, step=step)
 
 
 def checkpoint_after_pass(*, user: AbstractBaseUser, step: Step) -> None:
@@ -348,75 +273,3 @@ def image_view(image: CommittedImage) -> dict:
 def images_of(*, user: AbstractBaseUser) -> list[dict]:
     """The user's own committed images, newest first."""
     return [image_view(i) for i in CommittedImage.objects.filter(user=user)]
-
-
-# ---- live updates over the terminal WebSocket (docs/protocol.md, "inside") -------------
-
-SLOW_VIEWS = ("container",)  # figures that move all the time: refreshed every few ticks
-SLOW_EVERY = 3
-
-
-def inside_poll(*, sid: str, host: str, views: list[str]) -> dict:
-    """One read of a ready sandbox's views on its host (blocking: run it off the loop)."""
-    from labsite.celery import app
-
-    try:
-        result = app.send_task("labs.inside.inside_read", args=[sid], kwargs={"views": views},
-                               queue=f"host.{host}", expires=READ_TIMEOUT).get(timeout=READ_TIMEOUT)
-    except CeleryTimeout:
-        raise ServiceUnavailable("沙箱主机没有及时响应。The sandbox host did not answer in time.") from None
-    if "error" in result:
-        raise Conflict(result["error"])
-    return result
-
-
-def inside_poll_shared(*, sid: str, host: str, views: list[str]) -> dict | None:
-    """inside_poll at most once per interval per session and set of views, however many
-    sockets subscribe (tabs, watchers): one reads the host, the others take its answer
-    from Redis; None when another socket is reading right now."""
-    import json
-
-    from labs.redis import sync_redis
-
-    r = sync_redis()
-    key = f"lab:inside:{sid}:{','.join(sorted(views))}"
-    ttl = max(100, int(settings.LAB_INSIDE_INTERVAL * 900))
-    cached = r.get(key)
-    if cached is not None:
-        return json.loads(cached)
-    if not r.set(f"{key}:lock", 1, nx=True, px=ttl):
-        return None
-    data = inside_poll(sid=sid, host=host, views=views)
-    r.set(key, json.dumps(data), px=ttl)
-    return data
-
-
-async def inside_feed(*, sid: str, host: str, views: list[str], ready, send) -> None:
-    """While a panel subscribes: read the views every LAB_INSIDE_INTERVAL seconds and
-    send each one that changed as {"type": "inside", "view", "data"}. Runs until
-    cancelled (unsubscribe, or the WebSocket closes); costs nothing otherwise."""
-    import asyncio
-    import json
-
-    from asgiref.sync import sync_to_async
-
-    last: dict[str, str] = {}
-    tick = 0
-    while True:
-        asked = [v for v in views if v not in SLOW_VIEWS or tick % SLOW_EVERY == 0]
-        if ready() and asked:
-            try:
-                data = await sync_to_async(inside_poll_shared, thread_sensitive=False)(
-                    sid=sid, host=host, views=asked) or {}
-            except (Conflict, ServiceUnavailable) as exc:
-                data = {}
-                if last.get("error") != exc.message:
-                    last["error"] = exc.message
-                    await send({"type": "inside", "view": "error", "message": exc.message})
-            for view, value in data.items():
-                text = json.dumps(value, sort_keys=True)
-                if last.get(view) != text:
-                    last[view] = text
-                    await send({"type": "inside", "view": view, "data": value})
-        tick += 1
-        await asyncio.sleep(settings.LAB_INSIDE_INTERVAL)
