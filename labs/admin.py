@@ -4,7 +4,8 @@ from __future__ import annotations
 from django.contrib import admin
 from django.utils.translation import gettext_lazy as _
 
-from labs.models import CheckRecord, Lab, LabVersion, QuizAnswer, Recording, Session, Step, StepProgress
+from labs.models import (CheckRecord, Checkpoint, CommittedImage, Lab, LabVersion, QuizAnswer, Recording, Session,
+                         SessionImage, Step, StepProgress)
 
 
 admin.site.site_header = _("Container Image Lab · administration")
@@ -74,3 +75,29 @@ class LabVersionAdmin(admin.ModelAdmin):
 class CheckRecordAdmin(admin.ModelAdmin):
     list_display = ("user", "step", "passed", "by", "at")
     list_filter = ("passed", "step__lab")
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Made by the platform (docs/inside.md): shown, never edited by hand."""
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(Checkpoint)
+class CheckpointAdmin(ReadOnlyAdmin):
+    list_display = ("id", "user", "session", "step", "diff_id", "size", "auto", "created_at")
+    list_filter = ("auto",)
+
+
+@admin.register(CommittedImage)
+class CommittedImageAdmin(ReadOnlyAdmin):
+    list_display = ("ref", "user", "digest", "size", "host", "created_at")
+
+
+@admin.register(SessionImage)
+class SessionImageAdmin(ReadOnlyAdmin):
+    list_display = ("session", "ref")
