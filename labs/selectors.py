@@ -72,7 +72,8 @@ def lab_for(*, user: AbstractBaseUser, slug: str) -> Lab:
     the same answer as for a lab that does not exist."""
     lab = Lab.objects.filter(slug=slug).first()
     if lab is None or not lab_visible(user=user, lab=lab):
-        raise NotFound(f"no lab named {slug!r}")
+        raise NotFound(_("There is no lab named “%(slug)s”: it may have been renamed, or not be published yet.")
+                       % {"slug": slug})
     return lab
 
 

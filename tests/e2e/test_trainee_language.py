@@ -78,7 +78,7 @@ def test_chinese_text_has_no_stray_spaces_names_and_labels_are_written_the_chine
     assert "只读的层，你写下" in summary, summary  # was "只读的层， 你写下"
     body = page.locator(".step-body").first.text_content()
     # Line breaks in the Markdown source between CJK characters (one beside **bold**).
-    assert "就被卸载了。容器不会再启动一次" in body and "配置和目录，不包括内核" in body, body
+    assert "为下次升级内核）。容器不会再启动一次" in body and "被释放，系统运行不再需要" in body, body
     # Chinese labels end in full-width punctuation.
     labels = page.evaluate("""() => Array.from(document.querySelectorAll('#lab-strings'))
       .flatMap((t) => Array.from(t.content.querySelectorAll('[data-key^="countdown."]')))
