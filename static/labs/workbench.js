@@ -54,6 +54,20 @@
     event.stopPropagation();
   }, true);
 
+  // ---- Phones: the steps fold away, so the terminal comes up ---------------------------
+
+  var stepsToggle = byTestId("steps-toggle");
+  var stepsPanel = document.querySelector(".lab-steps");
+  if (stepsToggle && stepsPanel && window.labPage) {
+    stepsToggle.hidden = false;
+    stepsToggle.addEventListener("click", function () {
+      var open = stepsToggle.getAttribute("aria-expanded") !== "true";
+      stepsToggle.setAttribute("aria-expanded", open ? "true" : "false");
+      stepsPanel.classList.toggle("is-folded", !open);
+      stepsToggle.textContent = window.labPage.t(open ? "steps.hide" : "steps.show");
+    });
+  }
+
   // ---- Split between the steps and the terminal -------------------------------------
 
   var layout = document.querySelector(".lab-layout");

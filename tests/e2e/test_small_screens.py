@@ -67,6 +67,17 @@ def test_at_390_px_no_page_scrolls_sideways_and_the_header_is_a_menu(web, cohort
     # Stacked: the lesson first, then a terminal as wide as the screen.
     steps, bench = page.locator(".lab-steps").bounding_box(), page.locator(".lab-workbench").bounding_box()
     assert bench["y"] >= steps["y"] + steps["height"] - 1 and bench["width"] >= PHONE["width"] - 2, (steps, bench)
+    # The steps fold away (the terminal comes up), and unfold; a link jumps to the terminal.
+    toggle = page.get_by_test_id("steps-toggle")
+    toggle.click()
+    expect(toggle).to_have_attribute("aria-expanded", "false")
+    expect(page.locator("#step-list")).to_be_hidden()
+    assert page.locator(".lab-workbench").bounding_box()["y"] < bench["y"] - 200
+    shot(page, f"phone-steps-folded-{locale}-{scale}x")
+    toggle.click()
+    expect(page.locator("#step-list")).to_be_visible()
+    page.get_by_test_id("jump-terminal").click()
+    expect(page.locator(".lab-workbench")).to_be_in_viewport()
     page.locator(".lab-workbench").scroll_into_view_if_needed()
     cols = page.evaluate("() => window.__labTerm.cols")
     assert cols >= 40, cols

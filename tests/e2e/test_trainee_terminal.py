@@ -16,8 +16,9 @@ pytestmark = [pytest.mark.browser, needs_chromium, pytest.mark.django_db(transac
 
 DESKTOP = {"width": 1440, "height": 900}
 PHONE = {"width": 390, "height": 844}
-# Where the tests leave their screenshots for a person to look at (not part of the repo).
-SHOTS = Path(os.environ.get("LAB_TEST_SHOTS", "/tmp/lab-test-shots"))
+# Where the tests leave their screenshots for a person to look at (var/ is not part of
+# the repo; one directory per checkout, so parallel runs do not overwrite each other).
+SHOTS = Path(os.environ.get("LAB_TEST_SHOTS", Path(__file__).resolve().parents[2] / "var" / "test-shots"))
 
 
 @pytest.fixture
