@@ -57,11 +57,11 @@ def inside_commit(sid: str, ref: str, created_by: str, comment: str = "", author
     cfg = host_config()
     if not replace and ref in ImageStore(cfg.images_dir).refs():
         return {"error": f"已有名为 {ref} 的镜像，请换一个名字或标签。An image called {ref} already exists; choose another name or tag."}
-    image, paused = upper_commit(cfg, sid, layout_for(cfg, sid), ref=ref, created_by=created_by,
+    image, seconds = upper_commit(cfg, layout_for(cfg, sid), ref=ref, created_by=created_by,
                                  comment=comment, author=author, squash_at=squash_at)
     top = image.layers[-1]
     return {"ref": image.ref, "digest": image.manifest_digest, "id": image.id, "diff_id": top.diff_id,
-            "size": top.size, "paused": paused}
+            "size": top.size, "tar_seconds": seconds}
 
 
 @shared_task(name="labs.inside.inside_untag", soft_time_limit=60, time_limit=90)

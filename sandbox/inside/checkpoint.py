@@ -2,24 +2,26 @@
 upperdir into an OCI changeset layer in the image store and tags an image of the
 sandbox's stack plus that layer, as `docker commit` does.
 
-The sandbox is frozen (`runc pause`, the cgroup freezer) while its upperdir is read,
-so the layer is one consistent moment, then thawed whatever happens.
+The upperdir is read live, as `docker commit --pause=false` does: freezing the sandbox
+(`runc pause`) would make every `runc exec` meanwhile fail ("cannot exec in a paused
+container") — a check, a step's setup, an auto-check poll. A file being written at that
+very moment may be caught half-written; the next checkpoint has it whole.
 """
 from __future__ import annotations
 
-import contextlib
 import copy
 import os
-import subprocess
+import shutil
 import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from sandbox.config import HostConfig
-from sandbox.exceptions import RuntimeFailed, SandboxError
+from sandbox.exceptions import SandboxError
 from sandbox.images.changeset import create_layer
+from sandbox.images.exceptions import LayerError
 from sandbox.images.store import Image, ImageStore
 from sandbox.inside.layers import session_stack
 from sandbox.inside.squash import squash_into
@@ -29,22 +31,8 @@ from sandbox.snapshots import Layout
 MAX_LAYERS = 120
 # history created_by of a checkpoint's layer (labs.inside writes it).
 CHECKPOINT_PREFIX = "lab checkpoint "
-
-
-def _runc(cfg: HostConfig, *args: str) -> None:
-    proc = subprocess.run([cfg.runc, "--root", str(cfg.runc_root), *args], capture_output=True, text=True, timeout=30)
-    if proc.returncode != 0:
-        raise RuntimeFailed(f"runc {args[0]}: {proc.stderr.strip()[-500:]}")
-
-
-@contextlib.contextmanager
-def frozen(cfg: HostConfig, sid: str) -> Iterator[None]:
-    """Every process of the sandbox stopped by the freezer while the body runs."""
-    _runc(cfg, "pause", sid)
-    try:
-        yield
-    finally:
-        _runc(cfg, "resume", sid)
+# The upperdir is read live: entries may vanish under the walk; read it again this often.
+LIVE_TRIES = 3
 
 
 def _now() -> str:
@@ -61,9 +49,10 @@ def _trailing_checkpoints(created_by: list[str]) -> int:
     return count
 
 
-def upper_commit(cfg: HostConfig, sid: str, layout: Layout, *, ref: str, created_by: str,
+def upper_commit(cfg: HostConfig, layout: Layout, *, ref: str, created_by: str,
                  comment: str = "", author: str = "", squash_at: int = 0) -> tuple[Image, float]:
-    """Tag `ref` as the sandbox's stack plus its container layer; (image, seconds frozen).
+    """Tag `ref` as the sandbox's stack plus its container layer; (image, seconds the
+    layer tar took).
     With `squash_at`, a checkpoint that would make more than that many checkpoint layers
     in a row (rewind, checkpoint, rewind…) squashes them and the upper into one layer."""
     store = ImageStore(cfg.images_dir, uid_base=cfg.uid_base, id_count=cfg.id_count)
@@ -79,14 +68,25 @@ def upper_commit(cfg: HostConfig, sid: str, layout: Layout, *, ref: str, created
         fd, tmp = tempfile.mkstemp(dir=store.tmp, prefix="upper-")
         try:
             started = time.monotonic()
-            with frozen(cfg, sid), os.fdopen(fd, "wb") as out:
-                source = layout.upper
-                if squash:
-                    squash_into(staging, [*stack.dirs, layout.upper], keep, uid=cfg.uid_base)
-                    source = staging
-                # Device nodes other than whiteouts cannot be made in the sandbox; skip any.
-                create_layer(source, out, uid_base=cfg.uid_base, id_count=cfg.id_count, devices="skip")
-            paused = time.monotonic() - started
+            with os.fdopen(fd, "wb") as out:
+                for attempt in range(LIVE_TRIES):
+                    try:
+                        source = layout.upper
+                        if squash:
+                            shutil.rmtree(staging)
+                            staging.mkdir()
+                            squash_into(staging, [*stack.dirs, layout.upper], keep, uid=cfg.uid_base)
+                            source = staging
+                        # Device nodes other than whiteouts cannot be made in the sandbox; skip any.
+                        create_layer(source, out, uid_base=cfg.uid_base, id_count=cfg.id_count, devices="skip")
+                        break
+                    except (LayerError, SandboxError, FileNotFoundError):
+                        # The trainee removed something while it was read: read it again.
+                        if attempt == LIVE_TRIES - 1:
+                            raise
+                        out.seek(0)
+                        out.truncate()
+            seconds = time.monotonic() - started
             parent = stack.layers[keep - 1].chain_id if keep else None
             layer = store.add_layer(Path(tmp), parent)
         finally:
@@ -96,7 +96,7 @@ def upper_commit(cfg: HostConfig, sid: str, layout: Layout, *, ref: str, created
             comment = f"{comment}; squashes {trailing} checkpoint layers and the container layer".lstrip("; ")
         config = _next_config(store.read_json(stack.config_digest), layer.diff_id, created_by, comment, author,
                               drop=len(stack.layers) - keep)
-        return store.commit(ref, config, [*stack.layers[:keep], layer]), paused
+        return store.commit(ref, config, [*stack.layers[:keep], layer]), seconds
 
 
 def _next_config(base: dict[str, Any], diff_id: str, created_by: str, comment: str, author: str,

@@ -262,3 +262,26 @@ def test_checkpoints_after_rewinds_are_squashed_and_keep_every_change(worker, sm
     assert sh(sid, "cat /etc/f1 /etc/f2 /etc/f3; test -e /etc/motd || echo gone") == (0, "one\n2\n3\ngone")
     names = layer_names(store().blob_path(store().resolve(f"lab-checkpoints/{sid}:{third['id']}").layers[-1].digest))
     assert {"etc/f1", "etc/f2", "etc/f3", "etc/.wh.motd"} <= names
+
+
+def test_checks_and_setups_run_while_checkpoints_are_taken(worker, smoke_lab, make_user, client):
+    """A checkpoint must not freeze the sandbox: `runc exec` refuses a paused container,
+    which once lost a step's setup that ran while a step's checkpoint was taken."""
+    import threading
+
+    client.force_login(make_user())
+    sid = start_session(client)["id"]
+    statuses: list[int] = []
+
+    def checkpoints() -> None:
+        for _ in range(5):
+            statuses.append(post(client, f"/api/sessions/{sid}/checkpoints").status_code)
+
+    thread = threading.Thread(target=checkpoints)
+    thread.start()
+    results = []
+    while thread.is_alive() or len(results) < 10:
+        results.append(sh(sid, "echo alive"))
+    thread.join()
+    assert statuses == [201] * 5
+    assert set(results) == {(0, "alive")}
