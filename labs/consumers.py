@@ -278,6 +278,8 @@ class TerminalConsumer(AsyncWebsocketConsumer):
                 return  # starting: the relay makes the stream when the shell is there
         else:
             return
+        if "d" not in fields:
+            return  # a resize or an ack after the end: nothing the trainee needs to hear about
         self.input_refused = True
         await self._send_json({"type": "error", "message": "终端不接受输入：会话没有在运行。The terminal takes no input: the session is not running."})
 

@@ -56,7 +56,8 @@ def test_the_trainee_sees_who_watches_and_that_an_instructor_stopped_the_sandbox
     assert resp.status == 202, resp.text()
     message = page.get_by_test_id("error-message")
     expect(message).to_have_attribute("data-reason", "instructor", timeout=15_000)
-    expect(message).to_contain_text("讲师" if locale == "zh-CN" else "Your instructor stopped")
+    # Named: the instructor who stopped it (state events carry `who`).
+    expect(message).to_contain_text("讲师 teacher" if locale == "zh-CN" else "Your instructor teacher stopped")
     expect(message).not_to_contain_text("Your instructor" if locale == "zh-CN" else "讲师")  # one language
     expect(page.get_by_test_id("state-badge")).to_have_attribute("data-state", "stopped", timeout=30_000)
     expect(message).to_have_attribute("data-reason", "instructor")
