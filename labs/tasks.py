@@ -6,6 +6,7 @@ session id and idempotent, so a redelivered task does no harm.
 from __future__ import annotations
 
 import logging
+import shutil
 
 from celery import shared_task
 from django.utils.translation import gettext as _
@@ -18,23 +19,23 @@ from sandbox.config import host_config
 from sandbox.exceptions import CheckTimeout, SandboxError
 from sandbox.inside.rewind import sandbox_stop_quick
 from sandbox.runtime import Limits, runc_list
-from sandbox.service import SandboxRequest, host_sweep, sandbox_exec, sandbox_start as engine_start, sandbox_stop as engine_stop
+from sandbox.service import SandboxRequest, host_sweep, volumes_save, sandbox_exec, sandbox_start as engine_start, sandbox_stop as engine_stop
 
 log = logging.getLogger(__name__)
 S = Session.State
 
 
 @shared_task(name="labs.tasks.sandbox_start", soft_time_limit=60, time_limit=90)
-def sandbox_start(sid: str, cols: int = 80, rows: int = 24, image: str | None = None) -> None:
+def sandbox_start(sid: str, cols: int = 80, rows: int = 24, image: str | None = None, volumes_from: str = "") -> None:
     """Provision the sandbox of a starting session, its terminal cols x rows (on `image`:
-    a checkpoint to rewind to)."""
+    a checkpoint to rewind to, with the trainee's volumes from `volumes_from`)."""
     session = Session.objects.select_related("lab").filter(id=sid).first()
     if session is None or session.state != S.STARTING:
         return  # stopped meanwhile, or a redelivered task
     cfg = host_config()
     image = image or session_image(sid=sid)
     req = SandboxRequest(sid=sid, image=image or session.lab.image, hostname=f"lab-{sid[:8]}",
-                         limits=Limits.from_lab(session.lab.limits), cols=cols, rows=rows)
+                         limits=Limits.from_lab(session.lab.limits), cols=cols, rows=rows, volumes_from=volumes_from)
     try:
         engine_start(cfg, req)
     except Exception as exc:
@@ -171,5 +172,15 @@ def sandbox_rewind(sid: str, ref: str) -> None:
     layers stacked under a fresh upper; progress is untouched."""
     if not Session.objects.filter(id=sid, state=S.STARTING).exists():
         return
-    sandbox_stop_quick(host_config(), sid)  # the trainee waits for it: no 100 ms kill loop
-    sandbox_start(sid, image=ref)
+    cfg = host_config()
+    # The trainee's home and /tmp are volumes: a rewind keeps them, as a restarted Docker
+    # container keeps its volumes (only the container layer goes back to the checkpoint).
+    keep = cfg.host_dir / "rewind" / sid  # not under sessions/: a reconcile would sweep it
+    keep.parent.mkdir(mode=0o700, exist_ok=True)
+    shutil.rmtree(keep, ignore_errors=True)
+    try:
+        volumes_save(cfg, sid, keep)
+        sandbox_stop_quick(cfg, sid)  # the trainee waits for it: no 100 ms kill loop
+        sandbox_start(sid, image=ref, volumes_from=str(keep))
+    finally:
+        shutil.rmtree(keep, ignore_errors=True)

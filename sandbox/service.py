@@ -6,7 +6,9 @@ no harm, and each leaves nothing half-made behind when it fails.
 from __future__ import annotations
 
 import logging
+import subprocess
 from dataclasses import dataclass
+from pathlib import Path
 
 from sandbox.checklang import with_lang
 from sandbox.config import HostConfig
@@ -30,6 +32,18 @@ class SandboxRequest:
     limits: Limits
     cols: int = 80
     rows: int = 24
+    # The trainee's volumes (/root, /tmp) to start with: a directory holding home/ and tmp/,
+    # as volumes_save() left them (a rewind keeps them, as Docker keeps a volume).
+    volumes_from: str = ""
+
+
+def volumes_save(cfg: HostConfig, sid: str, dest: Path) -> None:
+    """Copy a live sandbox's volumes (home/ and tmp/ on its capped tmpfs) to dest."""
+    layout = layout_for(cfg, sid)
+    dest.mkdir(mode=0o700)
+    for src, name in ((layout.home, "home"), (layout.tmp, "tmp")):
+        if src.is_dir():
+            subprocess.run(["cp", "-a", f"{src}/.", str(dest / name)], check=True, capture_output=True)
 
 
 def layout_for(cfg: HostConfig, sid: str) -> Layout:
@@ -50,6 +64,10 @@ def sandbox_start(cfg: HostConfig, req: SandboxRequest) -> int:
     snapshot_create(image=image, layout=layout, layers_root=cfg.images_dir / "layers",
                     disk_mb=req.limits.disk_mb, uid=cfg.uid_base)
     try:
+        for name, dst in (("home", layout.home), ("tmp", layout.tmp)):
+            src = Path(req.volumes_from) / name if req.volumes_from else None
+            if src is not None and src.is_dir():  # within the same disk cap, or the start fails
+                subprocess.run(["cp", "-a", f"{src}/.", str(dst)], check=True, capture_output=True)
         spec = sandbox_spec(
             sid=req.sid, rootfs=layout.rootfs, views=layout.views, hostname=req.hostname,
             uid=cfg.uid_base, id_count=cfg.id_count, cgroup_parent=cfg.cgroup_parent, limits=req.limits,
