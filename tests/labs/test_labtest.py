@@ -107,9 +107,12 @@ def test_labs_test_finds_an_uploaded_lab_by_slug(base_image, django_db_setup, tm
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:gz") as tar:
         tar.add(src, arcname="uploaded-steps")
-    lab = lab_upload(upload=io.BytesIO(buf.getvalue()), name="uploaded-steps.tar.gz", size=len(buf.getvalue()))
+    from django.contrib.auth import get_user_model
+
+    author = get_user_model().objects.create_superuser("uploader", "uploader@example.org", "pw-for-tests-123")
+    lab_upload(user=author, upload=io.BytesIO(buf.getvalue()), name="uploaded-steps.tar.gz", size=len(buf.getvalue()))
+    lab = Lab.objects.get(slug="uploaded-steps", draft_of__isnull=True)
     assert Path(lab.source).is_relative_to(Path(settings.LAB_DATA_DIR) / "labs")
-    assert Lab.objects.filter(slug="uploaded-steps").exists()
 
     by_slug = labs_test("uploaded-steps")
     assert by_slug.returncode == 0, by_slug.stdout + by_slug.stderr
