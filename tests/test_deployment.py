@@ -139,7 +139,8 @@ def deployment() -> Iterator[Deployment]:
     dirs: dict[str, Path] = {}
     for name, svc in services.items():
         volume = next((v.split(":")[0] for v in svc.get("volumes", []) if ":/var/lib/container-lab" in v), None)
-        dirs[name] = tmp / (f"volume-{volume}" if volume else f"own-{name}")
+        # (A bind mount's host path, as the sandbox-host services share, becomes one dir too.)
+        dirs[name] = tmp / (f"volume-{volume.strip('/').replace('/', '_')}" if volume else f"own-{name}")
         dirs[name].mkdir(exist_ok=True)
         os.chmod(dirs[name], 0o711)
     dep = Deployment(url=f"http://127.0.0.1:{web_port}", redis_port=redis_port, host=host, pg=pg, dirs=dirs,

@@ -13,7 +13,10 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 REPO = Path(__file__).resolve().parents[2]
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (chown into the uid range)")
+pytestmark = [
+    pytest.mark.skipif(os.geteuid() != 0, reason="needs root (chown into the uid range)"),
+    pytest.mark.django_db,  # gc also collects checkpoints whose session is gone (labs.inside)
+]
 
 
 @pytest.fixture
