@@ -370,6 +370,20 @@ class HolderClient:
                     return out
 
 
+class _JsonLines(logging.Formatter):
+    """One JSON object per line, with the fields the rest of the lab's logs carry."""
+
+    def __init__(self, host: str) -> None:
+        super().__init__()
+        self.host = host
+
+    def format(self, record: logging.LogRecord) -> str:
+        return json.dumps({"level": record.levelname, "logger": record.name, "message": record.getMessage(),
+                           "service": "ptyhold", "host": self.host,
+                           "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + "+00:00"},
+                          ensure_ascii=False)
+
+
 def main(argv: list[str] | None = None) -> int:
     """`python -m sandbox.relay.holder --socket PATH [--redis URL --beat-key KEY] [-- RELAY ARGV…]`."""
     parser = argparse.ArgumentParser(prog="python -m sandbox.relay.holder", description=__doc__.split("\n\n")[0])
@@ -379,7 +393,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("relay", nargs=argparse.REMAINDER, help="-- the relay command to supervise")
     args = parser.parse_args(argv)
     relay = args.relay[1:] if args.relay[:1] == ["--"] else args.relay
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s holder %(levelname)s %(message)s", stream=sys.stderr)
+    handler = logging.StreamHandler(sys.stderr)
+    if os.environ.get("LOG_FORMAT", "") == "json":  # production's log pipeline (docs/operations.md "Logs")
+        handler.setFormatter(_JsonLines(os.environ.get("LAB_HOST_NAME", "")))
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s holder %(levelname)s %(message)s"))
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
     beat = Beat(args.redis, args.beat_key) if args.redis and args.beat_key else None
     Holder(args.socket, relay, beat).serve()
     return 0
