@@ -3,10 +3,7 @@ and the admins' sandbox overview."""
 from __future__ import annotations
 
 import csv
-import functools
-from typing import Callable
 
-from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils.dateparse import parse_datetime
@@ -16,23 +13,8 @@ from django.views.decorators.http import require_http_methods
 
 from cohorts import sandboxes, selectors, services
 from cohorts.exceptions import BadRequest, Forbidden
-from labs.exceptions import LabError
+from labs.pages import page
 from labs.selectors import lab_list
-
-
-def page(view: Callable) -> Callable:
-    """Signed-in users only; a LabError becomes the error page with its status."""
-
-    @login_required
-    @functools.wraps(view)
-    def inner(request: HttpRequest, *args, **kwargs) -> HttpResponse:
-        try:
-            return view(request, *args, **kwargs)
-        except LabError as exc:
-            return render(request, "labs/error.html", {"title": str(exc.status), "message": exc.message},
-                          status=exc.status)
-
-    return inner
 
 
 def _labels() -> dict:

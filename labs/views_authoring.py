@@ -1,32 +1,14 @@
 """Pages of authoring in the browser: my labs, a lab's versions, one version's test and diff."""
 from __future__ import annotations
 
-import functools
-from typing import Callable
 
-from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from labs import authoring, selectors, testruns
-from labs.exceptions import LabError
-
-
-def page(view: Callable) -> Callable:
-    """Signed-in users only; a LabError becomes the error page with its status."""
-
-    @login_required
-    @functools.wraps(view)
-    def inner(request: HttpRequest, *args, **kwargs) -> HttpResponse:
-        try:
-            return view(request, *args, **kwargs)
-        except LabError as exc:
-            return render(request, "labs/error.html", {"title": str(exc.status), "message": exc.message},
-                          status=exc.status)
-
-    return inner
+from labs.pages import page
 
 
 @page

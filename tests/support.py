@@ -132,3 +132,20 @@ def start_postgres(data_dir: str, port: int | None = None) -> tuple[subprocess.P
     subprocess.run([str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "lab", "lab"], check=True,
                    capture_output=True)
     return proc, f"postgresql://lab@127.0.0.1:{port}/lab"
+
+
+def ws_messages(ws, until: Callable[[list], object], *, timeout: float = 20) -> list[dict]:
+    """JSON messages from a (sync) WebSocket until `until(messages)` holds."""
+    import json
+
+    seen: list[dict] = []
+    deadline = time.monotonic() + timeout
+    while not until(seen):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise AssertionError(f"timed out; got {seen!r}")
+        try:
+            seen.append(json.loads(ws.recv(timeout=left)))
+        except TimeoutError:
+            continue
+    return seen

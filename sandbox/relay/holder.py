@@ -45,6 +45,8 @@ import time
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+from sandbox.relay.spawn import exited_children  # stdlib only, like this module
+
 log = logging.getLogger("sandbox.holder")
 
 PR_SET_CHILD_SUBREAPER = 36
@@ -223,16 +225,10 @@ class Holder:
 
     def _reap(self) -> None:
         """Collect every exited child: the relay, and container inits orphaned to us."""
-        while True:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if pid == 0:
-                return
+        for pid, code in exited_children():
             if self.child is not None and pid == self.child.pid:
-                self.child.returncode = os.waitstatus_to_exitcode(status)
-                self._relay_exited(self.child.returncode)
+                self.child.returncode = code
+                self._relay_exited(code)
 
     def _relay_exited(self, code: int) -> None:
         self.child = None

@@ -15,6 +15,7 @@ import os
 import signal
 import socket
 from pathlib import Path
+from typing import Iterator
 
 PR_SET_CHILD_SUBREAPER = 36
 PR_SET_PDEATHSIG = 1
@@ -31,6 +32,18 @@ def die_with_parent() -> None:
     _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
+def exited_children() -> Iterator[tuple[int, int]]:
+    """(pid, exit code) of every child that has exited, without waiting for any."""
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        yield pid, os.waitstatus_to_exitcode(status)
+
+
 class Reaper:
     """Reaps every child; spawned processes await their exit code."""
 
@@ -41,16 +54,10 @@ class Reaper:
 
     def reap(self) -> None:
         """Collect every exited child; hand spawned ones their status."""
-        while True:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if pid == 0:
-                return
+        for pid, code in exited_children():
             fut = self._waiters.pop(pid, None)
             if fut is not None and not fut.done():
-                fut.set_result(os.waitstatus_to_exitcode(status))
+                fut.set_result(code)
 
     async def run(self, argv: list[str], *, timeout: float = 30.0) -> tuple[int, str]:
         """Run a command, return (exit code, stderr text)."""

@@ -11,6 +11,7 @@ from django.contrib.auth import get_user_model
 from tests.cohorts.conftest import make_instructor, signed_in
 from tests.conftest import IS_ROOT, wait_for
 from tests.labs.test_sessions import Terminal, start_session, ws_connect
+from tests.support import ws_messages
 
 pytestmark = [
     pytest.mark.root, pytest.mark.sandbox,
@@ -21,19 +22,7 @@ pytestmark = [
 
 def events(ws, until, timeout: float = 20) -> list[dict]:
     """Read JSON messages until `until(messages)` holds."""
-    import time
-
-    seen: list[dict] = []
-    deadline = time.monotonic() + timeout
-    while not until(seen):
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise AssertionError(f"timed out; got {seen!r}")
-        try:
-            seen.append(json.loads(ws.recv(timeout=left)))
-        except TimeoutError:
-            continue
-    return seen
+    return ws_messages(ws, until, timeout=timeout)
 
 
 def close_code(web, client, path: str) -> int:

@@ -11,6 +11,7 @@ import pytest
 from django.test import Client
 
 from tests.conftest import IS_ROOT, wait_for
+from tests.support import ws_messages
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 PASSWORD = "pw-for-tests-123"
@@ -312,20 +313,8 @@ def test_an_admin_may_publish_an_older_version_again_and_the_history_says_who(pe
 # ---- 4. Test from the page ----------------------------------------------------------------------
 
 def read_until(ws, done, timeout: float = 120) -> list[dict]:
-    """JSON messages from a WebSocket until `done(messages)` holds."""
-    import time
-
-    seen: list[dict] = []
-    deadline = time.monotonic() + timeout
-    while not done(seen):
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise AssertionError(f"timed out; got {seen!r}")
-        try:
-            seen.append(json.loads(ws.recv(timeout=left)))
-        except TimeoutError:
-            continue
-    return seen
+    """JSON messages from a WebSocket until `done(messages)` holds (a lab test takes long)."""
+    return ws_messages(ws, done, timeout=timeout)
 
 
 @sandboxed
