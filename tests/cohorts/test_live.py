@@ -130,6 +130,9 @@ def test_an_instructor_extends_and_stops_a_trainees_sandbox_then_replays_it(work
     before = Session.objects.get(id=sid).expires_at
     with ws_connect(web, klass.trainee_client, session["ws"]) as ws:  # the trainee's page
         term = Terminal(ws)
+        # The consumer joins the session's group before it says hello: an event sent
+        # earlier would not reach this socket (the page learns the state from hello).
+        wait_for(lambda: term.poll() or any(c.get("type") == "hello" for c in term.control), what="hello")
         extended = klass.teacher_client.post(f"/api/cohorts/{cid}/sessions/{sid}/extend")
         assert extended.status_code == 200, extended.content
         assert Session.objects.get(id=sid).expires_at > before
