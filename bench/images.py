@@ -71,7 +71,7 @@ def engine_start_ms(cfg, image_ref: str, sid: str) -> float:
 
 def flatness(ctx) -> list[Figure]:
     """Section 2: engine-level start of lab/base vs a ~300 MB image, interleaved."""
-    from sandbox.config import host_config
+    from labs.hostconfig import host_config
 
     cfg = host_config()
     size = 60 if ctx.args.quick else 300

@@ -153,7 +153,7 @@ def panel_cpu(browser: Browser, env) -> tuple[float, float]:
 
 def run(ctx) -> list[Figure]:
     """Section 8."""
-    from sandbox.config import host_config
+    from labs.hostconfig import host_config
 
     rounds = 3 if ctx.args.quick else 8
     cfg = host_config()

@@ -115,7 +115,7 @@ def burst(browsers: list[Browser]) -> tuple[float, list[float]]:
 
 def run(ctx) -> list[Figure]:
     """Section 1."""
-    from sandbox.config import host_config
+    from labs.hostconfig import host_config
 
     cfg = host_config()
     n = ctx.args.n

@@ -1,10 +1,9 @@
-"""Where a sandbox host keeps its state, built from Django settings at call time."""
+"""Where a sandbox host keeps its state. The engine is handed a HostConfig; it never reads
+settings (the web and the worker build one: labs.hostconfig.host_config)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-
-from sandbox.quotas import host_budget
 
 
 @dataclass(frozen=True)
@@ -59,16 +58,3 @@ class HostConfig:
         """The Celery queue that reaches this host."""
         return f"host.{self.host}"
 
-
-def host_config() -> HostConfig:
-    """This process's host configuration, read from Django settings."""
-    from django.conf import settings
-
-    return HostConfig(
-        data_dir=Path(settings.LAB_DATA_DIR),
-        host=settings.LAB_HOST_NAME,
-        redis_url=settings.STREAMS_REDIS_URL,
-        uid_base=settings.LAB_SANDBOX_UID,
-        runc=settings.LAB_RUNC,
-        capacity=settings.LAB_HOST_CAPACITY or host_budget().capacity,
-    )

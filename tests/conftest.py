@@ -246,7 +246,7 @@ def _stop_sandboxes_after_each_test(request):
     yield
     if "worker" not in request.fixturenames or not IS_ROOT:
         return
-    from sandbox.config import host_config
+    from labs.hostconfig import host_config
     from sandbox.runtime import runc_list
     from sandbox.service import sandbox_stop
 

@@ -21,14 +21,11 @@ import tempfile
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, Iterator
+from typing import Any, BinaryIO, Iterator
 
 from sandbox.images import spec
 from sandbox.images.exceptions import ImageError, ImageNotFound, LayerError, OCIError
 from sandbox.images.layers import LayerPolicy, apply_layer
-
-if TYPE_CHECKING:
-    from sandbox.images.gc import GcReport
 
 SHORT_LINK = 12  # hex chars: 128 lowers * len("l/<12>:") = 1920 bytes, well under a page
 
@@ -378,9 +375,3 @@ class ImageStore:
                 raise ImageNotFound(ref, list(self.refs()))
             index["manifests"] = keep
             self._write_index(index)
-
-    def gc(self, in_use: set[str] | None = None) -> GcReport:
-        """Remove blobs, layer dirs and cache entries no image names and no session uses."""
-        from sandbox.images.gc import collect
-
-        return collect(self, in_use)

@@ -48,7 +48,7 @@ def escape_sandbox_factory(worker) -> Iterator[Callable[..., EscapeSandbox]]:
     """Start sandboxes of lab/base:latest on the test worker's host; all stopped at teardown."""
     if not IS_ROOT:
         pytest.skip("sandboxes need root")
-    from sandbox.config import host_config
+    from labs.hostconfig import host_config
     from sandbox.runtime import Limits
     from sandbox.service import SandboxRequest, sandbox_start, sandbox_stop
 

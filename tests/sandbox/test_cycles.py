@@ -45,7 +45,7 @@ def leftovers(cfg, sids: set[str]) -> dict[str, list]:
 
 
 def test_many_start_stop_cycles_leave_nothing_behind(worker):
-    from sandbox.config import host_config
+    from labs.hostconfig import host_config
     from sandbox.runtime import Limits
     from sandbox.service import SandboxRequest, sandbox_exec, sandbox_start, sandbox_stop
 
@@ -84,7 +84,7 @@ def test_sandboxes_do_not_use_up_the_sandbox_uids_key_quota(worker):
     quota of the sandbox uid and every further start would fail (EDQUOT)."""
     from django.conf import settings
 
-    from sandbox.config import host_config
+    from labs.hostconfig import host_config
     from sandbox.runtime import Limits
     from sandbox.service import SandboxRequest, sandbox_start, sandbox_stop
 

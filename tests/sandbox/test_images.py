@@ -14,6 +14,7 @@ import pytest
 
 from sandbox.images import spec
 from sandbox.images.exceptions import ImageNotFound, LayerError, RecipeError
+from sandbox.images.gc import collect
 from sandbox.images.recipes import build
 from sandbox.images.store import ImageStore
 
@@ -152,12 +153,12 @@ def test_gc_keeps_tagged_and_in_use_layers_and_removes_the_rest(tmp_path: Path, 
     session = tmp_path / "sessions" / "s1"
     session.mkdir(parents=True)
     (session / "layers.json").write_text(json.dumps([used.chain_id]))
-    report = store.gc()
+    report = collect(store)
     assert report.layers == 1 and report.kept_in_use == [used.chain_id]
     assert not store.layer_dir(orphan.chain_id).exists() and store.layer_dir(used.chain_id).exists()
     assert all(d.exists() for d in image.layer_dirs)
     store.remove("lab/base:latest")
-    store.gc(in_use=set())
+    collect(store, in_use=set())
     assert not any(d.exists() for d in image.layer_dirs)
     assert list(store.blobs.iterdir()) == [] and list((store.layers_dir / "l").iterdir()) == []
 

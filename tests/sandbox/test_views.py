@@ -17,7 +17,7 @@ pytestmark = [pytest.mark.root, pytest.mark.sandbox, pytest.mark.skipif(not IS_R
 
 @pytest.fixture
 def sandbox(worker):
-    from sandbox.config import host_config
+    from labs.hostconfig import host_config
     from sandbox.runtime import Limits
     from sandbox.service import SandboxRequest, sandbox_exec, sandbox_start, sandbox_stop
 

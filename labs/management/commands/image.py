@@ -9,6 +9,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from labs.inside.services import checkpoints_orphaned
 from sandbox.images import ImageError, ImageStore
+from sandbox.images.gc import collect
 from sandbox.images.oci import export_image, import_image
 from sandbox.images.recipes import build
 
@@ -70,6 +71,6 @@ class Command(BaseCommand):
         for ref in checkpoints_orphaned(refs=list(store.refs())):
             store.remove(ref)  # a checkpoint of a session that ended without its host
             self.stdout.write(f"untagged {ref}")
-        report = store.gc()
+        report = collect(store)  # sandbox.images.gc
         self.stdout.write(f"removed {report.blobs} blobs ({report.bytes / 1e6:.1f} MB), {report.layers} layer dirs;"
                           f" kept {len(report.kept_in_use)} layers only live sandboxes use")
