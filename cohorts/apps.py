@@ -12,3 +12,8 @@ class CohortsConfig(AppConfig):
     def ready(self) -> None:
         # Celery autodiscovers only labs.tasks: the dashboards' task is registered here.
         import cohorts.tasks  # noqa: F401
+        from cohorts.selectors import session_watch_rule
+        from labs.selectors import watch_rule_add
+
+        # Instructors watch their cohorts' trainees: labs asks its rules, never cohorts.
+        watch_rule_add(session_watch_rule)

@@ -25,9 +25,7 @@ from django.utils import timezone
 from cohorts.exceptions import Forbidden, NotFound
 from cohorts.models import Cohort, CohortLab, Membership
 from labs.models import Session, Step, StepProgress
-from labs.selectors import pick
-
-INSTRUCTORS_GROUP = "instructors"
+from labs.selectors import INSTRUCTORS_GROUP, is_admin, is_instructor, pick  # noqa: F401  (the one rule, re-exported)
 STATES = ("not_started", "working", "stuck", "passed")
 
 
@@ -35,16 +33,6 @@ def stuck_thresholds() -> dict:
     """(failed attempts, minutes) after which a trainee counts as stuck on a step."""
     return {"attempts": int(getattr(settings, "COHORT_STUCK_ATTEMPTS", 3)),
             "minutes": int(getattr(settings, "COHORT_STUCK_MINUTES", 10))}
-
-
-def is_admin(user: AbstractBaseUser) -> bool:
-    """Admins (staff) see and may do everything."""
-    return bool(user.is_authenticated and (user.is_staff or user.is_superuser))
-
-
-def is_instructor(user: AbstractBaseUser) -> bool:
-    """May create cohorts: a member of the `instructors` group, or staff."""
-    return is_admin(user) or bool(user.is_authenticated and user.groups.filter(name=INSTRUCTORS_GROUP).exists())
 
 
 def _teaching_q(user: AbstractBaseUser) -> Q:
@@ -101,6 +89,11 @@ def instructor_can_watch(*, instructor: AbstractBaseUser, trainee_id: int, lab_i
     return Cohort.objects.filter(_teaching_q(instructor)).filter(
         id__in=Membership.objects.filter(user_id=trainee_id, role=Membership.Role.TRAINEE).values("cohort_id"),
     ).filter(assignments__lab_id=lab_id).exists()
+
+
+def session_watch_rule(*, user: AbstractBaseUser, session: Session) -> bool:
+    """labs.selectors.can_watch's rule for cohorts (registered in CohortsConfig.ready())."""
+    return instructor_can_watch(instructor=user, trainee_id=session.user_id, lab_id=session.lab_id)
 
 
 def _epoch(dt: datetime | None) -> float | None:

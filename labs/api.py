@@ -1,7 +1,8 @@
 """The JSON API the lab page uses. Session cookie + CSRF header; errors are JSON.
 
 Every view is thin: parse, call one service or selector, answer. Errors raised as
-labs.exceptions.LabError become `{"error": message}` with their status here.
+labs.exceptions (and Django's Http404, PermissionDenied, ValidationError) become
+`{"error": message}` with their status here, through labs.exceptions.error_answer.
 """
 from __future__ import annotations
 
@@ -13,14 +14,14 @@ from typing import Callable
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from labs import replays, selectors, services
-from labs.exceptions import BadRequest, LabError
+from labs.exceptions import BadRequest, error_answer
 from labs.inside.services import session_start_on_image
 
 log = logging.getLogger(__name__)
 
 
 def api(*methods: str) -> Callable:
-    """Signed-in users only, allowed methods only, LabError → JSON error response."""
+    """Signed-in users only, allowed methods only; errors → {"error"} (labs.exceptions.error_answer)."""
 
     def wrap(view: Callable) -> Callable:
         @functools.wraps(view)
@@ -31,9 +32,10 @@ def api(*methods: str) -> Callable:
                 return JsonResponse({"error": "sign in first"}, status=401)
             try:
                 return view(request, *args, **kwargs)
-            except LabError as exc:
-                return JsonResponse({"error": exc.message}, status=exc.status)
             except Exception as exc:  # never a bare 500 page to a script
+                answer = error_answer(exc)
+                if answer is not None:
+                    return JsonResponse({"error": answer[1]}, status=answer[0])
                 log.exception("API error")
                 return JsonResponse({"error": f"internal error: {type(exc).__name__}"}, status=500)
 
@@ -108,9 +110,15 @@ def session_detail(request: HttpRequest, sid: str) -> HttpResponse:
 
 @api("POST")
 def session_check(request: HttpRequest, sid: str) -> HttpResponse:
+    """202 at once: the result comes over the session's WebSocket ("check"). With
+    `?wait=1` (scripts, tests) the answer waits for it: 200 {"passed", "message"}."""
     session = selectors.session_of_user(user=request.user, sid=sid)
     services.session_lang_remember(sid=session.id, lang=request.LANGUAGE_CODE)
-    result = services.session_check(session=session, step_key=field(body(request), "step"), lang=request.LANGUAGE_CODE)
+    wait = request.GET.get("wait") == "1"
+    result = services.session_check(session=session, step_key=field(body(request), "step"), lang=request.LANGUAGE_CODE,
+                                    wait=wait)
+    if result is None:
+        return JsonResponse({"queued": True}, status=202)
     return JsonResponse({"passed": result.passed, "message": result.message})
 
 

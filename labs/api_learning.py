@@ -12,16 +12,17 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from labs import learning, selectors
 from labs.api import api, body, field
 from labs.models import Step
+from labs.progress import step_of
 
 
 def _lab_step(request: HttpRequest, slug: str, step: str) -> Step:
-    return learning.step_of(lab=learning.lab_for(user=request.user, slug=slug), key=step)
+    return step_of(lab=learning.lab_for(user=request.user, slug=slug), key=step)
 
 
 def _session_step(request: HttpRequest, sid: str) -> tuple[Step, dict]:
     session = selectors.session_of_user(user=request.user, sid=sid)
     data = body(request)
-    return learning.step_of(lab=session.lab, key=field(data, "step")), data
+    return step_of(lab=session.lab, key=field(data, "step")), data
 
 
 @api("POST")

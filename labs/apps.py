@@ -10,8 +10,7 @@ class LabsConfig(AppConfig):
     verbose_name = _("Labs")
 
     def ready(self) -> None:
-        # Celery autodiscovers only labs.tasks; the learning, authoring and inside features' tasks
+        # Celery autodiscovers only labs.tasks; the authoring and inside features' tasks
         # live in their modules (inside also connects to labs.signals.step_passed).
         import labs.inside  # noqa: F401
-        import labs.learning  # noqa: F401
         import labs.testruns  # noqa: F401

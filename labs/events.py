@@ -23,7 +23,7 @@ def pending_key(user_id: int, lab_id: int) -> str:
 
 def _send(**kwargs: object) -> None:
     from labs.redis import sync_redis
-    from labsite.celery import app
+    from celery import current_app as app
 
     try:
         if "lab_id" in kwargs and not sync_redis().set(pending_key(kwargs["user_id"], kwargs["lab_id"]), 1,

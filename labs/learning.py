@@ -1,30 +1,34 @@
-"""The learning experience: hints, solutions, quiz answers, progress, auto-check.
+"""The learning experience: hints, solutions, quiz answers, progress views, checks
+and auto-checks, step setup.
 
-Services (writes) and selectors (reads) of one feature, kept together because they
-share one idea of "where a trainee stands": a step is *started* when it first becomes
-the trainee's current step (the first step not passed yet) or when they first act on
-it, and *passed* by its check, an automatic check, a right quiz answer (steps with
-only a quiz) or being read (steps with neither). Time spent on a step is wall-clock
-time from started to passed (or to now while it is open), breaks included.
+Services (writes) and selectors (reads) of one feature, on the progress rules of
+labs.progress ("where a trainee stands": started, passed). Time spent on a step is
+wall-clock time from started to passed (or to now while it is open), breaks included.
+Its Celery tasks are in labs.tasks (they call one function here each); this module
+sends them by name and never imports them.
 """
 from __future__ import annotations
 
 import logging
 from datetime import datetime
 
-from celery import shared_task
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from labs import events
+from labs.checks import step_check_run
 from labs.exceptions import BadRequest, Conflict, NotFound
-from labs.models import CheckRecord, Lab, QuizAnswer, Session, Step, StepProgress
-from labs.selectors import can_author, pick, pick_quiz, render_inline
+from labs.hostconfig import host_config
+from labs.models import Lab, QuizAnswer, Session, Step, StepProgress
+from labs.progress import (CheckResult, current_step, passes_by, progress_changed, progress_here,
+                           progress_mark_passed, progress_record_check, step_start)
+from labs.redis import sync_redis
+from labs.selectors import can_author, lab_summary, pick, pick_quiz, render_inline, step_view
 from labs.selectors import lab_for as _lab_for
-from labs.signals import step_passed
+from labs.services import session_broadcast, session_lang
+from sandbox.service import sandbox_exec
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +36,6 @@ log = logging.getLogger(__name__)
 SOLUTION_AFTER_FAILURES = 3
 # Seconds between two automatic checks of one session (settings.LAB_AUTO_CHECK_SECONDS).
 AUTO_CHECK_SECONDS = 10
-INSTRUCTORS_GROUP = "instructors"
 
 
 # ---- Who may see what ------------------------------------------------------------
@@ -47,33 +50,7 @@ def lab_for(*, user: AbstractBaseUser, slug: str) -> Lab:
     return _lab_for(user=user, slug=slug)
 
 
-def step_of(*, lab: Lab, key: str) -> Step:
-    """A current (not retired) step of the lab, or NotFound."""
-    step = lab.steps.filter(key=key, retired=False).first()
-    if step is None:
-        raise NotFound(f"lab {lab.slug!r} has no step {key!r}")
-    return step
-
-
-def passes_by(step: Step) -> str:
-    """How a step is passed: "check", "quiz" (only a quiz) or "read" (neither)."""
-    if step.data.get("check"):
-        return "check"
-    return "quiz" if step.data.get("quiz") else "read"
-
-
 # ---- Services ------------------------------------------------------------------------
-
-def step_start(*, user: AbstractBaseUser, step: Step) -> StepProgress:
-    """The trainee's progress row of a step, created (= started now) on first need."""
-    progress, _ = StepProgress.objects.get_or_create(user=user, step=step)
-    return progress
-
-
-def _dashboards(*, user: AbstractBaseUser, step: Step) -> None:
-    """Cohort dashboards show hints, solutions, answers and passes live."""
-    events.progress_changed(user_id=user.id, lab_id=step.lab_id)
-
 
 def hint_reveal(*, user: AbstractBaseUser, step: Step, lang: str) -> dict:
     """Reveal the trainee's next hint of a step; {"index", "text", "remaining"}."""
@@ -85,7 +62,7 @@ def hint_reveal(*, user: AbstractBaseUser, step: Step, lang: str) -> dict:
         index = progress.hints_used
         progress.hints_used += 1
         progress.save(update_fields=["hints_used"])
-    _dashboards(user=user, step=step)
+    progress_changed(user=user, step=step)
     text = pick(hints[index], lang)
     return {"index": index, "text": text, "html": render_inline(text), "remaining": len(hints) - index - 1}
 
@@ -96,7 +73,7 @@ def solution_reveal(*, user: AbstractBaseUser, step: Step) -> dict:
     if not solution:
         raise NotFound(_("This step has no solution."))
     StepProgress.objects.filter(pk=step_start(user=user, step=step).pk).update(solution_used=True)
-    _dashboards(user=user, step=step)
+    progress_changed(user=user, step=step)
     return {"solution": solution}
 
 
@@ -117,7 +94,7 @@ def quiz_answer(*, user: AbstractBaseUser, step: Step, answer: object, lang: str
     if correct and passes_by(step) == "quiz":
         progress_mark_passed(user=user, step=step, by="quiz")
     else:
-        _dashboards(user=user, step=step)  # the answer distribution changed
+        progress_changed(user=user, step=step)  # the answer distribution changed
     explanation = quiz.explanation.get(lang)
     return {"correct": correct, "explanation": explanation, "explanation_html": render_inline(explanation)}
 
@@ -145,39 +122,7 @@ def step_mark_read(*, user: AbstractBaseUser, step: Step) -> StepProgress:
     return progress_mark_passed(user=user, step=step, by="read")
 
 
-def progress_mark_passed(*, user: AbstractBaseUser, step: Step, by: str, message: str = "") -> StepProgress:
-    """Mark a step passed (the first time only) and start the trainee's next step."""
-    with transaction.atomic():
-        progress = StepProgress.objects.select_for_update().filter(pk=step_start(user=user, step=step).pk).get()
-        if progress.passed_at is None:
-            progress.passed_at = timezone.now()
-            progress.passed_by = by
-            if message:
-                progress.last_message = message[:2000]
-            progress.save(update_fields=["passed_at", "passed_by", "last_message"])
-            if by == "auto-check":  # a pressed check is recorded by progress_record_check
-                CheckRecord.objects.create(user=user, step=step, passed=True, by=by)
-            step_passed.send(sender=Step, user=user, step=step)
-    progress_here(user=user, lab=step.lab)
-    _dashboards(user=user, step=step)
-    return progress
-
-
-def progress_here(*, user: AbstractBaseUser, lab: Lab) -> Step | None:
-    """The trainee is looking at the lab: start their current step; returns it (None when done)."""
-    step = current_step(user=user, lab=lab)
-    if step is not None:
-        step_start(user=user, step=step)
-    return step
-
-
 # ---- Selectors -------------------------------------------------------------------------
-
-def current_step(*, user: AbstractBaseUser, lab: Lab) -> Step | None:
-    """The trainee's current step: the first one not passed yet."""
-    passed = StepProgress.objects.filter(user=user, step__lab=lab, passed_at__isnull=False).values("step_id")
-    return lab.steps.filter(retired=False).exclude(id__in=passed).order_by("position").first()
-
 
 def _iso(at: datetime | None) -> str | None:
     return at.isoformat() if at else None
@@ -248,10 +193,8 @@ def step_state(*, user: AbstractBaseUser, steps: list[Step], lang: str) -> dict[
 
 
 def lab_page(*, user: AbstractBaseUser, lab: Lab, lang: str) -> dict:
-    """The lab page's data: the lab, its steps with the trainee's state, their progress."""
-    from labs.selectors import lab_summary, step_view
-
-    progress_here(user=user, lab=lab)
+    """The lab page's data: the lab, its steps with the trainee's state, their progress.
+    A read: the page starts the current step itself ("I am here", POST …/progress)."""
     steps = list(lab.steps.filter(retired=False).order_by("position"))
     state = step_state(user=user, steps=steps, lang=lang)
     data = lab_summary(lab, lang)
@@ -276,7 +219,7 @@ def _autocheck_step(session: Session | None) -> Step | None:
 
 
 def _send_autocheck(session: Session, interval: float) -> None:
-    from labsite.celery import app
+    from celery import current_app as app  # labs.tasks.auto_check, sent by name
 
     app.send_task("labs.learning.auto_check", args=[session.id], kwargs={"interval": interval},
                   queue=f"host.{session.host}.checks", countdown=interval, expires=interval * 3 + 30)
@@ -284,8 +227,6 @@ def _send_autocheck(session: Session, interval: float) -> None:
 
 def autocheck_kick(*, session: Session) -> bool:
     """Start polling a session's current auto-check step, unless a poll is already on; True if started."""
-    from labs.redis import sync_redis
-
     if _autocheck_step(session) is None:
         return False
     interval = float(getattr(settings, "LAB_AUTO_CHECK_SECONDS", AUTO_CHECK_SECONDS))
@@ -298,23 +239,18 @@ def autocheck_kick(*, session: Session) -> bool:
 
 def autocheck_run(*, sid: str, interval: float) -> str:
     """One poll, on the session's host: check its current auto-check step, pass it, poll again."""
-    from labs.redis import sync_redis
-    from labs.services import session_broadcast
-    from labs.tasks import sandbox_check
-
     session = Session.objects.select_related("lab", "user").filter(id=sid).first()
     step = _autocheck_step(session)
     if step is None:
         sync_redis().delete(_lease_key(sid))
         return "idle"
-    from labs.services import session_lang
-
-    result = sandbox_check(sid, step.id, lang=session_lang(sid=sid))
+    result = step_check_run(sid=sid, step_id=step.id, lang=session_lang(sid=sid))
     outcome = "waiting"
     if result["passed"]:
         progress_mark_passed(user=session.user, step=step, by="auto-check", message=result["message"])
         session_broadcast(sid=sid, event={"type": "check", "step": step.key, "passed": True,
                                           "message": result["message"], "by": "auto-check"})
+        step_setup_kick(session=session)  # the next step's setup, without waiting for the page
         outcome = "passed"
         if _autocheck_step(session) is None:
             sync_redis().delete(_lease_key(sid))
@@ -322,6 +258,24 @@ def autocheck_run(*, sid: str, interval: float) -> str:
     sync_redis().set(_lease_key(sid), interval, ex=int(interval * 3) + 5)
     _send_autocheck(session, interval)
     return outcome
+
+
+def step_check(*, sid: str, step_id: int, lang: str | None = None, by: str = "check") -> dict:
+    """A pressed Check, on the session's host: run it, record the attempt (a pass marks
+    the step passed and prepares the next one), and tell the session's pages, as an
+    auto-check does; {"passed", "message"}."""
+    result = step_check_run(sid=sid, step_id=step_id, lang=lang)
+    session = Session.objects.select_related("lab", "user").filter(id=sid).first()
+    step = Step.objects.get(id=step_id)
+    if session is None:
+        return result
+    progress_record_check(user=session.user, step=step, by=by,
+                          result=CheckResult(passed=bool(result["passed"]), message=result["message"]))
+    session_broadcast(sid=sid, event={"type": "check", "step": step.key, "passed": bool(result["passed"]),
+                                      "message": result["message"], "by": by})
+    if result["passed"]:
+        session_follow(session=session)
+    return result
 
 
 # ---- Step setup ---------------------------------------------------------------------------
@@ -334,8 +288,7 @@ def _setup_key(session: Session, step: Step) -> str:
 
 def step_setup_kick(*, session: Session) -> bool:
     """Run the current step's `setup` script in the sandbox, once per sandbox; True if sent."""
-    from labs.redis import sync_redis
-    from labsite.celery import app
+    from celery import current_app as app  # labs.tasks.step_setup, sent by name
 
     if session.state != Session.State.READY:
         return False
@@ -348,12 +301,8 @@ def step_setup_kick(*, session: Session) -> bool:
     return True
 
 
-@shared_task(name="labs.learning.step_setup", soft_time_limit=90, time_limit=120)
-def step_setup(sid: str, step_id: int) -> int:
+def step_setup_run(*, sid: str, step_id: int) -> int:
     """A step's setup script, run inside the sandbox as the step begins; returns its exit code."""
-    from sandbox.config import host_config
-    from sandbox.service import sandbox_exec
-
     step = Step.objects.get(id=step_id)
     result = sandbox_exec(host_config(), sid, step.data["setup"], timeout=60)
     if result.exit_code != 0:
@@ -365,9 +314,3 @@ def session_follow(*, session: Session) -> None:
     """The trainee is at their current step in a live sandbox: prepare it and watch it."""
     step_setup_kick(session=session)
     autocheck_kick(session=session)
-
-
-@shared_task(name="labs.learning.auto_check", soft_time_limit=60, time_limit=90)
-def auto_check(sid: str, interval: float = AUTO_CHECK_SECONDS) -> str:
-    """Poll a session's current auto-check step (self-rescheduling while it is unpassed)."""
-    return autocheck_run(sid=sid, interval=interval)

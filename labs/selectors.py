@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
+from typing import Callable
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import QuerySet
@@ -49,9 +50,15 @@ def is_admin(user: AbstractBaseUser) -> bool:
     return bool(user.is_authenticated and (user.is_staff or user.is_superuser))
 
 
-def can_author(user: AbstractBaseUser) -> bool:
-    """May upload labs: members of the "instructors" group, and admins."""
+def is_instructor(user: AbstractBaseUser) -> bool:
+    """An instructor: a member of the "instructors" group, or an admin (the one rule;
+    cohorts and sso use it too)."""
     return is_admin(user) or bool(user.is_authenticated and user.groups.filter(name=INSTRUCTORS_GROUP).exists())
+
+
+def can_author(user: AbstractBaseUser) -> bool:
+    """May upload labs: instructors (and admins)."""
+    return is_instructor(user)
 
 
 def may_edit(*, user: AbstractBaseUser, lab: Lab) -> bool:
@@ -269,18 +276,26 @@ def hosts_alive() -> list[dict]:
     return [json.loads(b) for b in beats if b]
 
 
+# Who else may watch a session, as apps above labs grant it: each rule is called as
+# rule(user=, session=) and grants by returning True. cohorts registers its own in
+# CohortsConfig.ready() (its instructors watch their trainees); labs never imports it.
+WATCH_RULES: list[Callable[..., bool]] = []
+
+
+def watch_rule_add(rule: Callable[..., bool]) -> None:
+    """Let one more rule grant watching (once per rule, however often ready() runs)."""
+    if rule not in WATCH_RULES:
+        WATCH_RULES.append(rule)
+
+
 def can_watch(*, user: AbstractBaseUser, session: Session) -> bool:
-    """May this user watch (read-only) another user's session? Staff may; instructors
-    may for trainees of their own cohorts (cohorts.selectors)."""
+    """May this user watch (read-only) another user's session? Staff may; others when a
+    registered rule grants it (cohorts: instructors, for trainees of their own cohorts)."""
     if not user.is_authenticated:
         return False
     if user.is_superuser or user.is_staff:
         return True
-    try:
-        from cohorts.selectors import instructor_can_watch
-    except ImportError:
-        return False
-    return instructor_can_watch(instructor=user, trainee_id=session.user_id, lab_id=session.lab_id)
+    return any(rule(user=user, session=session) for rule in WATCH_RULES)
 
 
 def session_for_viewer(*, user: AbstractBaseUser, sid: str) -> tuple[Session, bool]:

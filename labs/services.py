@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
 from datetime import timedelta
 
 from asgiref.sync import async_to_sync
@@ -21,10 +20,12 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from labs import events, selectors
-from labs.exceptions import BadRequest, Conflict, NotFound, ServiceUnavailable
-from labs.models import CheckRecord, Lab, Session, Step, StepProgress
+from labs.checks import check_lock_key
+from labs.exceptions import BadRequest, Conflict, ServiceUnavailable
+from labs.hostconfig import host_config
+from labs.models import Lab, Session, Step
+from labs.progress import CheckResult, step_of
 from labs.redis import sync_redis
-from labs.signals import step_passed
 
 log = logging.getLogger(__name__)
 # A start task not taken by its host within this time is dropped (the host is gone).
@@ -98,7 +99,7 @@ def session_start(*, user: AbstractBaseUser, lab: Lab, cols: int = 80, rows: int
 
 def _send(session: Session, task: str, *, queue: str = "", **options: object):
     """Send a task to the session's host: host.<name>, or host.<name>.<queue> (checks)."""
-    from labsite.celery import app
+    from celery import current_app as app
 
     name = f"host.{session.host}" + (f".{queue}" if queue else "")
     return app.send_task(task, args=[session.id], queue=name, **options)
@@ -135,7 +136,6 @@ def session_set_state(*, sid: str, state: str, message: str = "", only_from: tup
 
 def session_streams_end(*, sid: str) -> None:
     """An ended session's terminal takes no more input, and its output expires."""
-    from labs.redis import sync_redis
     from sandbox.relay import streams
 
     try:
@@ -158,80 +158,39 @@ def session_stop(*, session: Session, by: str = "trainee", message: str = "", wh
     transaction.on_commit(lambda: _send(session, "labs.tasks.sandbox_stop", expires=300))
 
 
-@dataclass(frozen=True)
-class CheckResult:
-    """The outcome of a step's check."""
-
-    passed: bool
-    message: str
-
-
-def _step(session: Session, step_key: str) -> Step:
-    try:
-        return session.lab.steps.get(key=step_key, retired=False)
-    except Step.DoesNotExist:
-        raise NotFound(f"lab {session.lab.slug!r} has no step {step_key!r}") from None
-
-
 def session_lang_remember(*, sid: str, lang: str) -> None:
     """The trainee's language for this session's checks, auto-checks included (a day, in Redis)."""
-    from labs.redis import sync_redis
-
     sync_redis().set(f"lab:lang:{sid}", lang, ex=86400)
 
 
 def session_lang(*, sid: str) -> str | None:
     """The language last remembered for this session, if any."""
-    from labs.redis import sync_redis
-
     value = sync_redis().get(f"lab:lang:{sid}")
     return value.decode() if value else None
 
 
-def check_lock_key(sid: str) -> str:
-    """Held while a check of the session runs: one check per session at a time."""
-    return f"lab:check:{sid}"
-
-
-def session_check(*, session: Session, step_key: str, by: str = "check", lang: str | None = None) -> CheckResult:
-    """Run a step's check inside the session's sandbox, in the trainee's language, and record the attempt."""
-    step = _step(session, step_key)
+def session_check(*, session: Session, step_key: str, lang: str | None = None, wait: bool = False) -> CheckResult | None:
+    """Run a step's check inside the session's sandbox, in the trainee's language. The
+    session's host runs it, records the attempt and sends the result to the session's
+    pages over their WebSocket (a "check" event, as auto-checks do): nothing waits here.
+    `wait`: also wait for the result and return it (scripts and tests: `?wait=1`)."""
+    step = step_of(lab=session.lab, key=step_key)
     if not step.data.get("check"):
         raise BadRequest(f"step {step_key!r} has no check")
     if session.state != Session.State.READY:
         raise Conflict(f"the sandbox is {session.state}, not ready")
-    timeout = float(step.data.get("check_timeout", 10))
-    from labs.redis import sync_redis
-
     if sync_redis().exists(check_lock_key(session.id)):
         raise Conflict("上一次检查还在运行，请稍后再试。The previous check of this sandbox is still running; try again when it ends.")
+    # Checks have their own queue: a slow check never delays a start or a stop.
+    sent = _send(session, "labs.tasks.sandbox_check", queue="checks", kwargs={"step_id": step.id, "lang": lang},
+                 expires=10)
+    if not wait:
+        return None
     try:
-        # Checks have their own queue: a slow check never delays a start or a stop.
-        result = _send(session, "labs.tasks.sandbox_check", queue="checks", kwargs={"step_id": step.id, "lang": lang},
-                       expires=10).get(timeout=timeout + 15)
+        result = sent.get(timeout=float(step.data.get("check_timeout", 10)) + 15)
     except CeleryTimeout:
         raise ServiceUnavailable(_("The sandbox host did not answer in time; try again.")) from None
-    outcome = CheckResult(passed=bool(result["passed"]), message=result["message"])
-    progress_record_check(user=session.user, step=step, result=outcome, by=by)
-    return outcome
-
-
-def progress_record_check(*, user: AbstractBaseUser, step: Step, result: CheckResult, by: str) -> StepProgress:
-    """Count a check attempt; the first pass marks the step passed."""
-    with transaction.atomic():
-        progress, _ = StepProgress.objects.select_for_update().get_or_create(user=user, step=step)
-        progress.attempts += 1
-        progress.last_message = result.message[:2000]
-        first_pass = result.passed and progress.passed_at is None
-        if first_pass:
-            progress.passed_at = timezone.now()
-            progress.passed_by = by
-        progress.save()
-        CheckRecord.objects.create(user=user, step=step, passed=result.passed, by=by)  # the replay's markers
-        if first_pass:
-            step_passed.send(sender=Step, user=user, step=step)
-    events.progress_changed(user_id=user.id, lab_id=step.lab_id)  # cohort dashboards, after commit
-    return progress
+    return CheckResult(passed=bool(result["passed"]), message=result["message"])
 
 
 def _text(t) -> dict:
@@ -434,7 +393,6 @@ def recordings_expire(*, now=None) -> int:
 def recording_save(*, sid: str) -> None:
     """Move a finished session's recording from its host's disk into the database."""
     from labs.models import Recording
-    from sandbox.config import host_config
     from sandbox.relay.recording import recording_take
 
     cast = recording_take(host_config().data_dir, sid)

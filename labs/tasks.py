@@ -11,12 +11,11 @@ import shutil
 from celery import shared_task
 from django.utils.translation import gettext as _
 
+from labs.hostconfig import host_config
 from labs.inside.services import checkpoints_collect, session_image
-from labs.models import Session, Step
-from labs.services import check_lock_key, recording_save, reset_mark, session_set_state, terminal_mark
-from sandbox.checklang import lab_lang
-from sandbox.config import host_config
-from sandbox.exceptions import CheckTimeout, SandboxError
+from labs.learning import AUTO_CHECK_SECONDS, autocheck_run, session_follow, step_check, step_setup_run
+from labs.models import Session
+from labs.services import recording_save, recordings_expire, reset_mark, session_set_state, sessions_reap, terminal_mark
 from sandbox.inside.rewind import sandbox_stop_quick
 from sandbox.runtime import Limits, runc_list
 from sandbox.service import SandboxRequest, host_sweep, volumes_save, sandbox_exec, sandbox_start as engine_start, sandbox_stop as engine_stop
@@ -47,44 +46,26 @@ def sandbox_start(sid: str, cols: int = 80, rows: int = 24, image: str | None = 
     if not session_set_state(sid=sid, state=S.READY, only_from=(S.STARTING,)):
         engine_stop(cfg, sid)  # stopped while it was starting
         return
-    from labs.learning import session_follow
-
     session.refresh_from_db()
     session_follow(session=session)  # the current step's setup, and its auto-check
 
 
-_CHECK_FAILED = {
-    "timeout": {"zh-hans": "检查超时：{timeout:g} s 内没有结束。", "en": "The check did not finish within {timeout:g} s."},
-    "error": {"zh-hans": "检查无法运行：{error}", "en": "The check could not run: {error}"},
-    "busy": {"zh-hans": "上一次检查还在运行，请稍后再试。", "en": "The previous check of this sandbox is still running; try again when it ends."},
-}
-
-
 @shared_task(name="labs.tasks.sandbox_check", soft_time_limit=120, time_limit=150)
 def sandbox_check(sid: str, step_id: int, lang: str | None = None) -> dict:
-    """Run a step's check inside the sandbox, in the trainee's language: exit 0 passes,
-    output is the message.
+    """A pressed Check, on the sandbox's host: run, record, tell the page (labs.learning.step_check)."""
+    return step_check(sid=sid, step_id=step_id, lang=lang)
 
-    It runs with the host's shell in a cgroup of its own (sandbox/scripts.py), one per
-    session at a time: a second check while one runs is answered at once, not queued.
-    """
-    from labs.redis import sync_redis
 
-    step = Step.objects.get(id=step_id)
-    timeout = float(step.data.get("check_timeout", 10))
-    lang = lab_lang(lang)
-    lock = check_lock_key(sid)
-    if not sync_redis().set(lock, 1, nx=True, ex=int(timeout) + 60):
-        return {"passed": False, "message": _CHECK_FAILED["busy"][lang]}
-    try:
-        res = sandbox_exec(host_config(), sid, step.data["check"], timeout=timeout, lang=lang, check=True)
-    except CheckTimeout:
-        return {"passed": False, "message": _CHECK_FAILED["timeout"][lang].format(timeout=timeout)}
-    except SandboxError as exc:
-        return {"passed": False, "message": _CHECK_FAILED["error"][lang].format(error=exc)}
-    finally:
-        sync_redis().delete(lock)
-    return {"passed": res.exit_code == 0, "message": res.output.strip()}
+@shared_task(name="labs.learning.auto_check", soft_time_limit=60, time_limit=90)
+def auto_check(sid: str, interval: float = AUTO_CHECK_SECONDS) -> str:
+    """Poll a session's current auto-check step (self-rescheduling while it is unpassed)."""
+    return autocheck_run(sid=sid, interval=interval)
+
+
+@shared_task(name="labs.learning.step_setup", soft_time_limit=90, time_limit=120)
+def step_setup(sid: str, step_id: int) -> int:
+    """A step's setup script, run inside the sandbox as the step begins; returns its exit code."""
+    return step_setup_run(sid=sid, step_id=step_id)
 
 
 @shared_task(name="labs.tasks.sandbox_stop", soft_time_limit=60, time_limit=90)
@@ -140,16 +121,12 @@ def host_reconcile(*, host: str, keep: set[str], shutdown: bool = False) -> list
 @shared_task(name="labs.tasks.reap_sessions")
 def reap_sessions() -> dict[str, int]:
     """Periodic (beat): lifetimes, idle timeouts, warnings, starts nobody took."""
-    from labs.services import sessions_reap
-
     return sessions_reap()
 
 
 @shared_task(name="labs.tasks.expire_recordings")
 def expire_recordings() -> int:
     """Periodic (beat): recordings past their retention period are deleted."""
-    from labs.services import recordings_expire
-
     return recordings_expire()
 
 

@@ -60,7 +60,7 @@ def version_test_request(*, user: AbstractBaseUser, version: LabVersion) -> LabV
 
 
 def _send(version_id: int, host: str) -> None:
-    from labsite.celery import app
+    from celery import current_app as app
 
     app.send_task("labs.testruns.version_test", args=[version_id], queue=f"host.{host}", expires=600)
 
@@ -74,7 +74,7 @@ def version_test_run(*, version_id: int) -> str:
     """Run the version's test here (a worker host), storing and streaming each row; the state."""
     from labs.labfile import load_lab
     from labs.labtest import private_relay, test_lab
-    from sandbox.config import host_config
+    from labs.hostconfig import host_config
 
     claimed = LabVersion.objects.filter(pk=version_id, test_state=T.QUEUED).update(test_state=T.RUNNING)
     if not claimed:

@@ -1,23 +1,23 @@
 """Pages of the learning experience: the lab page's data, instructors' preview and upload."""
 from __future__ import annotations
 
-from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.views.decorators.http import require_POST
 
 from labs import authoring, learning, selectors
-from labs.exceptions import Conflict, NotFound
+from labs.exceptions import NotFound
 from labs.models import Lab
+from labs.pages import page
 from labs.uploads import UploadRejected, lab_upload as upload_service
 
 
 def render_lab(request: HttpRequest, lab: Lab, *, preview: bool = False) -> HttpResponse:
     """The lab page (steps beside the terminal) with the trainee's own progress restored."""
     data = learning.lab_page(user=request.user, lab=lab, lang=request.LANGUAGE_CODE)
+    # No setup or auto-check from a GET: the page says "I am here" (POST …/progress) once
+    # its sandbox is ready, and that follows the session.
     live = selectors.live_session_for_lab(user=request.user, lab=lab)
-    if live is not None:
-        learning.session_follow(session=live)
     ended = None if live else selectors.recent_end_for_lab(user=request.user, lab=lab)
     page_data = {
         "lab": lab.slug, "session": selectors.session_view(live) if live else None, "api": "/api/",
@@ -30,40 +30,27 @@ def render_lab(request: HttpRequest, lab: Lab, *, preview: bool = False) -> Http
         "authoring": authoring.preview_box(user=request.user, lab=lab) if preview else None})
 
 
-def _not_found(request: HttpRequest, message: str) -> HttpResponse:
-    return render(request, "labs/error.html", {"title": "404", "message": message}, status=404)
-
-
-@login_required
+@page
 def lab_preview(request: HttpRequest, slug: str) -> HttpResponse:
     """A lab (published, unpublished or a draft) as trainees will see it: its author and admins only."""
-    try:
-        lab = authoring.lab_for_editor(user=request.user, slug=slug)  # NotFound for anyone else
-        lab = learning.lab_for(user=request.user, slug=slug)
-    except NotFound as exc:
-        return _not_found(request, exc.message)
-    return render_lab(request, lab, preview=True)
+    authoring.lab_for_editor(user=request.user, slug=slug)  # NotFound for anyone else
+    return render_lab(request, learning.lab_for(user=request.user, slug=slug), preview=True)
 
 
-@login_required
+@page
 @require_POST
 def lab_publish(request: HttpRequest, slug: str) -> HttpResponse:
     """Publish the previewed version (its author or an admin); a failed last test needs `override`."""
-    try:
-        lab = learning.lab_for(user=request.user, slug=slug)
-        main = authoring.lab_publish(user=request.user, lab=lab, override=request.POST.get("override") == "1")
-    except NotFound as exc:
-        return _not_found(request, exc.message)
-    except Conflict as exc:
-        return render(request, "labs/error.html", {"title": "409", "message": exc.message}, status=409)
+    lab = learning.lab_for(user=request.user, slug=slug)
+    main = authoring.lab_publish(user=request.user, lab=lab, override=request.POST.get("override") == "1")
     return HttpResponseRedirect(f"/labs/{main.slug}/")
 
 
-@login_required
+@page
 def lab_upload(request: HttpRequest) -> HttpResponse:
     """Instructors and admins upload a lab directory as a .tar.gz or .zip: a new version, unpublished."""
     if not selectors.can_author(request.user):
-        return _not_found(request, "no such page")
+        raise NotFound("no such page")
     errors: list[str] = []
     if request.method == "POST":
         archive = request.FILES.get("archive")

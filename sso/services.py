@@ -7,7 +7,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser, Group
 from django.db import transaction
 
-from cohorts.selectors import INSTRUCTORS_GROUP
+from labs.selectors import INSTRUCTORS_GROUP
 from sso.models import ExternalIdentity
 
 

@@ -10,7 +10,7 @@ from celery.exceptions import TimeoutError as CeleryTimeout
 from django.conf import settings
 
 from labs.exceptions import Conflict, ServiceUnavailable
-from labs.inside.tasks import READ_TIMEOUT
+from labs.inside.host import READ_TIMEOUT
 
 SLOW_VIEWS = ("container",)  # figures that move all the time: refreshed every few ticks
 SLOW_EVERY = 3
@@ -18,7 +18,7 @@ SLOW_EVERY = 3
 
 def inside_poll(*, sid: str, host: str, views: list[str]) -> dict:
     """One read of a ready sandbox's views on its host (blocking: run it off the loop)."""
-    from labsite.celery import app
+    from celery import current_app as app
 
     try:
         result = app.send_task("labs.inside.inside_read", args=[sid], kwargs={"views": views},

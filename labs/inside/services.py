@@ -14,9 +14,10 @@ from django.db.models import Sum
 from django.dispatch import receiver
 
 from labs.exceptions import BadRequest, Conflict, NotFound, ServiceUnavailable
-from labs.inside.tasks import READ_TIMEOUT, WRITE_TIMEOUT, inside_commit, inside_untag
+from labs.inside.host import READ_TIMEOUT, WRITE_TIMEOUT, images_untag, layer_commit
 from labs import selectors
-from labs.models import Checkpoint, CommittedImage, Lab, Session, SessionImage, Step, StepProgress
+from labs.models import Checkpoint, CommittedImage, Lab, Session, SessionImage, Step
+from labs.progress import current_step
 from labs.services import START_EXPIRES, session_broadcast, session_set_state, session_start
 from labs.signals import step_passed
 
@@ -48,7 +49,7 @@ def checkpoints_collect(*, sid: str) -> int:
     """On the session's host, as it ends: its checkpoints go (store tags and rows)."""
     refs = list(Checkpoint.objects.filter(session_id=sid).values_list("ref", flat=True))
     if refs:
-        inside_untag(refs)
+        images_untag(refs)
     Checkpoint.objects.filter(session_id=sid).delete()
     return len(refs)
 
@@ -67,7 +68,7 @@ def checkpoints_orphaned(*, refs: list[str]) -> list[str]:
 
 def _send(session: Session, task: str, timeout: float, **kwargs) -> dict:
     """Run a host task for a ready session and wait for its answer."""
-    from labsite.celery import app
+    from celery import current_app as app
 
     if session.state != S.READY:
         raise Conflict(f"沙箱现在是 {session.state}，还没就绪。The sandbox is {session.state}, not ready.")
@@ -116,9 +117,8 @@ def checkpoint_view(cp: Checkpoint) -> dict:
 
 
 def _current_step_key(session: Session) -> str:
-    """The trainee's current step (the first not passed), as labs.learning counts it."""
-    passed = StepProgress.objects.filter(user=session.user, step__lab=session.lab, passed_at__isnull=False)
-    step = session.lab.steps.filter(retired=False).exclude(id__in=passed.values("step_id")).order_by("position").first()
+    """The trainee's current step (the first not passed: labs.progress.current_step)."""
+    step = current_step(user=session.user, lab=session.lab)
     return step.key if step is not None else ""
 
 
@@ -133,7 +133,7 @@ def checkpoint_create(*, session: Session, step: Step | None = None, here: bool 
     args = {"ref": ref, "created_by": f"lab checkpoint {cp.id}" + (f" (step {key})" if key else ""),
             "comment": f"container layer of session {session.id}", "squash_at": settings.LAB_CHECKPOINT_SQUASH}
     if here:
-        result = inside_commit(session.id, **args)
+        result = layer_commit(session.id, **args)
         if "error" in result:
             raise Conflict(result["error"])
     else:
@@ -148,7 +148,7 @@ def checkpoint_create(*, session: Session, step: Step | None = None, here: bool 
 
 
 def _send_untag(session: Session, refs: list[str]) -> None:
-    from labsite.celery import app
+    from celery import current_app as app
 
     app.send_task("labs.inside.inside_untag", args=[refs], queue=f"host.{session.host}", expires=3600)
 
@@ -164,7 +164,7 @@ def checkpoint_after_pass(*, user: AbstractBaseUser, step: Step) -> None:
     session = Session.objects.filter(user=user, lab_id=step.lab_id, state=S.READY).only("id", "host").first()
     if session is None:
         return
-    from labsite.celery import app
+    from celery import current_app as app
 
     sid, host = session.id, session.host
     transaction.on_commit(lambda: app.send_task("labs.inside.checkpoint_auto", args=[sid, step.id],
@@ -199,7 +199,7 @@ def session_rewind(*, session: Session, checkpoint_id: str) -> None:
         raise NotFound(f"这个会话没有检查点 {checkpoint_id!r}。This session has no checkpoint {checkpoint_id!r}.")
     if session.state != S.READY:
         raise Conflict(f"沙箱现在是 {session.state}，还没就绪。The sandbox is {session.state}, not ready.")
-    from labsite.celery import app
+    from celery import current_app as app
 
     session_set_state(sid=session.id, state=S.STARTING, message="回到检查点… Rewinding to a checkpoint…")
     transaction.on_commit(lambda: app.send_task("labs.tasks.sandbox_rewind", args=[session.id, cp.ref],
@@ -252,7 +252,7 @@ def session_start_on_image(*, user: AbstractBaseUser, lab: Lab, ref: str) -> tup
         session = Session.objects.create(user=user, lab=lab, host=image.host, state=S.STARTING,
                                          expires_at=timezone.now() + timedelta(minutes=lifetime))
         SessionImage.objects.create(session=session, ref=ref)
-        from labsite.celery import app
+        from celery import current_app as app
 
         transaction.on_commit(lambda: app.send_task("labs.tasks.sandbox_start", args=[session.id],
                                                     queue=f"host.{session.host}", expires=START_EXPIRES))

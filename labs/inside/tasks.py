@@ -5,79 +5,37 @@ from __future__ import annotations
 
 from celery import shared_task
 
-READ_TIMEOUT = 15
-WRITE_TIMEOUT = 60
-
-
-def _host_errors(func):
-    """Turn the engine's errors into {"error": message} for the web to raise."""
-    from sandbox.exceptions import SandboxError
-    from sandbox.images.exceptions import ImageError
-
-    def run(*args, **kwargs) -> dict:
-        try:
-            return func(*args, **kwargs)
-        except (SandboxError, ImageError) as exc:
-            return {"error": str(exc)}
-
-    run.__name__, run.__doc__ = func.__name__, func.__doc__
-    return run
+from labs.inside.host import WRITE_TIMEOUT, host_errors, images_untag, layer_commit
 
 
 @shared_task(name="labs.inside.inside_read", soft_time_limit=20, time_limit=30)
-@_host_errors
+@host_errors
 def inside_read(sid: str, views: list[str]) -> dict:
     """The asked views (layers, changes, container) of a sandbox of this host."""
-    from sandbox.config import host_config
+    from labs.hostconfig import host_config
     from sandbox.inside.host import VIEWS, inside_view
 
     return inside_view(host_config(), sid, tuple(v for v in views if v in VIEWS))
 
 
 @shared_task(name="labs.inside.inside_tree", soft_time_limit=20, time_limit=30)
-@_host_errors
+@host_errors
 def inside_tree(sid: str, path: str) -> dict:
     """One directory of a sandbox's merged root, entry by entry with its layer."""
-    from sandbox.config import host_config
+    from labs.hostconfig import host_config
     from sandbox.inside.host import inside_tree as tree
 
     return tree(host_config(), sid, path)
 
 
 @shared_task(name="labs.inside.inside_commit", soft_time_limit=WRITE_TIMEOUT, time_limit=WRITE_TIMEOUT + 30)
-@_host_errors
 def inside_commit(sid: str, ref: str, created_by: str, comment: str = "", author: str = "",
                   replace: bool = True, squash_at: int = 0) -> dict:
     """Tag `ref` as the sandbox's stack plus its container layer (checkpoint or commit)."""
-    from sandbox.config import host_config
-    from sandbox.images.store import ImageStore
-    from sandbox.inside.checkpoint import upper_commit
-    from sandbox.service import layout_for
-
-    cfg = host_config()
-    if not replace and ref in ImageStore(cfg.images_dir).refs():
-        return {"error": f"已有名为 {ref} 的镜像，请换一个名字或标签。An image called {ref} already exists; choose another name or tag."}
-    image, seconds = upper_commit(cfg, layout_for(cfg, sid), ref=ref, created_by=created_by,
-                                 comment=comment, author=author, squash_at=squash_at)
-    top = image.layers[-1]
-    return {"ref": image.ref, "digest": image.manifest_digest, "id": image.id, "diff_id": top.diff_id,
-            "size": top.size, "tar_seconds": seconds}
+    return layer_commit(sid, ref, created_by, comment=comment, author=author, replace=replace, squash_at=squash_at)
 
 
 @shared_task(name="labs.inside.inside_untag", soft_time_limit=60, time_limit=90)
 def inside_untag(refs: list[str]) -> int:
     """Untag images in this host's store (their layers go at the next `image gc`)."""
-    from sandbox.config import host_config
-    from sandbox.images.exceptions import ImageNotFound
-    from sandbox.images.store import ImageStore
-
-    cfg = host_config()
-    store = ImageStore(cfg.images_dir)
-    removed = 0
-    for ref in refs:
-        try:
-            store.remove(ref)
-            removed += 1
-        except ImageNotFound:
-            pass
-    return removed
+    return images_untag(refs)

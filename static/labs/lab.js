@@ -175,7 +175,13 @@
   window.__labTerm = terminal.term;
 
   terminal.onState(function (state, message, reason, who) { setState(state, message, reason, who); });
-  terminal.onCheck(function (result) { showResult(result.step, result.passed, result.message, true); });
+  // Check results come over the terminal's WebSocket: auto-checks, and a pressed Check
+  // (the API answers 202 at once; by: "check").
+  terminal.onCheck(function (result) {
+    var pressed = result.by === "check";
+    showResult(result.step, result.passed, result.message, !pressed);
+    if (pressed) checkEnded(result.step, result.passed);
+  });
   terminal.onEvent(function (message) {
     if (message.type === "watched") showWatchers(message.watchers || []);
     emit("lab:event", message);
@@ -364,24 +370,45 @@
       box.removeAttribute("data-passed");
       box.textContent = t("check.running");
       api("POST", "sessions/" + encodeURIComponent(session.id) + "/check", { step: stepId }).then(
-        function (response) {
-          var body = response.body || {};
-          showResult(stepId, Boolean(body.passed), body.message || "", false);
-          if (!body.passed) emit("lab:check-failed", { step: stepId });
+        function () {
+          // 202: the result arrives as a "check" event (terminal.onCheck). If it never
+          // does (the socket was down meanwhile), say so rather than spin for ever.
+          if (!button.classList.contains("is-checking")) return; // its result came first
+          clearTimeout(checkWaits[stepId]);
+          checkWaits[stepId] = setTimeout(function () {
+            failInto(box, t("check.noanswer"));
+            checkEnded(stepId, null);
+          }, CHECK_WAIT_MS);
         },
         function (error) {
-          box.className = "step-result is-failed";
-          box.textContent = "";
-          var pre = document.createElement("pre");
-          pre.textContent = error.message;
-          box.appendChild(pre);
+          failInto(box, error.message);
+          checkEnded(stepId, null);
         }
-      ).then(function () {
-        button.classList.remove("is-checking");
-        render();
-      });
+      );
     });
   });
+
+  var CHECK_WAIT_MS = 180000; // longer than any check's time limit on the host
+  var checkWaits = {};
+
+  function failInto(box, message) {
+    box.className = "step-result is-failed";
+    box.textContent = "";
+    var pre = document.createElement("pre");
+    pre.textContent = message;
+    box.appendChild(pre);
+  }
+
+  /** A pressed check ended (passed: true / false, or null when no result came). */
+  function checkEnded(stepId, passed) {
+    clearTimeout(checkWaits[stepId]);
+    delete checkWaits[stepId];
+    var step = stepElement(String(stepId));
+    var button = step && step.querySelector("[data-check]");
+    if (button) button.classList.remove("is-checking");
+    if (passed === false) emit("lab:check-failed", { step: String(stepId) });
+    render();
+  }
 
   // ---- Shared with learning.js ---------------------------------------------------
 

@@ -292,6 +292,7 @@
     reportHere();
   });
   showProgress(pageData.progress);
+  reportHere(); // the page is a read (GET): this starts the current step on the server
 
   document.addEventListener("lab:state", function (event) {
     if (event.detail.state === "ready") reportHere();

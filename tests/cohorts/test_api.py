@@ -245,7 +245,7 @@ def test_the_sandbox_overview_is_for_admins_and_lists_the_last_days_failures(kla
 
 
 def test_a_failing_dashboard_update_never_fails_the_trainees_check(klass, smoke_lab, monkeypatch):
-    from labs.services import CheckResult, progress_record_check
+    from labs.progress import CheckResult, progress_record_check
     from labsite.celery import app
 
     def broken(*args, **kwargs):
@@ -323,7 +323,7 @@ def test_the_watch_view_shows_the_trainees_step_last_check_and_hints(klass, smok
 
 def test_the_replay_timeline_has_markers_at_checks_and_step_changes_and_the_stuck_moment(klass, smoke_lab, settings):
     from labs.models import Session
-    from labs.services import CheckResult, progress_record_check
+    from labs.progress import CheckResult, progress_record_check
 
     settings.COHORT_STUCK_ATTEMPTS, settings.COHORT_STUCK_MINUTES = 3, 0
     session = Session.objects.create(user=klass.trainee, lab=smoke_lab, host="h1", state="ready")

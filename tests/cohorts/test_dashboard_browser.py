@@ -78,7 +78,7 @@ def test_the_dashboard_updates_live_as_a_trainee_works_and_the_instructor_watche
         worker, web, klass, chromium, tmp_path):
     from websockets.sync.client import connect
 
-    from sandbox.config import host_config
+    from labs.hostconfig import host_config
     from sandbox.service import sandbox_exec
 
     cid, uid = klass.cohort.id, klass.trainee.id
@@ -94,12 +94,12 @@ def test_the_dashboard_updates_live_as_a_trainee_works_and_the_instructor_watche
     session = api(trainee, web, "POST", "/api/sessions/", {"lab": "smoke"})
     page.get_by_test_id(f"watch-{uid}-smoke").wait_for()
     # A failed check: the cell turns "working" with one attempt.
-    assert api(trainee, web, "POST", f"/api/sessions/{session['id']}/check", {"step": "make-file"})["passed"] is False
+    assert api(trainee, web, "POST", f"/api/sessions/{session['id']}/check?wait=1", {"step": "make-file"})["passed"] is False
     wait_state(page, uid, "make-file", "working")
     assert cell(page, uid, "make-file").inner_text().startswith("1×")
     # Then the task and a passing check: "passed", and the numbers follow.
     sandbox_exec(host_config(), session["id"], "touch /root/done", timeout=5)
-    assert api(trainee, web, "POST", f"/api/sessions/{session['id']}/check", {"step": "make-file"})["passed"] is True
+    assert api(trainee, web, "POST", f"/api/sessions/{session['id']}/check?wait=1", {"step": "make-file"})["passed"] is True
     wait_state(page, uid, "make-file", "passed")
     stats = page.get_by_test_id("stats-smoke-make-file").inner_text().split("\t")
     assert stats[:3] == ["1. 建一个文件", "1 / 1", "1"] and stats[-1] == "2"

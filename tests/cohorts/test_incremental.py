@@ -81,7 +81,7 @@ def test_a_trainees_action_does_no_dashboard_work_on_the_request_path_and_publis
         smoke_lab, monkeypatch):
     from labs.events import pending_key
     from labs.redis import sync_redis
-    from labs.services import CheckResult, progress_record_check
+    from labs.progress import CheckResult, progress_record_check
     from labsite.celery import app
 
     sent: list[tuple[str, dict]] = []

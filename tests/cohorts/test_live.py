@@ -40,7 +40,7 @@ def test_the_dashboard_socket_gets_the_trainees_row_when_their_sandbox_starts_an
         rows = events(ws, lambda s: any(e["row"]["session"] and e["row"]["session"]["state"] == "ready" for e in s))
         assert all(e["type"] == "row" and e["user"] == klass.trainee.id and e["lab"] == "smoke" for e in rows)
         assert rows[-1]["row"]["session"]["id"] == session["id"]
-        check = klass.trainee_client.post(f"/api/sessions/{session['id']}/check", {"step": "make-file"},
+        check = klass.trainee_client.post(f"/api/sessions/{session['id']}/check?wait=1", {"step": "make-file"},
                                           content_type="application/json")
         assert check.json()["passed"] is False
         (update,) = [e for e in events(ws, lambda s: any(e["row"]["steps"][0]["attempts"] for e in s))
@@ -80,7 +80,7 @@ def test_the_dashboard_socket_is_only_for_the_cohorts_instructors_and_admins(web
 
 
 def test_an_instructor_watches_their_trainees_terminal_read_only(worker, web, klass):
-    from sandbox.config import host_config
+    from labs.hostconfig import host_config
     from sandbox.service import sandbox_exec
 
     session = start_session(klass.trainee_client)

@@ -207,7 +207,7 @@ def test_countdown_extend_to_the_limit_warning_banner_and_reset(worker, web, lab
 
     # Made outside the terminal: the relay re-feeds a reset session's old keystrokes to the
     # new shell (see test_learning.py's xfail), which would make it again.
-    from sandbox.config import host_config
+    from labs.hostconfig import host_config
     from sandbox.service import sandbox_exec
 
     assert orm(sandbox_exec, host_config(), sid, "touch /root/marker", timeout=5).exit_code == 0

@@ -72,7 +72,7 @@ def test_the_articles_experiment_works_verbatim_in_home_and_tmp_and_not_on_the_r
     # A reset gives a fresh sandbox: the volumes are empty again.
     assert client.post(f"/api/sessions/{session['id']}/reset").status_code == 202
     wait_for(lambda: client.get(f"/api/sessions/{session['id']}/").json()["state"] == "ready", timeout=30, what="reset")
-    from sandbox.config import host_config
+    from labs.hostconfig import host_config
     from sandbox.service import sandbox_exec
 
     out = sandbox_exec(host_config(), session["id"], "ls -A /root /tmp; grep -E ' /(root|tmp) ' /proc/mounts", timeout=10).output

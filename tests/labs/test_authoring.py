@@ -211,14 +211,14 @@ def test_the_author_starts_a_sandbox_of_the_unpublished_lab_works_through_it_and
         term = Terminal(ws)
         term.send("touch /root/x && echo made-$((20+1))\r")
         term.expect("made-21")
-    check = people["author"].post(f"/api/sessions/{session['id']}/check", {"step": "first"}, content_type="application/json")
+    check = people["author"].post(f"/api/sessions/{session['id']}/check?wait=1", {"step": "first"}, content_type="application/json")
     assert check.json()["passed"] is True
     assert people["author"].get("/api/labs/mine/progress").json()["steps_passed"] == 1
     for name in ("other", "trainee"):
         resp = people[name].post("/api/sessions/", {"lab": "mine"}, content_type="application/json")
         assert resp.status_code == 404 and "mine" in resp.json()["error"]
         assert people[name].get(f"/api/sessions/{session['id']}/").status_code == 404
-        assert people[name].post(f"/api/sessions/{session['id']}/check", {"step": "first"},
+        assert people[name].post(f"/api/sessions/{session['id']}/check?wait=1", {"step": "first"},
                                  content_type="application/json").status_code == 404
         assert ws_close_code(web, people[name], session["ws"]) == 4403
     admin_session = start_session(people["admin"], "mine")  # admins may preview every lab

@@ -14,6 +14,7 @@ from django.conf import settings
 from django.test import Client
 
 from sandbox.images import spec
+from sandbox.images.gc import collect
 from sandbox.images.store import ImageStore
 from tests.conftest import IS_ROOT, wait_for
 from tests.labs.test_inside import run
@@ -41,7 +42,7 @@ def post(client: Client, url: str, data: dict | None = None):
 
 
 def sh(sid: str, script: str) -> tuple[int, str]:
-    from sandbox.config import host_config
+    from labs.hostconfig import host_config
     from sandbox.service import sandbox_exec
 
     res = sandbox_exec(host_config(), sid, script, timeout=10)
@@ -83,7 +84,7 @@ def test_rewind_restores_files_removes_later_ones_and_keeps_progress(worker, web
         run(term, "echo one > /etc/before", "done-r1")
         cp = post(client, f"/api/sessions/{sid}/checkpoints").json()
         run(term, "echo two > /etc/before; echo later > /etc/later; touch /root/done", "done-r2")
-        assert post(client, f"/api/sessions/{sid}/check", {"step": "make-file"}).json()["passed"] is True
+        assert post(client, f"/api/sessions/{sid}/check?wait=1", {"step": "make-file"}).json()["passed"] is True
         # Passing a step takes a checkpoint by itself.
         listed = wait_for(lambda: (c := client.get(f"/api/sessions/{sid}/checkpoints").json()["checkpoints"])
                           and len(c) == 2 and c, what="automatic checkpoint")
@@ -203,7 +204,7 @@ def test_checkpoints_go_with_their_session_and_orphans_with_image_gc(worker, smo
     wait_for(lambda: client.get(f"/api/sessions/{sid}/").json()["state"] == "stopped", what="stopped")
     assert not Checkpoint.objects.filter(session_id=sid).exists()
     assert not [r for r in store().refs() if r.startswith(f"lab-checkpoints/{sid}:")]
-    store().gc()
+    collect(store())
     assert not blob.exists()
     # A session that ended without its host (lost): `image gc` untags what it left.
     second = start_session(client)

@@ -28,7 +28,7 @@ def test_one_check_per_session_is_in_flight_and_other_sessions_still_check(worke
     neighbour_client = Client()
     neighbour_client.force_login(make_user("neighbour"))
     neighbour = start_session(neighbour_client)
-    url = f"/api/sessions/{hostile['id']}/check"
+    url = f"/api/sessions/{hostile['id']}/check?wait=1"
     results: list[dict] = []
     # The hostile trainee's check hangs (its step's timeout is 2 s) ...
     hung = threading.Thread(target=lambda: results.append(
@@ -41,7 +41,7 @@ def test_one_check_per_session_is_in_flight_and_other_sessions_still_check(worke
         again = client.post(url, {"step": "make-file"}, content_type="application/json")
         assert again.status_code == 409, again.content
         # ... and the neighbour's check runs and answers meanwhile.
-        other = neighbour_client.post(f"/api/sessions/{neighbour['id']}/check", {"step": "make-file"},
+        other = neighbour_client.post(f"/api/sessions/{neighbour['id']}/check?wait=1", {"step": "make-file"},
                                       content_type="application/json").json()
         assert other == {"passed": False, "message": "no /root/done yet"}
     finally:

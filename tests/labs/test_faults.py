@@ -55,7 +55,7 @@ def test_with_every_worker_down_starting_says_unavailable_within_seconds(worker,
 
 
 def test_a_worker_killed_mid_session_is_reconciled_on_restart_and_the_session_marked_lost(worker, labs_for_faults, make_user, client):
-    from sandbox.config import host_config
+    from labs.hostconfig import host_config
     from sandbox.runtime import runc_list
 
     client.force_login(make_user())
@@ -123,7 +123,7 @@ def _resume(web, client, session, since: str, timeout: float = 20):
 
 
 def test_a_restarted_web_server_resumes_the_terminal_exactly_where_it_left_off(worker, web, labs_for_faults, make_user, client):
-    from sandbox.config import host_config
+    from labs.hostconfig import host_config
     from sandbox.service import sandbox_exec
     from tests.conftest import restart_web
     from tests.labs.test_sessions import Terminal, ws_connect
@@ -172,5 +172,5 @@ def test_a_restarted_redis_is_survived_and_terminals_reconnect_by_themselves(wor
         term.send("echo post-$((4+4))\r")
         term.expect("post-8", timeout=15)
     # the worker still takes tasks: a check goes through the new broker
-    result = client.post(f"/api/sessions/{session['id']}/check", {"step": "make-file"}, content_type="application/json")
+    result = client.post(f"/api/sessions/{session['id']}/check?wait=1", {"step": "make-file"}, content_type="application/json")
     assert result.json() == {"passed": False, "message": "no /root/done yet"}

@@ -20,7 +20,7 @@ pytestmark = [
 def test_sessions_spread_over_two_hosts_and_each_is_served_by_its_own(worker, web, builtin_labs, make_user):
     from labs.labfile import load_lab
     from labs.services import lab_import
-    from sandbox.config import host_config
+    from labs.hostconfig import host_config
     from sandbox.runtime import runc_list
     from tests.conftest import ROOT
     from dataclasses import replace
@@ -38,7 +38,7 @@ def test_sessions_spread_over_two_hosts_and_each_is_served_by_its_own(worker, we
         assert hosts == {worker.host, second.host}
         # checks and stops reach the host that owns the sandbox
         for c, s in zip(clients, sessions):
-            r = c.post(f"/api/sessions/{s['id']}/check", {"step": "make-file"}, content_type="application/json")
+            r = c.post(f"/api/sessions/{s['id']}/check?wait=1", {"step": "make-file"}, content_type="application/json")
             assert r.json() == {"passed": False, "message": "no /root/done yet"}
             cfg = replace(host_config(), host=s["host"])
             assert s["id"] in {x["id"] for x in runc_list(cfg)}

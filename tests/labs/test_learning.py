@@ -377,7 +377,7 @@ def _start(client, slug: str) -> dict:
 def test_auto_check_passes_the_current_step_in_the_background_and_tells_the_page(
         worker, web, learning_lab, make_user, client, settings):
     from labs.models import StepProgress
-    from sandbox.config import host_config
+    from labs.hostconfig import host_config
     from sandbox.service import sandbox_exec
     from tests.labs.test_sessions import ws_connect
 

@@ -23,17 +23,17 @@ def state_of(client, sid: str) -> str:
 
 def test_reset_gives_a_fresh_upper_layer_and_keeps_progress(worker, smoke_lab, make_user, client):
     from labs.models import StepProgress
-    from sandbox.config import host_config
+    from labs.hostconfig import host_config
     from sandbox.service import sandbox_exec
 
     client.force_login(make_user())
     session = start_session(client)
     sid = session["id"]
     sandbox_exec(host_config(), sid, "touch /root/done", timeout=5)
-    assert client.post(f"/api/sessions/{sid}/check", {"step": "make-file"}, content_type="application/json").json()["passed"]
+    assert client.post(f"/api/sessions/{sid}/check?wait=1", {"step": "make-file"}, content_type="application/json").json()["passed"]
     assert client.post(f"/api/sessions/{sid}/reset").status_code == 202
     wait_for(lambda: state_of(client, sid) == "ready", what="ready after reset")
-    after = client.post(f"/api/sessions/{sid}/check", {"step": "make-file"}, content_type="application/json").json()
+    after = client.post(f"/api/sessions/{sid}/check?wait=1", {"step": "make-file"}, content_type="application/json").json()
     assert after == {"passed": False, "message": "no /root/done yet"}  # the upper layer is new
     progress = StepProgress.objects.get(step__key="make-file")
     assert progress.passed_at is not None and progress.attempts == 2  # progress kept
@@ -102,7 +102,7 @@ def test_extend_pushes_the_end_back_within_the_labs_limit(worker, smoke_lab, mak
 def test_each_steps_setup_runs_in_the_sandbox_as_the_step_begins_and_again_after_a_reset(worker, make_user, client):
     from labs.labfile import load_lab
     from labs.services import lab_import
-    from sandbox.config import host_config
+    from labs.hostconfig import host_config
     from sandbox.service import sandbox_exec
     from tests.conftest import ROOT
 
@@ -117,7 +117,7 @@ def test_each_steps_setup_runs_in_the_sandbox_as_the_step_begins_and_again_after
     wait_for(lambda: seed("first") == "one", what="the first step's setup")  # run when the sandbox became ready
     assert seed("second") == ""  # not before its step begins
     sandbox_exec(cfg, sid, "echo done > /root/first.seed", timeout=5)
-    assert client.post(f"/api/sessions/{sid}/check", {"step": "first"}, content_type="application/json").json()["passed"]
+    assert client.post(f"/api/sessions/{sid}/check?wait=1", {"step": "first"}, content_type="application/json").json()["passed"]
     client.post("/api/labs/setup-steps/progress")  # the page says: I am at my current step
     wait_for(lambda: seed("second") == "two", what="the second step's setup")
     assert client.post(f"/api/sessions/{sid}/reset").status_code == 202

@@ -98,11 +98,11 @@ def test_echo_arithmetic_comes_back_as_42_and_resize_reaches_stty(worker, web, s
 def test_check_fails_before_the_task_and_passes_after_with_the_scripts_message(worker, smoke_lab, make_user, client):
     client.force_login(make_user())
     session = start_session(client)
-    url = f"/api/sessions/{session['id']}/check"
+    url = f"/api/sessions/{session['id']}/check?wait=1"
     before = client.post(url, {"step": "make-file"}, content_type="application/json").json()
     assert before == {"passed": False, "message": "no /root/done yet"}
     from labs.models import Session
-    from sandbox.config import host_config
+    from labs.hostconfig import host_config
     from sandbox.service import sandbox_exec
 
     assert sandbox_exec(host_config(), session["id"], "touch /root/done", timeout=5).exit_code == 0
@@ -117,7 +117,7 @@ def test_check_fails_before_the_task_and_passes_after_with_the_scripts_message(w
 def test_a_check_that_hangs_is_cut_off_and_reported(worker, smoke_lab, make_user, client):
     client.force_login(make_user())
     session = start_session(client)
-    result = client.post(f"/api/sessions/{session['id']}/check", {"step": "hangs"}, content_type="application/json").json()
+    result = client.post(f"/api/sessions/{session['id']}/check?wait=1", {"step": "hangs"}, content_type="application/json").json()
     assert result["passed"] is False
     assert "2 s" in result["message"]
 
@@ -156,7 +156,7 @@ def test_another_users_session_is_refused_on_the_api_and_the_websocket(worker, w
 
 
 def test_stop_leaves_no_container_mount_session_directory_or_zombie(worker, smoke_lab, make_user, client):
-    from sandbox.config import host_config
+    from labs.hostconfig import host_config
     from sandbox.runtime import runc_list
 
     client.force_login(make_user())
@@ -200,13 +200,13 @@ def test_an_idle_terminal_stays_connected_past_the_redis_client_timeouts(worker,
 def test_checks_speak_the_trainees_language_one_at_a_time(worker, smoke_lab, make_user, client):
     client.force_login(make_user())
     session = start_session(client)
-    url = f"/api/sessions/{session['id']}/check"
+    url = f"/api/sessions/{session['id']}/check?wait=1"
     en = client.post(url, {"step": "hangs"}, content_type="application/json", HTTP_ACCEPT_LANGUAGE="en").json()
     assert en == {"passed": False, "message": "The check did not finish within 2 s."}
     zh = client.post(url, {"step": "hangs"}, content_type="application/json", HTTP_ACCEPT_LANGUAGE="zh-hans").json()
     assert zh == {"passed": False, "message": "检查超时：2 s 内没有结束。"}
     # Inside the sandbox: LAB_LANG and the say helper every script gets.
-    from sandbox.config import host_config
+    from labs.hostconfig import host_config
     from sandbox.service import sandbox_exec
 
     script = 'say "中文" "English"; echo "$LAB_LANG"'

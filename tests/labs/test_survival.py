@@ -55,7 +55,7 @@ def test_a_killed_worker_takes_no_sandbox_and_no_terminal_with_it(worker, web, s
             worker.start_worker_again()
         # The new worker takes tasks for the same sandbox: a check runs inside it.
         term.send("touch /root/done\r")
-        resp = client.post(f"/api/sessions/{session['id']}/check", {"step": "make-file"}, content_type="application/json")
+        resp = client.post(f"/api/sessions/{session['id']}/check?wait=1", {"step": "make-file"}, content_type="application/json")
         assert resp.json()["passed"] is True, resp.content
     assert _state(client, session["id"]) == "ready"
 
@@ -86,7 +86,7 @@ def test_a_killed_relay_is_started_again_and_carries_on_the_same_shell(worker, w
         assert term.out.count(b"written-23-while-down") == 1  # nothing lost, nothing twice
         assert term.out.count(b"typed-34-while-down") == 1
     assert _state(client, session["id"]) == "ready"  # never lost
-    resp = client.post(f"/api/sessions/{session['id']}/check", {"step": "make-file"}, content_type="application/json")
+    resp = client.post(f"/api/sessions/{session['id']}/check?wait=1", {"step": "make-file"}, content_type="application/json")
     assert resp.json() == {"passed": False, "message": "no /root/done yet"}
 
 
@@ -117,7 +117,7 @@ def test_a_shell_that_exits_after_a_relay_restart_ends_its_session(worker, web, 
         term = Terminal(ws)
         term.send("exit\r")
         wait_for(lambda: _state(client, session["id"]) == "stopped", timeout=20, what="the session to end")
-    from sandbox.config import host_config
+    from labs.hostconfig import host_config
 
     cfg = host_config()
     wait_for(lambda: not (cfg.sessions_dir / session["id"]).exists(), what="the sandbox to be removed")

@@ -30,7 +30,7 @@ def test_two_tabs_of_the_same_session_see_the_same_terminal(worker, web, smoke_l
 def test_staff_watch_read_only_and_their_keystrokes_never_reach_the_shell(worker, web, smoke_lab, make_user, client):
     from django.contrib.auth import get_user_model
 
-    from sandbox.config import host_config
+    from labs.hostconfig import host_config
     from sandbox.service import sandbox_exec
 
     client.force_login(make_user("trainee"))
@@ -65,7 +65,7 @@ def test_other_trainees_cannot_watch(worker, web, smoke_lab, make_user, client):
 
 
 def test_utf8_split_across_reads_arrives_whole(worker, web, smoke_lab, make_user, client):
-    from sandbox.config import host_config
+    from labs.hostconfig import host_config
     from sandbox.service import sandbox_exec
 
     client.force_login(make_user())
@@ -100,7 +100,7 @@ def test_a_finished_session_has_an_asciicast_recording_with_output_and_resizes(w
 
 
 def test_full_screen_vi_works_and_redraws_after_a_resize(worker, web, smoke_lab, make_user, client):
-    from sandbox.config import host_config
+    from labs.hostconfig import host_config
     from sandbox.service import sandbox_exec
 
     client.force_login(make_user())

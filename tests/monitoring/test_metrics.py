@@ -92,7 +92,7 @@ def test_a_real_start_check_and_stop_move_the_metrics(worker, smoke_lab, make_us
     assert value(started, "lab_active_trainees", lab="smoke") == 1.0
     assert value(started, "lab_sessions", state="ready") >= 1.0
 
-    result = client.post(f"/api/sessions/{sid}/check", {"step": "make-file"}, content_type="application/json").json()
+    result = client.post(f"/api/sessions/{sid}/check?wait=1", {"step": "make-file"}, content_type="application/json").json()
     assert result["passed"] is False
     checked = wait_for(lambda: (s := scrape(client)) and value(s, "lab_checks_total", host=host, result="failed")
                        > value(before, "lab_checks_total", host=host, result="failed") and s,

@@ -60,7 +60,7 @@ class Command(BaseCommand):
     def handle_test(self, *, slugs_or_paths: list[str], all: bool, **options) -> None:
         """Prove every step of the labs in real sandboxes; exit 1 on any failure."""
         from labs.labtest import LabTestError, lab_dirs, labtest_host, test_lab
-        from sandbox.config import host_config
+        from labs.hostconfig import host_config
 
         if not all and not slugs_or_paths:
             raise CommandError("name labs (slugs or paths) or pass --all")

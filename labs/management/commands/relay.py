@@ -17,9 +17,9 @@ import time
 from django.core.management.base import BaseCommand, CommandError
 
 from labs.tasks import host_reconcile, host_resume
-from labsite.celery import app
+from celery import current_app as app
 from sandbox.cgroups import cgroup_parent_remove
-from sandbox.config import host_config
+from labs.hostconfig import host_config
 from sandbox.relay.holder import HolderClient, exclusive_lock
 from sandbox.relay.server import Relay
 from sandbox.relay.spawn import become_subreaper
