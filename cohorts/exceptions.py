@@ -1,10 +1,5 @@
-"""Errors of the cohorts app. They subclass labs' LabError, so labs.api.api maps them to JSON."""
+"""Errors of the cohorts app: labs' own (labs.exceptions), so the one mapping there
+(error_answer) answers them."""
 from __future__ import annotations
 
-from labs.exceptions import BadRequest, LabError, NotFound  # noqa: F401  (re-exported)
-
-
-class Forbidden(LabError):
-    """Signed in, but not allowed: not an instructor, or not this cohort's instructor."""
-
-    status = 403
+from labs.exceptions import BadRequest, Forbidden, LabError, NotFound  # noqa: F401  (re-exported)
