@@ -11,7 +11,6 @@ import asyncio
 import collections
 import json
 import logging
-import re
 import time
 from urllib.parse import parse_qs
 
@@ -34,7 +33,7 @@ CLOSE_NOT_FOUND = 4404
 CLOSE_ENDED = 4410
 CLOSE_TOO_MANY = 4429
 MAX_FRAME = 256 * 1024
-STREAM_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
+STREAM_ID = streams.ENTRY_ID
 INPUT_MAX = 64 * 1024
 HOST_CHECK_MS = 3000
 ACK_STEP = 256 * 1024
@@ -50,9 +49,7 @@ def watchers_key(sid: str) -> str:
     return f"term:{sid}:watchers"
 
 
-def _id(entry_id: str) -> tuple[int, int]:
-    ms, _, seq = entry_id.partition("-")
-    return int(ms), int(seq or 0)
+_id = streams.entry_id_order
 
 
 @database_sync_to_async

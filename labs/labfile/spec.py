@@ -6,6 +6,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from sandbox.runtime import Limits as SandboxLimits
+
 LAB_FILE = "lab.yaml"
 LANGS = ("zh-hans", "en")
 LEVELS = ("beginner", "intermediate", "advanced")
@@ -32,15 +34,18 @@ class Text:
 
 @dataclass(frozen=True)
 class Limits:
-    """Resource limits of a lab's sandbox."""
+    """A lab file's `limits:` block. Not the same thing as the engine's
+    sandbox.runtime.Limits (one sandbox's cgroups, PTYs and network): it adds the web's
+    session policy (lifetime, idle) and lacks what a lab may not set; the engine's part
+    is taken from it by sandbox.runtime.Limits.from_lab, and its defaults are the engine's."""
 
-    memory_mb: int = 256
-    pids: int = 128
-    cpu: float = 1.0
-    disk_mb: int = 256
+    memory_mb: int = SandboxLimits.memory_mb
+    pids: int = SandboxLimits.pids
+    cpu: float = SandboxLimits.cpu
+    disk_mb: int = SandboxLimits.disk_mb
     lifetime_minutes: int = 120
     idle_minutes: int = 30
-    network: bool = False
+    network: bool = SandboxLimits.network
 
 
 @dataclass(frozen=True)

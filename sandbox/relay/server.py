@@ -38,15 +38,12 @@ from sandbox.relay.spawn import Reaper, console_listener, receive_master
 log = logging.getLogger(__name__)
 
 FRAME_BYTES = 64 * 1024
-STREAM_BYTES = 2048
+# A flush at least this big means the output is streaming (batch it), smaller is interactive.
+STREAMING_FLUSH_BYTES = 2048
 BATCH_SECONDS = 0.004
-WINDOW_BYTES = streams.STREAM_BYTES
+WINDOW_BYTES = streams.STREAM_KEEP_BYTES
 INPUT_CAP = 256 * 1024
-
-
-def _id_tuple(entry_id: str) -> tuple[int, int]:
-    ms, _, seq = entry_id.partition("-")
-    return int(ms), int(seq or 0)
+_id_tuple = streams.entry_id_order
 
 
 @dataclass
@@ -302,7 +299,7 @@ class Relay:
             return
         # Interactive output (the last frame was small) leaves at once; a stream waits
         # up to BATCH_SECONDS after the previous frame, so it leaves in large frames.
-        streaming = pty.last_flush_bytes >= STREAM_BYTES
+        streaming = pty.last_flush_bytes >= STREAMING_FLUSH_BYTES
         if len(pty.buf) >= FRAME_BYTES or not streaming:
             delay = 0.0
         else:
@@ -352,9 +349,9 @@ class Relay:
         self._schedule_flush(pty)
 
     def _trim(self, pty: Pty) -> None:
-        """Keep about STREAM_BYTES of output in the stream (sent without waiting)."""
+        """Keep about STREAM_KEEP_BYTES of output in the stream (sent without waiting)."""
         drop_to = None
-        while pty.out_log and pty.out_total - pty.out_log[0][1] > streams.STREAM_BYTES:
+        while pty.out_log and pty.out_total - pty.out_log[0][1] > streams.STREAM_KEEP_BYTES:
             drop_to = pty.out_log.popleft()
         if drop_to is not None:
             pty.trimmed_total = drop_to[1]

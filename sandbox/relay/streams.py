@@ -1,6 +1,6 @@
 """Redis keys of the terminal streams, shared by the relay and the web consumer.
 
-term:<sid>:out  output entries {d: bytes}, trimmed to ~STREAM_BYTES by the relay, so a
+term:<sid>:out  output entries {d: bytes}, trimmed to ~STREAM_KEEP_BYTES by the relay, so a
                 reconnecting browser resumes exactly from the last id it saw; a fresh
                 page replays only the last REPLAY_BYTES of it.
 term:<sid>:in   input entries {d: bytes} keystrokes, {r: "cols rows"} resize,
@@ -12,10 +12,12 @@ lab:hold:<name> its PTY holder's heartbeat: the sandboxes are alive while this i
 """
 from __future__ import annotations
 
+import re
+
 # The relay never runs more than the flow-control window (WINDOW_BYTES in server.py,
 # equal to this) ahead of what viewers acknowledged, so nothing unacknowledged is ever
 # trimmed: resuming is exact. A page opened afresh gets at most REPLAY_BYTES.
-STREAM_BYTES = 1024 * 1024
+STREAM_KEEP_BYTES = 1024 * 1024
 REPLAY_BYTES = 512 * 1024
 HOST_TTL = 5
 # A relay handing over to its successor keeps its host alive this long.
@@ -26,6 +28,19 @@ INPUT_MAXLEN = 128
 # Output of an ended session stays this long for a last look, then expires.
 ENDED_TTL = 3600
 HOSTS_SET = "lab:hosts"
+# A Redis stream entry id as a browser may send it ("<ms>-<seq>").
+ENTRY_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
+
+
+def entry_id_valid(text: str) -> bool:
+    """Whether `text` is a well-formed stream entry id (what a browser may send back)."""
+    return bool(ENTRY_ID.match(text))
+
+
+def entry_id_order(entry_id: str) -> tuple[int, int]:
+    """A stream entry id as (milliseconds, sequence), to compare ids in stream order."""
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
 
 
 def out_key(sid: str) -> str:
