@@ -7,7 +7,6 @@ import os
 import time
 from pathlib import Path
 
-from bench.client import Browser
 from bench.ready import PROMPT
 from bench.report import Figure, pct
 from bench.terminal import LabConn, echo_samples

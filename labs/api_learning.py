@@ -12,7 +12,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from labs import learning, selectors
 from labs.api import api, body, field
 from labs.models import Step
-from labs.progress import step_of
+from labs.progress import progress_here, step_of
 
 
 def _lab_step(request: HttpRequest, slug: str, step: str) -> Step:
@@ -82,7 +82,7 @@ def lab_progress(request: HttpRequest, slug: str) -> HttpResponse:
     """GET: own progress on a lab. POST: "I am here": start the current step, poll auto-checks."""
     lab = learning.lab_for(user=request.user, slug=slug)
     if request.method == "POST":
-        learning.progress_here(user=request.user, lab=lab)
+        progress_here(user=request.user, lab=lab)
         live = selectors.live_session_for_lab(user=request.user, lab=lab)
         if live is not None:
             learning.session_follow(session=live)

@@ -22,8 +22,8 @@ from labs.checks import step_check_run
 from labs.exceptions import BadRequest, Conflict, NotFound
 from labs.hostconfig import host_config
 from labs.models import Lab, QuizAnswer, Session, Step, StepProgress
-from labs.progress import (CheckResult, current_step, passes_by, progress_changed, progress_here,
-                           progress_mark_passed, progress_record_check, step_start)
+from labs.progress import (CheckResult, current_step, passes_by, progress_changed, progress_mark_passed,
+                           progress_record_check, step_start)
 from labs.redis import sync_redis
 from labs.selectors import can_author, lab_summary, pick, pick_quiz, render_inline, step_view
 from labs.selectors import lab_for as _lab_for

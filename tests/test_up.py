@@ -153,8 +153,6 @@ def _environ_has(proc: Path, needle: str) -> bool:
 @pytest.mark.root
 @pytest.mark.skipif(not IS_ROOT, reason="./lab up runs as root")
 def test_nothing_outlives_a_killed_lab_up(tmp_path):
-    import signal
-
     from tests.support import wait_for
 
     host = f"uptest{os.getpid()}k"

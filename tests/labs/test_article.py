@@ -6,7 +6,6 @@ there; on the overlay root the same mount fails with EINVAL, and a reset empties
 """
 from __future__ import annotations
 
-import json
 
 import pytest
 

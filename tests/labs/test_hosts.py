@@ -60,8 +60,6 @@ def test_sessions_spread_over_two_hosts_and_each_is_served_by_its_own(worker, we
 
 
 def test_a_full_host_answers_the_lab_is_full_at_once_never_a_hang(worker, builtin_labs, make_user):
-    import os
-
     from tests.conftest import _subprocess_env
 
     worker.stop()

@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import pytest
-from django.conf import settings
 from websockets.sync.client import connect
 
 from tests.conftest import IS_ROOT, ROOT, wait_for, zombies_under

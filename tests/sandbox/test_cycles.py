@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import IS_ROOT, process_table, zombies_under
+from tests.conftest import IS_ROOT, zombies_under
 
 pytestmark = [pytest.mark.root, pytest.mark.sandbox, pytest.mark.skipif(not IS_ROOT, reason="sandboxes need root"),
               pytest.mark.django_db(transaction=True)]
