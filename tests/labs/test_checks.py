@@ -73,3 +73,41 @@ def test_checks_are_sent_to_their_own_queue_and_the_worker_consumes_it(worker, s
     assert ("labs.tasks.sandbox_check", f"host.{host}.checks") in sent
     queues = {q["name"] for qs in (app.control.inspect(timeout=5).active_queues() or {}).values() for q in qs}
     assert {f"host.{host}", f"host.{host}.checks"} <= queues
+
+
+def test_a_pressed_check_answers_202_at_once_and_its_result_comes_over_the_terminal_websocket(
+        worker, web, smoke_lab, make_user, client):
+    """No web worker waits on a check (issue 14): the host records it and tells every page."""
+    from labs.models import CheckRecord, StepProgress
+    from labs.hostconfig import host_config
+    from sandbox.service import sandbox_exec
+    from tests.labs.test_sessions import Terminal, ws_connect
+
+    user = make_user()
+    client.force_login(user)
+    session = start_session(client)
+    url = f"/api/sessions/{session['id']}/check"
+
+    def result_of(term: Terminal) -> dict:
+        """The next check result among the socket's control messages (terminal bytes aside)."""
+        def found():
+            term.poll()
+            checks = [m for m in term.control if m.get("type") == "check"]
+            return checks and term.control.pop(term.control.index(checks[0]))
+        return wait_for(found, timeout=60, what="the check's result over the WebSocket")
+
+    with ws_connect(web, client, session["ws"]) as ws:
+        term = Terminal(ws)
+        wait_for(lambda: term.poll() or any(m.get("type") == "hello" for m in term.control), what="hello")
+        first = client.post(url, {"step": "make-file"}, content_type="application/json")
+        assert first.status_code == 202 and first.json() == {"queued": True}
+        assert result_of(term) == {"type": "check", "step": "make-file", "passed": False,
+                                 "message": "no /root/done yet", "by": "check"}
+        assert sandbox_exec(host_config(), session["id"], "touch /root/done", timeout=5).exit_code == 0
+        assert client.post(url, {"step": "make-file"}, content_type="application/json").status_code == 202
+        passed = result_of(term)
+        assert passed["passed"] is True and passed["by"] == "check"
+    # The host recorded both attempts; the first pass marked the step passed by the check.
+    progress = StepProgress.objects.get(user=user, step__key="make-file")
+    assert progress.attempts == 2 and progress.passed_by == "check" and progress.passed_at is not None
+    assert list(CheckRecord.objects.filter(user=user).order_by("id").values_list("passed", flat=True)) == [False, True]
