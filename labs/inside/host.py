@@ -5,6 +5,11 @@ database."""
 from __future__ import annotations
 
 from labs.hostconfig import host_config
+from sandbox.exceptions import SandboxError
+from sandbox.images.exceptions import ImageError, ImageNotFound
+from sandbox.images.store import ImageStore
+from sandbox.inside.checkpoint import upper_commit
+from sandbox.service import layout_for
 
 READ_TIMEOUT = 15
 WRITE_TIMEOUT = 60
@@ -12,9 +17,6 @@ WRITE_TIMEOUT = 60
 
 def host_errors(func):
     """Turn the engine's errors into {"error": message} for the web to raise."""
-    from sandbox.exceptions import SandboxError
-    from sandbox.images.exceptions import ImageError
-
     def run(*args, **kwargs) -> dict:
         try:
             return func(*args, **kwargs)
@@ -29,10 +31,6 @@ def host_errors(func):
 def layer_commit(sid: str, ref: str, created_by: str, comment: str = "", author: str = "",
                  replace: bool = True, squash_at: int = 0) -> dict:
     """Tag `ref` as the sandbox's stack plus its container layer (checkpoint or commit)."""
-    from sandbox.images.store import ImageStore
-    from sandbox.inside.checkpoint import upper_commit
-    from sandbox.service import layout_for
-
     cfg = host_config()
     if not replace and ref in ImageStore(cfg.images_dir).refs():
         return {"error": f"已有名为 {ref} 的镜像，请换一个名字或标签。An image called {ref} already exists; choose another name or tag."}
@@ -45,9 +43,6 @@ def layer_commit(sid: str, ref: str, created_by: str, comment: str = "", author:
 
 def images_untag(refs: list[str]) -> int:
     """Untag images in this host's store (their layers go at the next `image gc`)."""
-    from sandbox.images.exceptions import ImageNotFound
-    from sandbox.images.store import ImageStore
-
     store = ImageStore(host_config().images_dir)
     removed = 0
     for ref in refs:
