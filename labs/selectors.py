@@ -35,16 +35,6 @@ def pick_quiz(text: dict | None, lang: str) -> str:
 INSTRUCTORS_GROUP = "instructors"
 
 
-def lab_get(*, slug: str) -> Lab:
-    """A published lab by slug, or NotFound: what anyone may see. Pages, the API and
-    Start use lab_for, which also lets a lab's author and admins reach it unpublished."""
-    try:
-        return Lab.objects.get(slug=slug, published=True, draft_of__isnull=True)
-    except Lab.DoesNotExist:
-        raise NotFound(_("There is no lab named “%(slug)s”: it may have been renamed, or not be published yet.")
-                       % {"slug": slug}) from None
-
-
 def is_admin(user: AbstractBaseUser) -> bool:
     """Staff see and may edit every lab."""
     return bool(user.is_authenticated and (user.is_staff or user.is_superuser))
