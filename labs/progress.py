@@ -69,19 +69,26 @@ def progress_changed(*, user: AbstractBaseUser, step: Step) -> None:
     events.progress_changed(user_id=user.id, lab_id=step.lab_id)
 
 
+def _first_pass(progress: StepProgress, *, user: AbstractBaseUser, step: Step, by: str, message: str) -> bool:
+    """The one "first pass marks passed" rule, on the locked row: True when it was the first."""
+    if progress.passed_at is not None:
+        return False
+    progress.passed_at = timezone.now()
+    progress.passed_by = by
+    if message:
+        progress.last_message = message[:2000]
+    progress.save(update_fields=["passed_at", "passed_by", "last_message"])
+    if by == "auto-check":  # a pressed check is recorded by progress_record_check
+        CheckRecord.objects.create(user=user, step=step, passed=True, by=by)
+    step_passed.send(sender=Step, user=user, step=step)
+    return True
+
+
 def progress_mark_passed(*, user: AbstractBaseUser, step: Step, by: str, message: str = "") -> StepProgress:
     """Mark a step passed (the first time only) and start the trainee's next step."""
     with transaction.atomic():
         progress = StepProgress.objects.select_for_update().filter(pk=step_start(user=user, step=step).pk).get()
-        if progress.passed_at is None:
-            progress.passed_at = timezone.now()
-            progress.passed_by = by
-            if message:
-                progress.last_message = message[:2000]
-            progress.save(update_fields=["passed_at", "passed_by", "last_message"])
-            if by == "auto-check":  # a pressed check is recorded by progress_record_check
-                CheckRecord.objects.create(user=user, step=step, passed=True, by=by)
-            step_passed.send(sender=Step, user=user, step=step)
+        _first_pass(progress, user=user, step=step, by=by, message=message)
     progress_here(user=user, lab=step.lab)
     progress_changed(user=user, step=step)
     return progress
@@ -89,7 +96,7 @@ def progress_mark_passed(*, user: AbstractBaseUser, step: Step, by: str, message
 
 def progress_record_check(*, user: AbstractBaseUser, step: Step, result: CheckResult, by: str) -> StepProgress:
     """Count a pressed check's attempt (kept for the replay's markers); a pass marks the
-    step passed through progress_mark_passed."""
+    step passed (the page's next "I am here" starts the next step, as before)."""
     with transaction.atomic():
         progress = StepProgress.objects.select_for_update().filter(pk=step_start(user=user, step=step).pk).get()
         progress.attempts += 1
@@ -97,6 +104,6 @@ def progress_record_check(*, user: AbstractBaseUser, step: Step, result: CheckRe
         progress.save(update_fields=["attempts", "last_message"])
         CheckRecord.objects.create(user=user, step=step, passed=result.passed, by=by)
         if result.passed:
-            return progress_mark_passed(user=user, step=step, by=by, message=result.message)
+            _first_pass(progress, user=user, step=step, by=by, message=result.message)
     progress_changed(user=user, step=step)
     return progress
