@@ -3,7 +3,7 @@
 A step is *started* when it first becomes the trainee's current step (the first one
 not passed yet) or when they first act on it, and *passed* the first time its check,
 an automatic check, a right quiz answer (steps with only a quiz) or being read (steps
-with neither) says so — progress_mark_passed, whatever passed it. Both the sessions
+with neither) says so — one rule (_first_pass), whatever passed it. Both the sessions
 (labs.services, labs.tasks) and the learning features (labs.learning) use these; this
 module uses neither.
 """
