@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sandbox.quotas import host_budget
+from sandbox.uidranges import UidRanges
 
 
 @dataclass(frozen=True)
@@ -14,8 +15,12 @@ class HostConfig:
     data_dir: Path
     host: str
     redis_url: str
-    uid_base: int = 100000
+    uid_base: int = 100000  # the image store's range: layers are unpacked owned by it
     id_count: int = 65536
+    # Per-session ranges (sandbox/uidranges.py): `ranges` slots of id_count ids from
+    # range_first; 0 ranges = every sandbox maps to uid_base (the shared range, as before).
+    range_first: int = 2**24
+    ranges: int = 1024
     runc: str = "runc"
     capacity: int = 200
 
@@ -54,6 +59,12 @@ class HostConfig:
         """The cgroup every sandbox of this host is created under."""
         return f"/container-lab/{self.host}"
 
+    def uid_ranges(self) -> UidRanges | None:
+        """The machine's per-session uid ranges, or None when sandboxes share uid_base."""
+        if not self.ranges:
+            return None
+        return UidRanges(first=self.range_first, slots=self.ranges, count=self.id_count)
+
     @property
     def queue(self) -> str:
         """The Celery queue that reaches this host."""
@@ -69,6 +80,9 @@ def host_config() -> HostConfig:
         host=settings.LAB_HOST_NAME,
         redis_url=settings.STREAMS_REDIS_URL,
         uid_base=settings.LAB_SANDBOX_UID,
+        range_first=settings.LAB_SANDBOX_RANGE_UID,
+        ranges=settings.LAB_SANDBOX_RANGES,
         runc=settings.LAB_RUNC,
-        capacity=settings.LAB_HOST_CAPACITY or host_budget().capacity,
+        # A sandbox needs a free uid range to start: no more than there are ranges.
+        capacity=min(settings.LAB_HOST_CAPACITY or host_budget().capacity, settings.LAB_SANDBOX_RANGES or 2**31),
     )

@@ -1,0 +1,179 @@
+"""Host uid/gid ranges, one per live sandbox: root in a sandbox is `base`, its 65536 ids
+are `base`…`base+65535` on the host, and no other live sandbox has them. Per-uid kernel
+accounting (pipe pages, fds in flight, RLIMIT_NPROC, keys), signals and file ownership
+then separate sandboxes from each other.
+
+Ranges are slots `first + i × count` (i < slots), recorded machine-wide in one JSON
+file under a lock (`/run/container-lab/uidranges`, shared by every host on the machine,
+gone with the processes and tmpfs at reboot): `allocate(owner)` at start,
+`release(owner)` at stop, `recover(host, keep)` when a host reconciles after a crash.
+A range is free again only once nothing of its owner is left: `release` looks for any
+process with an id in the range (real, effective, saved or fs) and, if one is left,
+keeps the range in quarantine until a later `release`/`recover` finds none. Reuse is
+least recently freed first, so a freed range rests as long as the others allow.
+
+An owner is "<host>/<session id>"; a warm pool allocates at pool creation with its own
+owner names and hands the range to the session with the sandbox.
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from sandbox.exceptions import SandboxError
+
+STATE_DIR = Path("/run/container-lab/uidranges")
+LIVE, QUARANTINE, FREE = "live", "quarantine", "free"
+
+
+@dataclass(frozen=True)
+class UidRange:
+    """One host range: sandbox id n is host id base + n."""
+
+    base: int
+    count: int = 65536
+
+    def __contains__(self, host_id: int) -> bool:
+        return self.base <= host_id < self.base + self.count
+
+
+def range_processes(ranges: list[UidRange]) -> dict[int, list[int]]:
+    """base -> host pids with any uid or gid (real, effective, saved, fs) in that range."""
+    found: dict[int, list[int]] = {}
+    if not ranges:
+        return found
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/status", "rb") as f:
+                lines = [line for line in f if line.startswith((b"Uid:", b"Gid:"))]
+        except OSError:
+            continue  # gone meanwhile
+        ids = {int(x) for line in lines for x in line.split()[1:]}
+        for r in ranges:
+            if any(i in r for i in ids):
+                found.setdefault(r.base, []).append(int(entry.name))
+    return found
+
+
+class UidRanges:
+    """The machine's ranges: allocate, release, recover (see the module docstring)."""
+
+    def __init__(self, *, first: int, slots: int, count: int = 65536, state_dir: Path = STATE_DIR) -> None:
+        if first < count or first % count or slots < 1 or first + slots * count > 2**32 - 2:
+            raise SandboxError(f"uid ranges {first} + {slots} x {count}: must start on a multiple of {count}, "
+                               "above the first range, and end below 2^32")
+        self.first, self.slots, self.count = first, slots, count
+        self.state_dir = Path(state_dir)
+
+    # -- the state file, read and written under one lock ---------------------------
+    @contextmanager
+    def _state(self) -> Iterator[dict[str, dict]]:
+        self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with open(self.state_dir / "lock", "a+") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            path = self.state_dir / "ranges.json"
+            try:
+                state = json.loads(path.read_text())
+            except (OSError, ValueError):
+                state = {}
+            before = json.dumps(state, sort_keys=True)
+            yield state
+            if json.dumps(state, sort_keys=True) != before:
+                tmp = path.with_suffix(".tmp")
+                tmp.write_text(json.dumps(state, sort_keys=True))
+                os.replace(tmp, path)
+
+    def _mine(self, base: int) -> bool:
+        return self.first <= base < self.first + self.slots * self.count and (base - self.first) % self.count == 0
+
+    # -- the API -----------------------------------------------------------------
+    def allocate(self, owner: str) -> UidRange:
+        """The owner's range: the one it holds already, else a free one (never used
+        first, then least recently freed); SandboxError when all are taken."""
+        with self._state() as state:
+            for base, rec in state.items():
+                if rec["owner"] == owner and rec["state"] == LIVE and self._mine(int(base)):
+                    return UidRange(int(base), self.count)
+            best: tuple[float, int] | None = None
+            for i in range(self.slots):
+                base = self.first + i * self.count
+                rec = state.get(str(base))
+                if rec is None:
+                    best = (0.0, base)
+                    break
+                if rec["state"] == FREE and (best is None or rec["since"] < best[0]):
+                    best = (rec["since"], base)
+            if best is None:
+                raise SandboxError(f"没有空闲的 uid 范围（{self.slots} 个都在用）。No free uid range: all "
+                                   f"{self.slots} are in use or in quarantine (LAB_SANDBOX_RANGES).")
+            state[str(best[1])] = {"owner": owner, "state": LIVE, "since": time.time()}
+            return UidRange(best[1], self.count)
+
+    def owned(self, owner: str) -> UidRange | None:
+        """The range the owner holds (live or in quarantine), if any."""
+        with self._state() as state:
+            for base, rec in state.items():
+                if rec["owner"] == owner and rec["state"] != FREE and self._mine(int(base)):
+                    return UidRange(int(base), self.count)
+        return None
+
+    def release(self, owner: str) -> bool:
+        """Free the owner's range once no process of it is left (True), else keep it in
+        quarantine (False) for a later release or recover. Call it after the sandbox's
+        container is deleted and its tmpfs unmounted."""
+        held = self.owned(owner)
+        # Ranges left in quarantine by earlier stops are looked at again in the same scan.
+        with self._state() as state:
+            wanted = {int(b): r["owner"] for b, r in state.items() if r["state"] == QUARANTINE and self._mine(int(b))}
+        if held is not None:
+            wanted[held.base] = owner
+        settled = self._settle(wanted)
+        return True if held is None else settled[held.base]
+
+    def recover(self, *, host: str, keep: set[str]) -> list[str]:
+        """After a crash: the ranges of `host` whose session is not in `keep` (session
+        ids) are released as `release` would; returns the owners freed."""
+        with self._state() as state:
+            stale = {int(b): r["owner"] for b, r in state.items()
+                     if r["state"] != FREE and r["owner"].startswith(f"{host}/")
+                     and r["owner"].split("/", 1)[1] not in keep and self._mine(int(b))}
+        freed = self._settle(stale)
+        return sorted(stale[b] for b, ok in freed.items() if ok)
+
+    def _settle(self, wanted: dict[int, str]) -> dict[int, bool]:
+        """Free each range whose owner is still `wanted[base]` and no process uses it."""
+        if not wanted:
+            return {}
+        busy = range_processes([UidRange(b, self.count) for b in wanted])  # outside the lock: it reads /proc
+        out = {}
+        with self._state() as state:
+            now = time.time()
+            for base, owner in wanted.items():
+                rec = state.get(str(base))
+                if rec is None or rec["owner"] != owner:
+                    out[base] = True
+                    continue
+                free = base not in busy
+                rec.update(state=FREE if free else QUARANTINE, since=now)
+                if not free:
+                    rec["pids"] = busy[base][:8]
+                else:
+                    rec.pop("pids", None)
+                out[base] = free
+        return out
+
+    def usage(self) -> dict[str, int]:
+        """How many ranges are live, in quarantine, free (never used counts as free)."""
+        with self._state() as state:
+            mine = [r for b, r in state.items() if self._mine(int(b))]
+        live = sum(r["state"] == LIVE for r in mine)
+        quarantine = sum(r["state"] == QUARANTINE for r in mine)
+        return {"live": live, "quarantine": quarantine, "free": self.slots - live - quarantine}
