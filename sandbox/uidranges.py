@@ -30,6 +30,8 @@ from sandbox.exceptions import SandboxError
 
 STATE_DIR = Path("/run/container-lab/uidranges")
 LIVE, QUARANTINE, FREE = "live", "quarantine", "free"
+# Seconds between looks at /proc while a released range's processes die (3 s in all).
+SETTLE_PAUSES = (0.02, 0.05, 0.1, 0.2, 0.4, 0.8, 1.5)
 
 
 @dataclass(frozen=True)
@@ -111,11 +113,24 @@ class UidRanges:
                     break
                 if rec["state"] == FREE and (best is None or rec["since"] < best[0]):
                     best = (rec["since"], base)
+            if best is None and self._quarantined(state):
+                best = self._rescued(state)
             if best is None:
                 raise SandboxError(f"没有空闲的 uid 范围（{self.slots} 个都在用）。No free uid range: all "
                                    f"{self.slots} are in use or in quarantine (LAB_SANDBOX_RANGES).")
             state[str(best[1])] = {"owner": owner, "state": LIVE, "since": time.time()}
             return UidRange(best[1], self.count)
+
+    def _quarantined(self, state: dict[str, dict]) -> dict[int, str]:
+        return {int(b): r["owner"] for b, r in state.items() if r["state"] == QUARANTINE and self._mine(int(b))}
+
+    def _rescued(self, state: dict[str, dict]) -> tuple[float, int] | None:
+        """All taken: a quarantined range whose processes are gone by now, if any (one
+        look at /proc, under the lock: this happens only when the host is full)."""
+        quarantined = self._quarantined(state)
+        busy = range_processes([UidRange(b, self.count) for b in quarantined])
+        free = sorted(b for b in quarantined if b not in busy)
+        return (0.0, free[0]) if free else None
 
     def owned(self, owner: str) -> UidRange | None:
         """The range the owner holds (live or in quarantine), if any."""
@@ -132,7 +147,7 @@ class UidRanges:
         held = self.owned(owner)
         # Ranges left in quarantine by earlier stops are looked at again in the same scan.
         with self._state() as state:
-            wanted = {int(b): r["owner"] for b, r in state.items() if r["state"] == QUARANTINE and self._mine(int(b))}
+            wanted = self._quarantined(state)
         if held is not None:
             wanted[held.base] = owner
         settled = self._settle(wanted)
@@ -152,7 +167,14 @@ class UidRanges:
         """Free each range whose owner is still `wanted[base]` and no process uses it."""
         if not wanted:
             return {}
-        busy = range_processes([UidRange(b, self.count) for b in wanted])  # outside the lock: it reads /proc
+        # Outside the lock: it reads /proc. Processes just killed (a container deleted
+        # a moment ago, zombies not reaped yet) get a few seconds to go.
+        busy = range_processes([UidRange(b, self.count) for b in wanted])
+        for pause in SETTLE_PAUSES:
+            if not busy:
+                break
+            time.sleep(pause)
+            busy = range_processes([UidRange(b, self.count) for b in busy])
         out = {}
         with self._state() as state:
             now = time.time()
