@@ -13,6 +13,7 @@ from django.utils.translation import gettext as _
 
 from labs.inside.services import checkpoints_collect, session_image
 from labs.models import Session, Step
+from labs.upload_jobs import upload_import
 from labs.services import check_lock_key, recording_save, reset_mark, session_set_state, terminal_mark
 from sandbox.checklang import lab_lang
 from sandbox.config import host_config
@@ -184,3 +185,9 @@ def sandbox_rewind(sid: str, ref: str) -> None:
         sandbox_start(sid, image=ref, volumes_from=str(keep))
     finally:
         shutil.rmtree(keep, ignore_errors=True)
+
+
+@shared_task(name="labs.tasks.lab_upload_import", soft_time_limit=90, time_limit=120)
+def lab_upload_import(upload_id: str) -> str:
+    """Import an uploaded lab archive, within its time limit (labs.upload_jobs)."""
+    return upload_import(upload_id=upload_id)

@@ -173,6 +173,8 @@ LAB_SANDBOX_UID = env_int("LAB_SANDBOX_UID", 100000)
 LAB_SANDBOX_RANGE_UID = env_int("LAB_SANDBOX_RANGE_UID", 2**24)
 LAB_SANDBOX_RANGES = env_int("LAB_SANDBOX_RANGES", 1024)
 LAB_RUNC = env("LAB_RUNC", "runc") or "runc"
+# Seconds an uploaded lab's import (extract + validate, in a Celery task) may take.
+LAB_UPLOAD_SECONDS = env_int("LAB_UPLOAD_SECONDS", 60)
 
 # A session still "starting" after this many seconds has failed (its host is gone).
 LAB_START_TIMEOUT = env_int("LAB_START_TIMEOUT", 45)
