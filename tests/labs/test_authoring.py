@@ -63,13 +63,20 @@ def upload_finish(client: Client, resp):
     """Run the import an upload queued, as the worker's task does (in this process: these
     tests have no worker; tests/labs/test_upload_import.py runs it on a real one), and
     read its outcome: the page (302 to the preview, or 400 with the errors) or the API's JSON."""
+    from labs.models import LabUpload
     from labs.tasks import lab_upload_import
+    from tests.conftest import wait_for
+
+    def run(upload_id: str) -> None:
+        lab_upload_import(upload_id)  # "taken" if a worker of this run has it: wait for that one
+        wait_for(lambda: LabUpload.objects.get(id=upload_id).state in ("done", "failed"), timeout=60,
+                 what="the upload's import")
 
     if resp.status_code == 302 and resp["Location"].startswith("/labs/upload/"):
-        lab_upload_import(resp["Location"].split("/")[3])
+        run(resp["Location"].split("/")[3])
         return client.get(resp["Location"])
     if resp.status_code == 202:
-        lab_upload_import(resp.json()["upload"])
+        run(resp.json()["upload"])
         return client.get(resp.json()["url"])
     return resp
 
