@@ -58,6 +58,9 @@ class LabUpload(models.Model):
     id = models.CharField(primary_key=True, max_length=32, editable=False)
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
     name = models.CharField(max_length=255, help_text="the archive's file name")
+    # The archive travels in the database (at most 10 MB): web and worker need not share
+    # a file system. Emptied once the import has read it.
+    archive = models.BinaryField(default=b"", editable=False)
     state = models.CharField(max_length=16, choices=State.choices, default=State.QUEUED)
     phase = models.CharField(max_length=32, blank=True, help_text="extracting, validating, storing")
     errors = models.JSONField(default=list)

@@ -2,6 +2,9 @@
 (issue 13 item 8): the request only checks who may upload and the size, keeps the
 archive and queues the import; the page and the API follow its LabUpload row.
 
+The archive travels in the LabUpload row (at most 10 MB), so the web and the worker
+need not share a file system; it is emptied once read.
+
 The task's own limit (`LAB_UPLOAD_SECONDS`) covers extracting and validating, the work
 a hostile archive can make long; it is an interval timer in the worker process, so it
 ends the import where it is. Storing the version (bounded: at most MAX_BYTES copied,
@@ -10,13 +13,13 @@ one transaction) is left to finish, under Celery's hard time limit sent with the
 """
 from __future__ import annotations
 
+import io
 import secrets
 import signal
 import threading
 from contextlib import contextmanager
 from datetime import timedelta
-from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from celery import current_app
 from django.conf import settings
@@ -41,12 +44,6 @@ class ImportTimedOut(Exception):
     """The import ran past its time limit."""
 
 
-def _incoming(upload_id: str, name: str) -> Path:
-    """Where the web keeps an archive until its import has read it (root only)."""
-    suffix = next((s for s in SUFFIXES if name.lower().endswith(s)), "")
-    return Path(settings.LAB_DATA_DIR) / "uploads" / f"{upload_id}{suffix}"
-
-
 def upload_queue(*, user: AbstractBaseUser, upload: Any, name: str, size: int) -> LabUpload:
     """Keep an uploaded archive and queue its import; what can be refused without
     reading it (who, size, kind of file) is refused here with UploadRejected."""
@@ -56,13 +53,11 @@ def upload_queue(*, user: AbstractBaseUser, upload: Any, name: str, size: int) -
         raise UploadRejected([f"{name}: the archive is larger than {MAX_BYTES // (1024 * 1024)} MB"])
     if not name.lower().endswith(SUFFIXES):
         raise UploadRejected([f"{name}: expected a .tar.gz, .tgz or .zip archive of a lab directory"])
-    job = LabUpload(id=secrets.token_hex(16), user=user, name=name[:255], seconds=float(settings.LAB_UPLOAD_SECONDS))
-    path = _incoming(job.id, name)
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    with open(path, "xb") as out:
-        for chunk in upload.chunks() if hasattr(upload, "chunks") else iter(lambda: upload.read(1 << 16), b""):
-            out.write(chunk)
-    job.save()
+    data = b"".join(upload.chunks()) if hasattr(upload, "chunks") else upload.read(MAX_BYTES + 1)
+    if len(data) > MAX_BYTES:  # what was read, not what was claimed
+        raise UploadRejected([f"{name}: the archive is larger than {MAX_BYTES // (1024 * 1024)} MB"])
+    job = LabUpload.objects.create(id=secrets.token_hex(16), user=user, name=name[:255], archive=data,
+                                   seconds=float(settings.LAB_UPLOAD_SECONDS))
     transaction.on_commit(lambda: current_app.send_task(
         "labs.tasks.lab_upload_import", args=[job.id], queue=settings.CELERY_TASK_DEFAULT_QUEUE,
         soft_time_limit=job.seconds + HARD_MARGIN / 2, time_limit=job.seconds + HARD_MARGIN, expires=3600))
@@ -70,7 +65,7 @@ def upload_queue(*, user: AbstractBaseUser, upload: Any, name: str, size: int) -
 
 
 @contextmanager
-def _time_limit(seconds: float) -> Iterator[callable]:
+def _time_limit(seconds: float) -> Iterator[Callable[[], None]]:
     """Raise ImportTimedOut in this (main) thread after `seconds`; yields a function that
     lifts the limit early. Outside the main thread only Celery's limits apply."""
     if threading.current_thread() is not threading.main_thread():
@@ -98,27 +93,24 @@ def upload_import(*, upload_id: str) -> str:
     if not LabUpload.objects.filter(id=upload_id, state=S.QUEUED).update(state=S.IMPORTING, started_at=timezone.now()):
         return "taken"  # another worker has it, or it is over (a redelivered task)
     job = LabUpload.objects.select_related("user").get(id=upload_id)
-    path = _incoming(job.id, job.name)
+    data = bytes(job.archive)
     result: dict[str, Any] = {"state": S.FAILED}
     try:
-        with _time_limit(job.seconds) as lift, open(path, "rb") as archive:
+        with _time_limit(job.seconds) as lift:
             def phase(name: str) -> None:
                 if name == "storing":
                     lift()  # bounded work, in one transaction: let it finish
                 _set(job.id, phase=name)
 
-            version, created = lab_upload(user=job.user, upload=archive, name=job.name,
-                                          size=path.stat().st_size, phase=phase)
+            version, created = lab_upload(user=job.user, upload=io.BytesIO(data), name=job.name,
+                                          size=len(data), phase=phase)
         result = {"state": S.DONE, "version": version, "created": created}
     except UploadRejected as exc:
         result["errors"] = exc.errors
     except ImportTimedOut:
         result["errors"] = [f"{job.name}: the import took longer than {job.seconds:g} s and was stopped"]
-    except FileNotFoundError:
-        result["errors"] = [f"{job.name}: the archive is gone (the upload expired); upload it again"]
     finally:
-        path.unlink(missing_ok=True)
-        _set(job.id, phase="", finished_at=timezone.now(), **result)
+        _set(job.id, phase="", archive=b"", finished_at=timezone.now(), **result)
     return result["state"]
 
 

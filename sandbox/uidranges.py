@@ -8,7 +8,7 @@ file under a lock (`/run/container-lab/uidranges`, shared by every host on the m
 gone with the processes and tmpfs at reboot): `allocate(owner)` at start,
 `release(owner)` at stop, `recover(host, keep)` when a host reconciles after a crash.
 A range is free again only once nothing of its owner is left: `release` looks for any
-process with an id in the range (real, effective, saved or fs) and, if one is left,
+process running as the range (see range_processes) and, if one is left,
 keeps the range in quarantine until a later `release`/`recover` finds none. Reuse is
 least recently freed first, so a freed range rests as long as the others allow.
 
@@ -46,22 +46,23 @@ class UidRange:
 
 
 def range_processes(ranges: list[UidRange]) -> dict[int, list[int]]:
-    """base -> host pids with any uid or gid (real, effective, saved, fs) in that range."""
+    """base -> host pids of processes of that range. A process's /proc/<pid> is owned
+    by its effective uid/gid, or, when it is not dumpable, by the root of its user
+    namespace (the range's base for a sandbox's): one stat per process, where reading
+    every /proc/<pid>/status would cost ten times more on a host of thousands."""
     found: dict[int, list[int]] = {}
     if not ranges:
         return found
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
             continue
         try:
-            with open(f"/proc/{entry.name}/status", "rb") as f:
-                lines = [line for line in f if line.startswith((b"Uid:", b"Gid:"))]
+            st = os.stat(f"/proc/{name}")
         except OSError:
             continue  # gone meanwhile
-        ids = {int(x) for line in lines for x in line.split()[1:]}
         for r in ranges:
-            if any(i in r for i in ids):
-                found.setdefault(r.base, []).append(int(entry.name))
+            if st.st_uid in r or st.st_gid in r:
+                found.setdefault(r.base, []).append(int(name))
     return found
 
 
@@ -131,6 +132,15 @@ class UidRanges:
         busy = range_processes([UidRange(b, self.count) for b in quarantined])
         free = sorted(b for b in quarantined if b not in busy)
         return (0.0, free[0]) if free else None
+
+    def transfer(self, owner: str, new_owner: str) -> UidRange:
+        """Hand a live range to another owner (a warm pool's sandbox given to a session)."""
+        with self._state() as state:
+            for base, rec in state.items():
+                if rec["owner"] == owner and rec["state"] == LIVE and self._mine(int(base)):
+                    rec["owner"] = new_owner
+                    return UidRange(int(base), self.count)
+        raise SandboxError(f"{owner} holds no uid range to hand over")
 
     def owned(self, owner: str) -> UidRange | None:
         """The range the owner holds (live or in quarantine), if any."""

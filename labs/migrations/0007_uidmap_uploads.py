@@ -18,6 +18,7 @@ class Migration(migrations.Migration):
             fields=[
                 ("id", models.CharField(editable=False, max_length=32, primary_key=True, serialize=False)),
                 ("name", models.CharField(help_text="the archive's file name", max_length=255)),
+                ("archive", models.BinaryField(default=b"", editable=False)),
                 ("state", models.CharField(choices=[("queued", "Queued"), ("importing", "Importing"), ("done", "Done"), ("failed", "Failed")], default="queued", max_length=16)),
                 ("phase", models.CharField(blank=True, help_text="extracting, validating, storing", max_length=32)),
                 ("errors", models.JSONField(default=list)),

@@ -41,7 +41,7 @@ def settled(client: Client, url: str) -> dict:
 
 
 def test_the_request_queues_the_import_and_a_worker_does_it_while_the_page_follows(worker, author):
-    from labs.models import Lab
+    from labs.models import Lab, LabUpload
 
     resp = post(author, archive(lab_yaml()))
     assert resp.status_code == 302 and resp["Location"].startswith("/labs/upload/")
@@ -52,7 +52,7 @@ def test_the_request_queues_the_import_and_a_worker_does_it_while_the_page_follo
     assert lab.published is False and lab.versions.get().created_by.username == "author"
     page = author.get(resp["Location"])
     assert page.status_code == 302 and page["Location"] == "/labs/mine/preview/"
-    assert not list((Path(settings.LAB_DATA_DIR) / "uploads").iterdir())  # the archive is not kept
+    assert bytes(LabUpload.objects.get(id=upload_id).archive) == b""  # the archive is not kept
     # The API queues the same way: 202 and a URL to follow.
     api = post(author, archive(lab_yaml(title="Second")), api=True)
     assert api.status_code == 202 and api.json()["state"] in ("queued", "importing", "done")
@@ -71,7 +71,7 @@ def test_errors_from_the_worker_keep_file_line_and_column(worker, author):
 
 
 def test_an_import_past_its_time_limit_is_stopped_and_leaves_nothing(worker, author, settings):
-    from labs.models import Lab
+    from labs.models import Lab, LabUpload
 
     settings.LAB_UPLOAD_SECONDS = 0.05  # read by the request, sent with the task
     files = {f"steps/n{i}.md": "x" * 2000 for i in range(1500)}
@@ -81,7 +81,7 @@ def test_an_import_past_its_time_limit_is_stopped_and_leaves_nothing(worker, aut
     assert not Lab.objects.exists()
     labs_dir = Path(settings.LAB_DATA_DIR) / "labs"
     assert not [p for p in labs_dir.iterdir() if p.name.startswith(".upload-")]  # nothing half-built
-    assert not list((Path(settings.LAB_DATA_DIR) / "uploads").iterdir())
+    assert bytes(LabUpload.objects.get(id=resp["Location"].split("/")[3]).archive) == b""
     # The same lab with a sane limit goes through.
     settings.LAB_UPLOAD_SECONDS = 60
     again = post(author, archive(lab_yaml(), extra=files), api=True)

@@ -7,9 +7,7 @@ import os
 import secrets
 import signal
 import subprocess
-import sys
 import tarfile
-import time
 from pathlib import Path
 
 import pytest
@@ -57,6 +55,16 @@ def test_ranges_are_distinct_stable_per_owner_and_refused_when_all_are_taken(tmp
     assert ranges.owned("h/b") is None
     assert ranges.allocate("h/d").base == b.base  # the only free one
     assert ranges.usage() == {"live": 3, "quarantine": 0, "free": 0}
+
+
+def test_a_pool_hands_its_range_over_to_a_session(tmp_path):
+    from sandbox.uidranges import UidRanges
+
+    ranges = UidRanges(first=2**24, slots=2, state_dir=tmp_path)
+    pooled = ranges.allocate("h/pool-1")
+    assert ranges.transfer("h/pool-1", "h/session1") == pooled
+    assert ranges.owned("h/pool-1") is None and ranges.owned("h/session1") == pooled
+    assert ranges.recover(host="h", keep={"session1"}) == []  # kept: the session lives
 
 
 def test_the_least_recently_freed_range_is_reused_first(tmp_path):
