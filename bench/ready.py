@@ -38,7 +38,7 @@ def runc_true(cfg, image_ref: str, n: int) -> dict[str, list[float]]:
         t0 = time.perf_counter()
         uid = ranges.allocate(owner).base if own else cfg.uid_base
         snapshot_create(image=image, layout=layout, layers_root=cfg.images_dir / "layers", disk_mb=32, uid=uid,
-                        stored_uid=cfg.uid_base, id_count=cfg.id_count)
+                        stored_uid=cfg.uid_base, id_count=cfg.id_count, pins=ranges.pins if own else None)
         out["snapshot_create" + suffix].append((time.perf_counter() - t0) * 1000)
         try:
             spec = sandbox_spec(sid=sid, rootfs=layout.rootfs, views=layout.views, hostname="anchor", uid=uid,

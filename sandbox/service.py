@@ -76,7 +76,8 @@ def sandbox_start(cfg: HostConfig, req: SandboxRequest) -> int:
     uid = ranges.allocate(_owner(cfg, req.sid)).base if ranges else cfg.uid_base
     try:
         snapshot_create(image=image, layout=layout, layers_root=cfg.images_dir / "layers",
-                        disk_mb=req.limits.disk_mb, uid=uid, stored_uid=cfg.uid_base, id_count=cfg.id_count)
+                        disk_mb=req.limits.disk_mb, uid=uid, stored_uid=cfg.uid_base, id_count=cfg.id_count,
+                        pins=ranges.pins if ranges else None)
     except BaseException:
         if ranges:
             ranges.release(_owner(cfg, req.sid))

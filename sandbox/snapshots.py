@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Protocol, Sequence
 
 from sandbox.exceptions import SandboxError
-from sandbox.idmap import IdShift, userns_open
+from sandbox.idmap import IdShift, userns_open, userns_pinned
 from sandbox.mounts import PAGE_LIMIT, Mount, mount, mounts_under, unmount
 from sandbox.scripts import TRUSTED_SHELL, trusted_shell
 
@@ -183,10 +183,11 @@ def _make_mountpoints(*, image: ImageLike, layout: Layout, uid: int, idmapped: b
 
 
 def snapshot_create(*, image: ImageLike, layout: Layout, layers_root: Path, disk_mb: int, uid: int,
-                    stored_uid: int | None = None, id_count: int = 65536) -> None:
+                    stored_uid: int | None = None, id_count: int = 65536, pins: Path | None = None) -> None:
     """Build the session's root and views; on any failure leave nothing behind. With
     `stored_uid` other than `uid` (per-session ranges), the layers, stored owned by
-    `stored_uid`…, are idmapped to `uid`… for this session (no copy)."""
+    `stored_uid`…, are idmapped to `uid`… for this session (no copy), through a user
+    namespace pinned in `pins` (made afresh each time without)."""
     idmapped = stored_uid is not None and stored_uid != uid
     if layout.root.exists():
         snapshot_remove(layout=layout)
@@ -197,7 +198,8 @@ def snapshot_create(*, image: ImageLike, layout: Layout, layers_root: Path, disk
         _make_mountpoints(image=image, layout=layout, uid=uid, idmapped=idmapped)
         if idmapped:
             # The mapping lives in a user namespace nothing runs in; the mounts keep it.
-            userns = userns_open(IdShift(stored=stored_uid, base=uid, count=id_count))
+            shift = IdShift(stored=stored_uid, base=uid, count=id_count)
+            userns = userns_pinned(shift, pins) if pins else userns_open(shift)
             try:
                 for m in idmapped_mounts(image=image, layout=layout):
                     mount(m, userns=userns)

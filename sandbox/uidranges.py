@@ -76,6 +76,11 @@ class UidRanges:
         self.first, self.slots, self.count = first, slots, count
         self.state_dir = Path(state_dir)
 
+    @property
+    def pins(self) -> Path:
+        """Where each range's idmapping user namespace is kept (sandbox/idmap.py)."""
+        return self.state_dir / "userns"
+
     # -- the state file, read and written under one lock ---------------------------
     @contextmanager
     def _state(self) -> Iterator[dict[str, dict]]:
