@@ -10,7 +10,7 @@ gone with the processes and tmpfs at reboot): `allocate(owner)` at start,
 A range is free again only once nothing of its owner is left: `release` looks for any
 process running as the range (see range_processes) and, if one is left,
 keeps the range in quarantine until a later `release`/`recover` finds none. Reuse is
-least recently freed first, so a freed range rests as long as the others allow.
+least recently freed first, once it rested a minute (never-used ranges before that).
 
 An owner is "<host>/<session id>"; a warm pool allocates at pool creation with its own
 owner names and hands the range to the session with the sandbox.
@@ -32,6 +32,9 @@ STATE_DIR = Path("/run/container-lab/uidranges")
 LIVE, QUARANTINE, FREE = "live", "quarantine", "free"
 # Seconds between looks at /proc while a released range's processes die (3 s in all).
 SETTLE_PAUSES = (0.02, 0.05, 0.1, 0.2, 0.4, 0.8, 1.5)
+# A freed range that rested this long is taken before a never-used one: its idmapping
+# user namespace is pinned already (a first use forks one, ~20 ms in a worker).
+REST = 60.0
 
 
 @dataclass(frozen=True)
@@ -69,12 +72,14 @@ def range_processes(ranges: list[UidRange]) -> dict[int, list[int]]:
 class UidRanges:
     """The machine's ranges: allocate, release, recover (see the module docstring)."""
 
-    def __init__(self, *, first: int, slots: int, count: int = 65536, state_dir: Path = STATE_DIR) -> None:
+    def __init__(self, *, first: int, slots: int, count: int = 65536, state_dir: Path = STATE_DIR,
+                 rest: float = REST) -> None:
         if first < count or first % count or slots < 1 or first + slots * count > 2**32 - 2:
             raise SandboxError(f"uid ranges {first} + {slots} x {count}: must start on a multiple of {count}, "
                                "above the first range, and end below 2^32")
         self.first, self.slots, self.count = first, slots, count
         self.state_dir = Path(state_dir)
+        self.rest = rest
 
     @property
     def pins(self) -> Path:
@@ -104,21 +109,20 @@ class UidRanges:
 
     # -- the API -----------------------------------------------------------------
     def allocate(self, owner: str) -> UidRange:
-        """The owner's range: the one it holds already, else a free one (never used
-        first, then least recently freed); SandboxError when all are taken."""
+        """The owner's range: the one it holds already, else a free one: the least
+        recently freed if it rested `rest` seconds, else a never-used one, else the least
+        recently freed; SandboxError when all are taken."""
         with self._state() as state:
             for base, rec in state.items():
                 if rec["owner"] == owner and rec["state"] == LIVE and self._mine(int(base)):
                     return UidRange(int(base), self.count)
+            freed = sorted((r["since"], int(b)) for b, r in state.items() if r["state"] == FREE and self._mine(int(b)))
+            unused = next((b for b in (self.first + i * self.count for i in range(self.slots)) if str(b) not in state), None)
             best: tuple[float, int] | None = None
-            for i in range(self.slots):
-                base = self.first + i * self.count
-                rec = state.get(str(base))
-                if rec is None:
-                    best = (0.0, base)
-                    break
-                if rec["state"] == FREE and (best is None or rec["since"] < best[0]):
-                    best = (rec["since"], base)
+            if freed and (unused is None or freed[0][0] <= time.time() - self.rest):
+                best = freed[0]
+            elif unused is not None:
+                best = (0.0, unused)
             if best is None and self._quarantined(state):
                 best = self._rescued(state)
             if best is None:

@@ -57,6 +57,17 @@ def test_ranges_are_distinct_stable_per_owner_and_refused_when_all_are_taken(tmp
     assert ranges.usage() == {"live": 3, "quarantine": 0, "free": 0}
 
 
+def test_a_freed_range_rests_before_it_is_reused_unless_none_other_is_free(tmp_path):
+    from sandbox.uidranges import UidRanges
+
+    resting = UidRanges(first=2**24, slots=3, state_dir=tmp_path)
+    a = resting.allocate("h/a")
+    resting.release("h/a")
+    assert resting.allocate("h/b") != a  # a has not rested: a never-used one
+    rested = UidRanges(first=2**24, slots=3, state_dir=tmp_path, rest=0)
+    assert rested.allocate("h/c") == a  # rested (pinned namespace warm): before a never-used one
+
+
 def test_a_pool_hands_its_range_over_to_a_session(tmp_path):
     from sandbox.uidranges import UidRanges
 
