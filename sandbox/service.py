@@ -73,7 +73,7 @@ def sandbox_start(cfg: HostConfig, req: SandboxRequest) -> int:
     host_prepare(cfg)
     ranges = cfg.uid_ranges()
     # Per-session range: root in this sandbox is `uid` on the host, and no other live one is.
-    uid = ranges.allocate(_owner(cfg, req.sid)).base if ranges else cfg.uid_base
+    uid = ranges.allocate(_owner(cfg, req.sid), home=layout.root).base if ranges else cfg.uid_base
     try:
         snapshot_create(image=image, layout=layout, layers_root=cfg.images_dir / "layers",
                         disk_mb=req.limits.disk_mb, uid=uid, stored_uid=cfg.uid_base, id_count=cfg.id_count,

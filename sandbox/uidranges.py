@@ -35,6 +35,9 @@ SETTLE_PAUSES = (0.02, 0.05, 0.1, 0.2, 0.4, 0.8, 1.5)
 # A freed range that rested this long is taken before a never-used one: its idmapping
 # user namespace is pinned already (a first use forks one, ~20 ms in a worker).
 REST = 60.0
+# A live range whose owner's session directory is gone this long after it was allocated
+# is an orphan (its host crashed and never reconciled): a full machine takes it back.
+ORPHAN_AFTER = 60.0
 
 
 @dataclass(frozen=True)
@@ -108,10 +111,12 @@ class UidRanges:
         return self.first <= base < self.first + self.slots * self.count and (base - self.first) % self.count == 0
 
     # -- the API -----------------------------------------------------------------
-    def allocate(self, owner: str) -> UidRange:
+    def allocate(self, owner: str, *, home: Path | None = None) -> UidRange:
         """The owner's range: the one it holds already, else a free one: the least
         recently freed if it rested `rest` seconds, else a never-used one, else the least
-        recently freed; SandboxError when all are taken."""
+        recently freed; SandboxError when all are taken. `home` is the owner's session
+        directory: a full machine takes back a range whose home is gone and whose
+        processes are too (its host crashed and never came back to recover it)."""
         with self._state() as state:
             for base, rec in state.items():
                 if rec["owner"] == owner and rec["state"] == LIVE and self._mine(int(base)):
@@ -123,23 +128,29 @@ class UidRanges:
                 best = freed[0]
             elif unused is not None:
                 best = (0.0, unused)
-            if best is None and self._quarantined(state):
+            if best is None:
                 best = self._rescued(state)
             if best is None:
                 raise SandboxError(f"没有空闲的 uid 范围（{self.slots} 个都在用）。No free uid range: all "
                                    f"{self.slots} are in use or in quarantine (LAB_SANDBOX_RANGES).")
-            state[str(best[1])] = {"owner": owner, "state": LIVE, "since": time.time()}
+            state[str(best[1])] = {"owner": owner, "state": LIVE, "since": time.time(),
+                                   **({"home": str(home)} if home else {})}
             return UidRange(best[1], self.count)
 
     def _quarantined(self, state: dict[str, dict]) -> dict[int, str]:
         return {int(b): r["owner"] for b, r in state.items() if r["state"] == QUARANTINE and self._mine(int(b))}
 
     def _rescued(self, state: dict[str, dict]) -> tuple[float, int] | None:
-        """All taken: a quarantined range whose processes are gone by now, if any (one
-        look at /proc, under the lock: this happens only when the host is full)."""
-        quarantined = self._quarantined(state)
-        busy = range_processes([UidRange(b, self.count) for b in quarantined])
-        free = sorted(b for b in quarantined if b not in busy)
+        """All taken: a quarantined range whose processes are gone by now, or a live one
+        whose owner's home is gone (a minute after it was allocated), if any (one look at
+        /proc, under the lock: this happens only when the machine is full)."""
+        candidates = self._quarantined(state)
+        for b, r in state.items():
+            if (r["state"] == LIVE and r.get("home") and time.time() - r["since"] > ORPHAN_AFTER
+                    and self._mine(int(b)) and not os.path.exists(r["home"])):
+                candidates[int(b)] = r["owner"]
+        busy = range_processes([UidRange(b, self.count) for b in candidates])
+        free = sorted(b for b in candidates if b not in busy)
         return (0.0, free[0]) if free else None
 
     def transfer(self, owner: str, new_owner: str) -> UidRange:

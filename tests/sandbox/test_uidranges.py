@@ -68,6 +68,22 @@ def test_a_freed_range_rests_before_it_is_reused_unless_none_other_is_free(tmp_p
     assert rested.allocate("h/c") == a  # rested (pinned namespace warm): before a never-used one
 
 
+def test_a_full_machine_takes_back_the_range_of_a_host_that_never_came_back(tmp_path, monkeypatch):
+    from sandbox import uidranges
+    from sandbox.uidranges import UidRanges
+
+    ranges = UidRanges(first=2**24, slots=2, state_dir=tmp_path)
+    home = tmp_path / "sessions" / "gone"
+    home.mkdir(parents=True)
+    lost = ranges.allocate("crashed-host/gone", home=home)
+    ranges.allocate("h/kept", home=tmp_path)
+    home.rmdir()  # its session directory is gone; its host never reconciles
+    monkeypatch.setattr(uidranges, "ORPHAN_AFTER", 0.0)
+    assert ranges.allocate("h/new") == lost
+    with pytest.raises(Exception, match="No free uid range"):
+        ranges.allocate("h/newer")  # h/kept's home exists: never taken
+
+
 def test_a_pool_hands_its_range_over_to_a_session(tmp_path):
     from sandbox.uidranges import UidRanges
 
