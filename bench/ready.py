@@ -2,6 +2,7 @@
 bare `runc run /bin/true` on an overlay root of the same image; and a burst of starts."""
 from __future__ import annotations
 
+import os
 import subprocess
 import threading
 import time
@@ -15,7 +16,9 @@ PROMPT = b":~# "  # PS1 '\u@\h:\w\$ ' of lab/base, after the motd
 
 def runc_true(cfg, image_ref: str, n: int) -> dict[str, list[float]]:
     """Bare `runc run` of /bin/true on an overlay root (create → exit → delete), in ms;
-    also how long making the overlay snapshot itself takes."""
+    also how long making the overlay snapshot itself takes. Each run is followed by the
+    same with what a sandbox has now: its own uid range (allocated and released) and the
+    layers idmapped into it ("…_ranges"), so the pair shows what that defence costs."""
     from sandbox.images.store import ImageStore
     from sandbox.runtime import Limits, sandbox_spec, write_spec
     from sandbox.snapshots import Layout, snapshot_create, snapshot_remove
@@ -23,33 +26,54 @@ def runc_true(cfg, image_ref: str, n: int) -> dict[str, list[float]]:
     store = ImageStore(cfg.images_dir, uid_base=cfg.uid_base, id_count=cfg.id_count)
     image = store.resolve(image_ref)
     root = str(Path("/run/container-lab") / f"{cfg.host}-anchor")
-    runs, snaps = [], []
-    for i in range(n):
+    from sandbox.idmap import IdShift, userns_open
+    from sandbox.uidranges import UidRanges
+
+    out: dict[str, list[float]] = {k: [] for k in ("runc_run_true", "snapshot_create", "runc_run_true_ranges",
+                                                    "snapshot_create_ranges", "userns_fork")}
+    ranges = None
+    if cfg.uid_ranges():
+        # Steady state: ranges are reused once rested, with their user namespace pinned
+        # (rest=0 here so that the runs reuse the ranges they warmed). A range's first
+        # use forks its namespace: measured apart ("userns_fork").
+        ranges = UidRanges(first=cfg.range_first, slots=cfg.ranges, count=cfg.id_count, rest=0)
+        for _ in range(5):
+            t0 = time.perf_counter()
+            os.close(userns_open(IdShift(cfg.uid_base, cfg.range_first, cfg.id_count)))
+            out["userns_fork"].append((time.perf_counter() - t0) * 1000)
+    for i in range(n * 2 if ranges else n):
+        own = bool(ranges) and i % 2 == 1
+        suffix = "_ranges" if own else ""
         sid = f"anchor{i}"
+        owner = f"{cfg.host}-anchor/{sid}"
         layout = Layout(cfg.data_dir / "bench" / sid)
         layout.root.parent.mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
-        snapshot_create(image=image, layout=layout, layers_root=cfg.images_dir / "layers", disk_mb=32, uid=cfg.uid_base)
-        snaps.append((time.perf_counter() - t0) * 1000)
+        uid = ranges.allocate(owner).base if own else cfg.uid_base
+        snapshot_create(image=image, layout=layout, layers_root=cfg.images_dir / "layers", disk_mb=32, uid=uid,
+                        stored_uid=cfg.uid_base, id_count=cfg.id_count, pins=ranges.pins if own else None)
+        out["snapshot_create" + suffix].append((time.perf_counter() - t0) * 1000)
         try:
-            spec = sandbox_spec(sid=sid, rootfs=layout.rootfs, views=layout.views, hostname="anchor", uid=cfg.uid_base,
+            spec = sandbox_spec(sid=sid, rootfs=layout.rootfs, views=layout.views, hostname="anchor", uid=uid,
                                 id_count=cfg.id_count, cgroup_parent=cfg.cgroup_parent, limits=Limits(memory_mb=128, pids=64),
                                 args=["/bin/true"], terminal=False)
             write_spec(layout.config, spec)
             t0 = time.perf_counter()
             proc = subprocess.run(["runc", "--root", root, "run", "--bundle", str(layout.root), sid],
                                   stdin=subprocess.DEVNULL, capture_output=True)
-            runs.append((time.perf_counter() - t0) * 1000)
+            out["runc_run_true" + suffix].append((time.perf_counter() - t0) * 1000)
             if proc.returncode != 0:
                 raise RuntimeError(f"anchor runc run failed: {proc.stderr.decode()[-500:]}")
         finally:
             subprocess.run(["runc", "--root", root, "delete", "--force", sid], capture_output=True)
             snapshot_remove(layout=layout)
+            if own:
+                ranges.release(owner)
     try:
         Path(root).rmdir()
     except OSError:
         pass
-    return {"runc_run_true": runs, "snapshot_create": snaps}
+    return out
 
 
 def start_to_prompt(browser: Browser) -> tuple[float, str, dict]:
@@ -133,6 +157,22 @@ def run(ctx) -> list[Figure]:
         Figure(sec, "start → prompt p99", pct(ready, 99), "ms", "runc run true p50", a50, n=n),
         Figure(sec, "overlay snapshot_create p50 (part of a start)", pct(anchor["snapshot_create"], 50), "ms",
                "runc run true p50", a50, n=len(anchor["snapshot_create"])),
+        *([Figure(sec, "runc run true, own uid range + idmapped layers p50 (issue 13 item 2)",
+                  pct(anchor["runc_run_true_ranges"], 50) + pct(anchor["snapshot_create_ranges"], 50)
+                  - pct(anchor["snapshot_create"], 50), "ms", "runc run true p50", a50,
+                  n=len(anchor["runc_run_true_ranges"]),
+                  extra={"runc_run_true_ranges_p50_ms": pct(anchor["runc_run_true_ranges"], 50),
+                         "snapshot_create_ranges_p50_ms": pct(anchor["snapshot_create_ranges"], 50),
+                         "snapshot_create_shared_p50_ms": pct(anchor["snapshot_create"], 50),
+                         "first_use_of_a_range_userns_fork_p50_ms": pct(anchor["userns_fork"], 50),
+                         "note": "runc run + the extra snapshot time of a range (allocate, pinned user namespace, "
+                                 "one idmapped mount per layer), interleaved with the shared-range anchor; a "
+                                 "range's first use also forks its user namespace (first_use_…)"}),
+           Figure(sec, "first use of a uid range: fork its idmapping user namespace p50",
+                  pct(anchor["userns_fork"], 50), "ms", "runc run true p50", a50, n=len(anchor["userns_fork"])),
+           Figure(sec, "overlay snapshot_create with own uid range p50", pct(anchor["snapshot_create_ranges"], 50), "ms",
+                  "snapshot_create shared range p50", pct(anchor["snapshot_create"], 50),
+                  n=len(anchor["snapshot_create_ranges"]))] if anchor["runc_run_true_ranges"] else []),
         Figure(sec, "POST /api/sessions/ answer p50 (part of a start)", phases["api_p50_ms"], "ms", "runc run true p50", a50, n=n),
         Figure(sec, "stop (DELETE → stopped) p50", pct(stops, 50), "ms", "runc run true p50", a50, n=n),
     ]

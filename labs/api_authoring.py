@@ -8,7 +8,8 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from labs import authoring, editing, selectors, testruns
 from labs.api import api, body
 from labs.exceptions import BadRequest, NotFound
-from labs.uploads import UploadRejected, lab_upload
+from labs.upload_jobs import upload_get, upload_queue, upload_view
+from labs.uploads import UploadRejected
 
 
 def _lab_view(lab, lang: str) -> dict:
@@ -27,17 +28,24 @@ def labs_authored(request: HttpRequest) -> HttpResponse:
 
 @api("POST")
 def upload(request: HttpRequest) -> HttpResponse:
-    """multipart `archive`: a new version of a lab (new or the user's own); 201, or 200 if unchanged."""
+    """multipart `archive`: queues the import of a new version of a lab (new or the user's
+    own); 202 with the upload to follow at `url`."""
     if not selectors.can_author(request.user):
         raise NotFound("no such page")
     archive = request.FILES.get("archive")
     if archive is None:
         raise BadRequest("archive: choose a .tar.gz or .zip file")
     try:
-        version, created = lab_upload(user=request.user, upload=archive, name=archive.name, size=archive.size)
+        job = upload_queue(user=request.user, upload=archive, name=archive.name, size=archive.size)
     except UploadRejected as exc:
         return JsonResponse({"error": exc.message, "errors": exc.errors}, status=400)
-    return JsonResponse({"lab": version.lab.slug, **authoring.version_view(version)}, status=201 if created else 200)
+    return JsonResponse({**upload_view(job), "url": f"/api/authoring/uploads/{job.id}"}, status=202)
+
+
+@api("GET")
+def upload_status(request: HttpRequest, upload_id: str) -> HttpResponse:
+    """An upload's import: queued, importing (phase), done (the version) or failed (errors)."""
+    return JsonResponse(upload_view(upload_get(user=request.user, upload_id=upload_id)))
 
 
 @api("GET")

@@ -17,6 +17,9 @@ def host_config() -> HostConfig:
         host=settings.LAB_HOST_NAME,
         redis_url=settings.STREAMS_REDIS_URL,
         uid_base=settings.LAB_SANDBOX_UID,
+        range_first=settings.LAB_SANDBOX_RANGE_UID,
+        ranges=settings.LAB_SANDBOX_RANGES,
         runc=settings.LAB_RUNC,
-        capacity=settings.LAB_HOST_CAPACITY or host_budget().capacity,
+        # A sandbox needs a free uid range to start: no more than there are ranges.
+        capacity=min(settings.LAB_HOST_CAPACITY or host_budget().capacity, settings.LAB_SANDBOX_RANGES or 2**31),
     )

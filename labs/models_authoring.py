@@ -4,7 +4,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
-__all__ = ["LabVersion"]
+__all__ = ["LabVersion", "LabUpload"]
 
 
 class LabVersion(models.Model):
@@ -43,3 +43,37 @@ class LabVersion(models.Model):
 
     def __str__(self) -> str:
         return f"{self.lab_id} v{self.number}"
+
+
+class LabUpload(models.Model):
+    """An uploaded lab archive being imported by a Celery task (labs.uploads): its state,
+    what it is doing, and the result (the version made, or every error as file:line:col)."""
+
+    class State(models.TextChoices):
+        QUEUED = "queued"
+        IMPORTING = "importing"
+        DONE = "done"
+        FAILED = "failed"
+
+    id = models.CharField(primary_key=True, max_length=32, editable=False)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    name = models.CharField(max_length=255, help_text="the archive's file name")
+    # The archive travels in the database (at most 10 MB): web and worker need not share
+    # a file system. Emptied once the import has read it.
+    archive = models.BinaryField(default=b"", editable=False)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.QUEUED)
+    phase = models.CharField(max_length=32, blank=True, help_text="extracting, validating, storing")
+    errors = models.JSONField(default=list)
+    version = models.ForeignKey(LabVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created = models.BooleanField(default=False, help_text="a new version (false: same files as the last one)")
+    seconds = models.FloatField(help_text="time limit of the import")
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        app_label = "labs"
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"upload {self.id} {self.state}"

@@ -16,6 +16,7 @@ from labs.inside.services import checkpoints_collect, session_image
 from labs.learning import AUTO_CHECK_SECONDS, autocheck_run, session_follow, step_check, step_setup_run
 from labs.models import Session
 from labs.services import recording_save, recordings_expire, reset_mark, session_set_state, sessions_reap, terminal_mark
+from labs.upload_jobs import upload_import
 from sandbox.inside.rewind import sandbox_stop_quick
 from sandbox.runtime import Limits, runc_list
 from sandbox.service import SandboxRequest, host_sweep, volumes_save, sandbox_exec, sandbox_start as engine_start, sandbox_stop as engine_stop
@@ -161,3 +162,9 @@ def sandbox_rewind(sid: str, ref: str) -> None:
         sandbox_start(sid, image=ref, volumes_from=str(keep))
     finally:
         shutil.rmtree(keep, ignore_errors=True)
+
+
+@shared_task(name="labs.tasks.lab_upload_import", soft_time_limit=90, time_limit=120)
+def lab_upload_import(upload_id: str) -> str:
+    """Import an uploaded lab archive, within its time limit (labs.upload_jobs)."""
+    return upload_import(upload_id=upload_id)

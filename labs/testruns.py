@@ -53,9 +53,10 @@ def version_test_request(*, user: AbstractBaseUser, version: LabVersion) -> LabV
     with transaction.atomic():
         LabVersion.objects.filter(pk=version.pk).update(test_state=T.QUEUED, test_rows=[], tested_by=user,
                                                         tested_at=timezone.now())
+        # "queued" before the task can run: a quick worker's "running" must come after it.
+        _broadcast(version.pk, {"type": "state", "state": T.QUEUED})
         transaction.on_commit(lambda: _send(version.pk, host))
     version.refresh_from_db()
-    _broadcast(version.pk, {"type": "state", "state": T.QUEUED})
     return version
 
 

@@ -15,7 +15,7 @@ import tempfile
 import zipfile
 from pathlib import Path, PurePosixPath
 from dataclasses import replace
-from typing import IO, Iterator
+from typing import IO, Callable, Iterator
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
@@ -121,10 +121,13 @@ def _image_resolver():
     return store_image_resolver()
 
 
-def lab_upload(*, user: AbstractBaseUser, upload: IO[bytes], name: str, size: int) -> tuple[LabVersion, bool]:
+def lab_upload(*, user: AbstractBaseUser, upload: IO[bytes], name: str, size: int,
+               phase: Callable[[str], None] | None = None) -> tuple[LabVersion, bool]:
     """Extract and validate an uploaded lab archive and keep it as the lab's next version
     (labs.authoring.version_store); (version, created). Only the lab's author or an admin
-    may upload a version of an existing lab."""
+    may upload a version of an existing lab. `phase` hears "extracting", "validating",
+    "storing" as each begins (labs.upload_jobs runs this in a Celery task)."""
+    phase = phase or (lambda _: None)
     from labs.authoring import labs_root, version_store
     from labs.labfile import discover_labs, validate_labs
     from labs.selectors import can_author, may_edit
@@ -138,7 +141,9 @@ def lab_upload(*, user: AbstractBaseUser, upload: IO[bytes], name: str, size: in
     work = Path(tempfile.mkdtemp(prefix=".upload-", dir=root))
     try:
         (work / "src").mkdir()
+        phase("extracting")
         extract_archive(upload, name, work / "src")
+        phase("validating")
         found = discover_labs(work / "src")
         if len(found) != 1:
             raise UploadRejected([f"{name}: expected exactly one lab directory with a lab.yaml, found {len(found)}"])
@@ -152,6 +157,7 @@ def lab_upload(*, user: AbstractBaseUser, upload: IO[bytes], name: str, size: in
         if existing is not None and not may_edit(user=user, lab=existing):
             raise UploadRejected([f"lab.yaml:1:1: slug: '{slug}' is the slug of another author's lab; choose another"])
         found[0].rename(work / "lab")
+        phase("storing")
         return version_store(user=user, spec=replace(specs[0], path=work / "lab"))
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -15,6 +15,7 @@ urlpatterns = [
     path("labs/<slug:slug>/versions/<int:number>/publish", views.version_publish, name="lab-version-publish"),
     path("api/authoring/labs", api.labs_authored),
     path("api/authoring/upload", api.upload),
+    path("api/authoring/uploads/<str:upload_id>", api.upload_status),
     path("api/labs/schema", api.schema),
     path("api/labs/<slug:slug>/edit", api.edit),
     path("api/labs/<slug:slug>/edit/check", api.edit_check),

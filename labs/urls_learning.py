@@ -20,6 +20,7 @@ urlpatterns = [
     path("api/sessions/<str:sid>/solution", api.session_solution),
     path("api/sessions/<str:sid>/answer", api.session_answer),
     path("labs/upload/", views.lab_upload, name="lab-upload"),
+    path("labs/upload/<str:upload_id>/", views.lab_upload_status, name="lab-upload-status"),
     path("labs/<slug:slug>/preview/", views.lab_preview, name="lab-preview"),
     path("labs/<slug:slug>/publish", views.lab_publish, name="lab-publish"),
 ]

@@ -9,7 +9,9 @@ from labs import authoring, learning, selectors
 from labs.exceptions import NotFound
 from labs.models import Lab
 from labs.pages import page
-from labs.uploads import UploadRejected, lab_upload as upload_service
+from labs.models import LabUpload
+from labs.upload_jobs import upload_get, upload_queue, upload_view
+from labs.uploads import UploadRejected
 
 
 def render_lab(request: HttpRequest, lab: Lab, *, preview: bool = False) -> HttpResponse:
@@ -58,9 +60,21 @@ def lab_upload(request: HttpRequest) -> HttpResponse:
             errors = ["archive: choose a .tar.gz or .zip file"]
         else:
             try:
-                version, _ = upload_service(user=request.user, upload=archive, name=archive.name, size=archive.size)
+                job = upload_queue(user=request.user, upload=archive, name=archive.name, size=archive.size)
             except UploadRejected as exc:
                 errors = exc.errors
-            else:
-                return HttpResponseRedirect(f"/labs/{authoring.version_preview_slug(version)}/preview/")
+            else:  # imported by a worker; the page follows it
+                return HttpResponseRedirect(f"/labs/upload/{job.id}/")
     return render(request, "labs/upload.html", {"errors": errors}, status=400 if errors else 200)
+
+
+@page
+def lab_upload_status(request: HttpRequest, upload_id: str) -> HttpResponse:
+    """An upload's import: waiting or importing (the page follows it), its errors, or on
+    to the preview once it is done."""
+    job = upload_get(user=request.user, upload_id=upload_id)  # NotFound for anyone else
+    view = upload_view(job)
+    if view["state"] == LabUpload.State.DONE:
+        return HttpResponseRedirect(view["preview_url"])
+    return render(request, "labs/upload.html", {"errors": view["errors"], "job": view},
+                  status=400 if view["state"] == LabUpload.State.FAILED else 200)

@@ -102,10 +102,27 @@ def check_data_dir(data_dir: Path) -> str | None:
     return None
 
 
+def check_idmapped_layers(release: str | None = None, ranges: str | None = None) -> str | None:
+    """Per-session uid ranges see the layers through idmapped mounts, which overlayfs
+    takes as lowerdirs from Linux 5.19 on."""
+    ranges = os.environ.get("LAB_SANDBOX_RANGES", "1024") if ranges is None else ranges
+    if ranges.strip() == "0":
+        return None
+    release = release or os.uname().release
+    try:
+        version = tuple(int(x) for x in release.split("-")[0].split(".")[:2])
+    except ValueError:
+        return None  # an odd release string: let the first sandbox tell
+    if version >= (5, 19):
+        return None
+    return (f"kernel {release} cannot stack idmapped layers under an overlay (needs 5.19) — upgrade the kernel, "
+            "or set LAB_SANDBOX_RANGES=0 (every sandbox shares one uid range; docs/security.md)")
+
+
 def problems(*, data_dir: Path, web_port: int, redis_port: int | None, runc: str) -> list[str]:
     """Every problem found, one line each (empty when the machine is ready)."""
     checks: list[Callable[[], str | None]] = [
-        check_root, check_overlay, check_memory_cgroup, check_user_namespaces,
+        check_root, check_overlay, check_memory_cgroup, check_user_namespaces, check_idmapped_layers,
         lambda: check_runc(runc),
         lambda: check_port(web_port, "the web server", "LAB_PORT"),
         lambda: check_data_dir(data_dir),

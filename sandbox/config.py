@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from sandbox.uidranges import UidRanges
+
 
 @dataclass(frozen=True)
 class HostConfig:
@@ -13,8 +15,12 @@ class HostConfig:
     data_dir: Path
     host: str
     redis_url: str
-    uid_base: int = 100000
+    uid_base: int = 100000  # the image store's range: layers are unpacked owned by it
     id_count: int = 65536
+    # Per-session ranges (sandbox/uidranges.py): `ranges` slots of id_count ids from
+    # range_first; 0 ranges = every sandbox maps to uid_base (the shared range, as before).
+    range_first: int = 2**24
+    ranges: int = 1024
     runc: str = "runc"
     capacity: int = 200
 
@@ -52,6 +58,12 @@ class HostConfig:
     def cgroup_parent(self) -> str:
         """The cgroup every sandbox of this host is created under."""
         return f"/container-lab/{self.host}"
+
+    def uid_ranges(self) -> UidRanges | None:
+        """The machine's per-session uid ranges, or None when sandboxes share uid_base."""
+        if not self.ranges:
+            return None
+        return UidRanges(first=self.range_first, slots=self.ranges, count=self.id_count)
 
     @property
     def queue(self) -> str:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sandbox.exceptions import SandboxError
+from sandbox.idmap import mount_idmapped
 
 MS_RDONLY = 1
 MS_NOSUID = 2
@@ -63,8 +64,14 @@ def _check(ret: int, what: str) -> None:
         raise SandboxError(f"{what}: {os.strerror(err)}")
 
 
-def mount(m: Mount) -> None:
-    """Apply one mount; a read-only bind is a bind followed by a read-only remount."""
+def mount(m: Mount, *, userns: int | None = None) -> None:
+    """Apply one mount; a read-only bind is a bind followed by a read-only remount; an
+    `idmap` bind is made through `userns` (sandbox/idmap.py)."""
+    if "idmap" in m.options:
+        if userns is None:
+            raise SandboxError(f"idmapped mount of {m.source} needs a user namespace")
+        mount_idmapped(Path(m.source), m.target, userns=userns, options=m.options)
+        return
     flags, data = m.flags_and_data()
     if m.cwd is not None:
         # Relative lowerdirs: let mount(8) run in that directory instead of chdir-ing

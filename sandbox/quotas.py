@@ -18,10 +18,10 @@ PROC_SYS = Path("/proc/sys")
 
 # Host sysctls a sandbox host needs, and why.
 HOST_SYSCTLS = {
-    # Pipe buffers are counted per host uid; with one uid range for every sandbox, one
-    # sandbox past the soft limit (64 MiB of pipe slots) shrinks every other sandbox's
-    # pipes to one page. Pipe memory is charged to the writer's memory cgroup, which
-    # bounds each sandbox on its own: no per-uid soft limit.
+    # Pipe buffers are counted per host uid; with one uid range for every sandbox
+    # (LAB_SANDBOX_RANGES=0), one sandbox past the soft limit (64 MiB of pipe slots) would
+    # shrink every other sandbox's pipes to one page. Pipe memory is charged to the
+    # writer's memory cgroup, which bounds each sandbox on its own: no per-uid soft limit.
     "fs/pipe-user-pages-soft": "0",
 }
 

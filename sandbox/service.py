@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sandbox.checklang import with_lang
+from sandbox.idmap import shift_tree
 from sandbox.config import HostConfig
 from sandbox.images.store import ImageStore
 from sandbox.quotas import deny_new_ptys, host_prepare
@@ -38,12 +39,21 @@ class SandboxRequest:
 
 
 def volumes_save(cfg: HostConfig, sid: str, dest: Path) -> None:
-    """Copy a live sandbox's volumes (home/ and tmp/ on its capped tmpfs) to dest."""
+    """Copy a live sandbox's volumes (home/ and tmp/ on its capped tmpfs) to dest, owned
+    by the store's range (nothing on disk keeps the session's range once it is freed)."""
     layout = layout_for(cfg, sid)
+    ids = layout.session_ids()
     dest.mkdir(mode=0o700)
     for src, name in ((layout.home, "home"), (layout.tmp, "tmp")):
         if src.is_dir():
             subprocess.run(["cp", "-a", f"{src}/.", str(dest / name)], check=True, capture_output=True)
+            if ids is not None:
+                shift_tree(dest / name, src=ids, dst=cfg.uid_base, count=cfg.id_count)
+
+
+def _owner(cfg: HostConfig, sid: str) -> str:
+    """The uid range owner name of a session of this host."""
+    return f"{cfg.host}/{sid}"
 
 
 def layout_for(cfg: HostConfig, sid: str) -> Layout:
@@ -61,16 +71,26 @@ def sandbox_start(cfg: HostConfig, req: SandboxRequest) -> int:
     if req.sid in {c["id"] for c in runc_list(cfg)}:
         runc_delete(cfg, req.sid)
     host_prepare(cfg)
-    snapshot_create(image=image, layout=layout, layers_root=cfg.images_dir / "layers",
-                    disk_mb=req.limits.disk_mb, uid=cfg.uid_base)
+    ranges = cfg.uid_ranges()
+    # Per-session range: root in this sandbox is `uid` on the host, and no other live one is.
+    uid = ranges.allocate(_owner(cfg, req.sid), home=layout.root).base if ranges else cfg.uid_base
+    try:
+        snapshot_create(image=image, layout=layout, layers_root=cfg.images_dir / "layers",
+                        disk_mb=req.limits.disk_mb, uid=uid, stored_uid=cfg.uid_base, id_count=cfg.id_count,
+                        pins=ranges.pins if ranges else None)
+    except BaseException:
+        if ranges:
+            ranges.release(_owner(cfg, req.sid))
+        raise
     try:
         for name, dst in (("home", layout.home), ("tmp", layout.tmp)):
             src = Path(req.volumes_from) / name if req.volumes_from else None
             if src is not None and src.is_dir():  # within the same disk cap, or the start fails
                 subprocess.run(["cp", "-a", f"{src}/.", str(dst)], check=True, capture_output=True)
+                shift_tree(dst, src=cfg.uid_base, dst=uid, count=cfg.id_count)  # saved in the store's range
         spec = sandbox_spec(
             sid=req.sid, rootfs=layout.rootfs, views=layout.views, hostname=req.hostname,
-            uid=cfg.uid_base, id_count=cfg.id_count, cgroup_parent=cfg.cgroup_parent, limits=req.limits,
+            uid=uid, id_count=cfg.id_count, cgroup_parent=cfg.cgroup_parent, limits=req.limits,
             volumes=layout.volumes(),
             cols=req.cols, rows=req.rows,
         )
@@ -102,6 +122,10 @@ def sandbox_stop(cfg: HostConfig, sid: str) -> None:
         log.info("relay close %s: %s", sid, exc)
     runc_delete(cfg, sid)
     snapshot_remove(layout=layout_for(cfg, sid))
+    ranges = cfg.uid_ranges()
+    # Only now, container deleted and tmpfs gone: free once no process of the range is left.
+    if ranges and not ranges.release(_owner(cfg, sid)):
+        log.warning("uid range of %s kept in quarantine: processes of it are still running", sid)
 
 
 def host_sweep(cfg: HostConfig, *, keep: set[str]) -> list[str]:
@@ -115,4 +139,7 @@ def host_sweep(cfg: HostConfig, *, keep: set[str]) -> list[str]:
         snapshot_remove(layout=Layout(path))
         if path.name not in removed:
             removed.append(path.name)
+    ranges = cfg.uid_ranges()
+    if ranges:  # after a crash: ranges of sessions that are gone, once nothing of them runs
+        ranges.recover(host=cfg.host, keep=keep)
     return removed

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Protocol, Sequence
 
 from sandbox.exceptions import SandboxError
+from sandbox.idmap import IdShift, userns_open, userns_pinned
 from sandbox.mounts import PAGE_LIMIT, Mount, mount, mounts_under, unmount
 from sandbox.scripts import TRUSTED_SHELL, trusted_shell
 
@@ -87,17 +88,43 @@ class Layout:
         return self.root / "config.json"
 
     @property
+    def lowers(self) -> Path:
+        """Idmapped mounts of the image's layers, lower/<n> (bottom = 0), with per-session
+        uid ranges: the overlay's lowerdirs and the layer views are these."""
+        return self.root / "lower"
+
+    def session_ids(self) -> int | None:
+        """The host id sandbox root maps to, from the session's config.json (None before)."""
+        try:
+            return int(json.loads(self.config.read_text())["linux"]["uidMappings"][0]["hostID"])
+        except (OSError, ValueError, KeyError, IndexError, TypeError):
+            return None
+
+    @property
     def layers_file(self) -> Path:
         """chain_ids this session uses, so image gc keeps them."""
         return self.root / "layers.json"
 
 
-def overlay_mount(*, image: ImageLike, layout: Layout, layers_root: Path) -> Mount:
+def lower_dirs(*, image: ImageLike, layout: Layout, idmapped: bool) -> list[Path]:
+    """The lowerdirs, bottom -> top: the store's layer directories, or the session's
+    idmapped mounts of them."""
+    if not idmapped:
+        return list(image.layer_dirs)
+    return [layout.lowers / str(i) for i in range(len(image.layer_dirs))]
+
+
+def overlay_mount(*, image: ImageLike, layout: Layout, layers_root: Path, idmapped: bool = False) -> Mount:
     """The overlay mount for an image: leftmost lowerdir is the top layer."""
     tail = f"upperdir={layout.upper},workdir={layout.work}"
-    absolute = ":".join(str(d) for d in reversed(image.layer_dirs))
+    lowers = lower_dirs(image=image, layout=layout, idmapped=idmapped)
+    absolute = ":".join(str(d) for d in reversed(lowers))
     if len(f"lowerdir={absolute},{tail}") <= PAGE_LIMIT:
         return Mount("overlay", "overlay", layout.rootfs, (f"lowerdir={absolute}", f"upperdir={layout.upper}", f"workdir={layout.work}"))
+    if idmapped:  # many layers: lower/<n> relative to the session directory
+        return Mount("overlay", "overlay", layout.rootfs,
+                     ("lowerdir=" + ":".join(str(d.relative_to(layout.root)) for d in reversed(lowers)),
+                      f"upperdir={layout.upper}", f"workdir={layout.work}"), cwd=layout.root)
     # Many layers: short relative links (l/<id>) resolved from the layers root.
     return Mount(
         "overlay", "overlay", layout.rootfs,
@@ -106,15 +133,23 @@ def overlay_mount(*, image: ImageLike, layout: Layout, layers_root: Path) -> Mou
     )
 
 
-def snapshot_mounts(*, image: ImageLike, layout: Layout, layers_root: Path, disk_mb: int, uid: int) -> list[Mount]:
+def idmapped_mounts(*, image: ImageLike, layout: Layout) -> list[Mount]:
+    """Each layer directory bound read-only at lower/<n>, its owners mapped to the
+    session's range (applied with the session's user namespace: sandbox/idmap.py)."""
+    return [Mount("none", str(d), layout.lowers / str(i), ("bind", "ro", "nosuid", "nodev", "idmap"))
+            for i, d in enumerate(image.layer_dirs)]
+
+
+def snapshot_mounts(*, image: ImageLike, layout: Layout, layers_root: Path, disk_mb: int, uid: int,
+                    idmapped: bool = False) -> list[Mount]:
     """tmpfs for the writable layer (capped), then the overlay root."""
     return [
         Mount("tmpfs", "lab-rw", layout.scratch, ("nosuid", "nodev", f"size={disk_mb}m", f"nr_inodes={disk_mb * 256}", "mode=0700", f"uid={uid}", f"gid={uid}")),
-        overlay_mount(image=image, layout=layout, layers_root=layers_root),
+        overlay_mount(image=image, layout=layout, layers_root=layers_root, idmapped=idmapped),
     ]
 
 
-def view_mounts(*, image: ImageLike, layout: Layout) -> list[Mount]:
+def view_mounts(*, image: ImageLike, layout: Layout, idmapped: bool = False) -> list[Mount]:
     """Read-only views under /var/lib/lab: layers, the own upper layer, the init.
 
     They are mounted on the host, before runc makes the sandbox's namespaces, so the
@@ -122,7 +157,7 @@ def view_mounts(*, image: ImageLike, layout: Layout) -> list[Mount]:
     """
     ro = ("bind", "ro", "nosuid", "nodev")
     mounts = [Mount("none", str(layout.views), layout.views, ro)]
-    for diff_id, layer_dir in zip(image.diff_ids, image.layer_dirs):
+    for diff_id, layer_dir in zip(image.diff_ids, lower_dirs(image=image, layout=layout, idmapped=idmapped)):
         target = layout.views / "overlay2" / diff_id.split(":", 1)[1] / "diff"
         mounts.append(Mount("none", str(layer_dir), target, ro))
     mounts.append(Mount("none", str(layout.upper), layout.views / "container" / "upper", ro))
@@ -132,10 +167,13 @@ def view_mounts(*, image: ImageLike, layout: Layout) -> list[Mount]:
     return mounts
 
 
-def _make_mountpoints(*, image: ImageLike, layout: Layout, uid: int) -> None:
+def _make_mountpoints(*, image: ImageLike, layout: Layout, uid: int, idmapped: bool = False) -> None:
     """Directories and files the mounts land on, made before anything is mounted."""
     for d in (layout.scratch, layout.rootfs, layout.views / "container" / "upper", layout.views / "bin"):
         d.mkdir(parents=True, exist_ok=True)
+    if idmapped:
+        for d in lower_dirs(image=image, layout=layout, idmapped=True):
+            d.mkdir(parents=True)
     for diff_id in image.diff_ids:
         (layout.views / "overlay2" / diff_id.split(":", 1)[1] / "diff").mkdir(parents=True, exist_ok=True)
     (layout.views / "bin" / "init").touch()
@@ -144,16 +182,31 @@ def _make_mountpoints(*, image: ImageLike, layout: Layout, uid: int) -> None:
     layout.layers_file.write_text(json.dumps(list(image.chain_ids)))
 
 
-def snapshot_create(*, image: ImageLike, layout: Layout, layers_root: Path, disk_mb: int, uid: int) -> None:
-    """Build the session's root and views; on any failure leave nothing behind."""
+def snapshot_create(*, image: ImageLike, layout: Layout, layers_root: Path, disk_mb: int, uid: int,
+                    stored_uid: int | None = None, id_count: int = 65536, pins: Path | None = None) -> None:
+    """Build the session's root and views; on any failure leave nothing behind. With
+    `stored_uid` other than `uid` (per-session ranges), the layers, stored owned by
+    `stored_uid`…, are idmapped to `uid`… for this session (no copy), through a user
+    namespace pinned in `pins` (made afresh each time without)."""
+    idmapped = stored_uid is not None and stored_uid != uid
     if layout.root.exists():
         snapshot_remove(layout=layout)
     layout.root.mkdir(parents=True, mode=0o711)
     layout.root.chmod(0o711)  # sandbox root (an unprivileged host uid) must traverse it
     try:
         trusted_shell()
-        _make_mountpoints(image=image, layout=layout, uid=uid)
-        scratch, overlay = snapshot_mounts(image=image, layout=layout, layers_root=layers_root, disk_mb=disk_mb, uid=uid)
+        _make_mountpoints(image=image, layout=layout, uid=uid, idmapped=idmapped)
+        if idmapped:
+            # The mapping lives in a user namespace nothing runs in; the mounts keep it.
+            shift = IdShift(stored=stored_uid, base=uid, count=id_count)
+            userns = userns_pinned(shift, pins) if pins else userns_open(shift)
+            try:
+                for m in idmapped_mounts(image=image, layout=layout):
+                    mount(m, userns=userns)
+            finally:
+                os.close(userns)
+        scratch, overlay = snapshot_mounts(image=image, layout=layout, layers_root=layers_root, disk_mb=disk_mb, uid=uid,
+                                           idmapped=idmapped)
         mount(scratch)
         for d in (layout.upper, layout.work, layout.home, layout.tmp):
             d.mkdir()
@@ -164,7 +217,7 @@ def snapshot_create(*, image: ImageLike, layout: Layout, layers_root: Path, disk
         layout.home.chmod(0o700)
         layout.tmp.chmod(0o1777)
         mount(overlay)
-        for m in view_mounts(image=image, layout=layout):
+        for m in view_mounts(image=image, layout=layout, idmapped=idmapped):
             mount(m)
     except BaseException:
         snapshot_remove(layout=layout)

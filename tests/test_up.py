@@ -202,3 +202,11 @@ def test_a_port_still_in_time_wait_is_free_and_a_bad_port_is_named():
     client.close()
     assert preflight.check_port(port, "the web server", "LAB_PORT") is None
     assert "not a TCP port" in preflight.check_port(99999, "the web server", "LAB_PORT")
+
+
+def test_an_old_kernel_without_idmapped_overlay_layers_is_named_with_the_fix():
+    problem = preflight.check_idmapped_layers("5.15.0-91-generic", "1024")
+    assert "5.19" in problem and "LAB_SANDBOX_RANGES=0" in problem
+    assert preflight.check_idmapped_layers("5.15.0-91-generic", "0") is None
+    assert preflight.check_idmapped_layers("6.18.44-fc-v1045", "1024") is None
+    assert preflight.check_idmapped_layers() is None  # this machine

@@ -164,9 +164,17 @@ LAB_USER_SESSION_LIMIT = env_int("LAB_USER_SESSION_LIMIT", 3)
 LAB_USER_WEBSOCKET_LIMIT = env_int("LAB_USER_WEBSOCKET_LIMIT", 12)
 # Days a finished session's recording is kept.
 LAB_RECORDING_DAYS = env_int("LAB_RECORDING_DAYS", 30)
-# Host uid/gid that root inside every sandbox maps to (65536 ids from here).
+# Host uid/gid range the image store unpacks layers into (65536 ids from here); with
+# LAB_SANDBOX_RANGES 0, root inside every sandbox maps to it (one shared range).
 LAB_SANDBOX_UID = env_int("LAB_SANDBOX_UID", 100000)
+# Per-session uid ranges (docs/security.md): LAB_SANDBOX_RANGES ranges of 65536 ids from
+# LAB_SANDBOX_RANGE_UID, one per live sandbox on this machine; the store's layers are
+# idmapped into each. Capacity is at most the number of ranges.
+LAB_SANDBOX_RANGE_UID = env_int("LAB_SANDBOX_RANGE_UID", 2**24)
+LAB_SANDBOX_RANGES = env_int("LAB_SANDBOX_RANGES", 1024)
 LAB_RUNC = env("LAB_RUNC", "runc") or "runc"
+# Seconds an uploaded lab's import (extract + validate, in a Celery task) may take.
+LAB_UPLOAD_SECONDS = env_int("LAB_UPLOAD_SECONDS", 60)
 
 # A session still "starting" after this many seconds has failed (its host is gone).
 LAB_START_TIMEOUT = env_int("LAB_START_TIMEOUT", 45)

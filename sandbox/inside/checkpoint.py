@@ -57,6 +57,9 @@ def upper_commit(cfg: HostConfig, layout: Layout, *, ref: str, created_by: str,
     in a row (rewind, checkpoint, rewind…) squashes them and the upper into one layer."""
     store = ImageStore(cfg.images_dir, uid_base=cfg.uid_base, id_count=cfg.id_count)
     stack = session_stack(store, layout)
+    # The upperdir (and stack.dirs, idmapped) are owned by the session's range; the tar
+    # has container ids (0…), as every OCI layer.
+    ids = layout.session_ids() or cfg.uid_base
     trailing = _trailing_checkpoints(stack.created_by)
     squash = bool(squash_at) and trailing + 1 > squash_at
     keep = len(stack.layers) - trailing if squash else len(stack.layers)
@@ -75,10 +78,10 @@ def upper_commit(cfg: HostConfig, layout: Layout, *, ref: str, created_by: str,
                         if squash:
                             shutil.rmtree(staging)
                             staging.mkdir()
-                            squash_into(staging, [*stack.dirs, layout.upper], keep, uid=cfg.uid_base)
+                            squash_into(staging, [*stack.dirs, layout.upper], keep, uid=ids)
                             source = staging
                         # Device nodes other than whiteouts cannot be made in the sandbox; skip any.
-                        create_layer(source, out, uid_base=cfg.uid_base, id_count=cfg.id_count, devices="skip")
+                        create_layer(source, out, uid_base=ids, id_count=cfg.id_count, devices="skip")
                         break
                     except (LayerError, SandboxError, FileNotFoundError):
                         # The trainee removed something while it was read: read it again.

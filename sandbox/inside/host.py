@@ -35,7 +35,7 @@ def inside_view(cfg: HostConfig, sid: str, views: tuple[str, ...] = VIEWS) -> di
             "namespaces": container.namespaces(pid),
             "cgroups": container.cgroups(pid),
             "mounts": container.mounts(pid, stack, layout),
-            "processes": container.processes(pid, cfg.uid_base),
+            "processes": container.processes(pid, layout.session_ids() or cfg.uid_base),
         }
     return out
 

@@ -43,6 +43,11 @@ def session_stack(store: ImageStore, layout: Layout) -> Stack:
     made = [h.get("created_by", "") for h in inspect.get("History", []) if not h.get("empty_layer")]
     if len(made) != len(layers):
         made = [""] * len(layers)
+    dirs = [store.layer_dir(c) / "diff" for c in chains]
+    # With its own uid range the session sees the layers through idmapped mounts: read
+    # them there, so owners compare with the upperdir's (copy-up keeps the owner).
+    mapped = [layout.lowers / str(i) for i in range(len(chains))]
+    if all(d.is_dir() for d in mapped) and mapped:
+        dirs = mapped
     return Stack(ref=(inspect.get("RepoTags") or [""])[0], config_digest=inspect["Id"],
-                 manifest_digest=manifest_digest, layers=layers, created_by=made,
-                 dirs=[store.layer_dir(c) / "diff" for c in chains])
+                 manifest_digest=manifest_digest, layers=layers, created_by=made, dirs=dirs)

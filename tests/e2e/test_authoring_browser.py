@@ -94,7 +94,7 @@ steps:
 """
 
 
-def test_an_instructor_edits_the_lab_in_place_with_inline_checks_and_a_live_preview(web, make_user, tmp_path, page):
+def test_an_instructor_edits_the_lab_in_place_with_inline_checks_and_a_live_preview(worker, web, make_user, tmp_path, page):
     from playwright.sync_api import expect
 
     def users():

@@ -236,7 +236,7 @@ def lab_tar_gz(*, broken: bool = False) -> bytes:
     return buf.getvalue()
 
 
-def test_staff_upload_a_lab_see_errors_preview_it_and_publish_it(web, make_user, tmp_path, browser_context, page):
+def test_staff_upload_a_lab_see_errors_preview_it_and_publish_it(worker, web, make_user, tmp_path, browser_context, page):
     from playwright.sync_api import expect
 
     def users():
@@ -251,7 +251,7 @@ def test_staff_upload_a_lab_see_errors_preview_it_and_publish_it(web, make_user,
     (tmp_path / "broken.tar.gz").write_bytes(lab_tar_gz(broken=True))
     page.get_by_test_id("upload-file").set_input_files(str(tmp_path / "broken.tar.gz"))
     page.get_by_test_id("upload-submit").click()
-    expect(page.get_by_test_id("upload-errors")).to_contain_text(re.compile(r"lab\.yaml:5:\d+: level"))
+    expect(page.get_by_test_id("upload-errors")).to_contain_text(re.compile(r"lab\.yaml:5:\d+: level"), timeout=30_000)
     shot(page, "upload-errors")
 
     (tmp_path / "learning.tar.gz").write_bytes(lab_tar_gz())

@@ -271,7 +271,9 @@ def lab_files(root: str = "learning/") -> dict[str, bytes]:
 def upload(client, name: str, data: bytes):
     from django.core.files.uploadedfile import SimpleUploadedFile
 
-    return client.post("/labs/upload/", {"archive": SimpleUploadedFile(name, data)})
+    from tests.labs.test_authoring import upload_finish
+
+    return upload_finish(client, client.post("/labs/upload/", {"archive": SimpleUploadedFile(name, data)}))
 
 
 @pytest.fixture

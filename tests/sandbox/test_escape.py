@@ -227,7 +227,9 @@ def test_setuid_binary_made_inside_gives_no_privilege(escape_sandbox):
 
 
 def test_sandbox_root_is_an_unprivileged_host_uid(escape_sandbox):
-    uid = settings.LAB_SANDBOX_UID
+    uid = escape_sandbox.layout.session_ids()
+    # Its own range (tests/sandbox/test_uidranges.py), not the store's shared one.
+    assert uid is not None and uid >= settings.LAB_SANDBOX_RANGE_UID and uid != settings.LAB_SANDBOX_UID
     assert escape_sandbox.sh("cat /proc/self/uid_map /proc/self/gid_map").output.split() == [
         "0", str(uid), "65536", "0", str(uid), "65536"]
     # In the container layer (the upperdir) and in a volume (/tmp) alike.
