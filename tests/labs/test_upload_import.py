@@ -8,7 +8,6 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from django.conf import settings
 from django.test import Client
 
 from tests.conftest import wait_for
