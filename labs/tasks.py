@@ -19,7 +19,7 @@ from sandbox.checklang import lab_lang
 from sandbox.config import host_config
 from sandbox.exceptions import CheckTimeout, SandboxError
 from sandbox.inside.rewind import sandbox_stop_quick
-from sandbox.pool import flavour, pool_fill_one, pool_forget, pool_take, pool_target, pool_trim
+from sandbox.pool import flavour, pool_fill_one, pool_forget, pool_members, pool_take, pool_target, pool_trim
 from sandbox.runtime import Limits, runc_list
 from sandbox.service import SandboxRequest, host_sweep, volumes_save, sandbox_exec, sandbox_start as engine_start, sandbox_stop as engine_stop
 
@@ -163,12 +163,12 @@ def reap_sessions() -> dict[str, int]:
     return sessions_reap()
 
 
-def pool_refill_soon(host: str) -> None:
+def pool_refill_soon(host: str, *, countdown: float = 0) -> None:
     """Have the host bring its warm pool to size, behind the tasks already queued there."""
     if settings.LAB_POOL > 0:
         from labsite.celery import app
 
-        app.send_task("labs.tasks.pool_refill", queue=f"host.{host}", expires=60)
+        app.send_task("labs.tasks.pool_refill", queue=f"host.{host}", expires=60, countdown=countdown or None)
 
 
 @shared_task(name="labs.tasks.pool_refill", soft_time_limit=60, time_limit=90)
@@ -180,11 +180,15 @@ def pool_refill() -> dict:
     from labs.redis import sync_redis
     from labs.selectors import host_draining
 
-    cfg, r = host_config(), sync_redis()
+    cfg = host_config()
+    if settings.LAB_POOL <= 0 and not pool_members(cfg):
+        return {"size": 0}  # off, and nothing left from when it was on: nothing to do
+    r = sync_redis()
     lock = f"lab:pool:{cfg.host}:lock"
     if not r.set(lock, 1, nx=True, ex=90):
         return {"busy": True}  # another run is at it
-    more, made = False, ""
+    more = failed = False
+    made, ready, stopped, size = "", 0, [], 0
     try:
         spec, size = pool_target(r, host=cfg.host, window_minutes=settings.LAB_POOL_WINDOW,
                                  floor=settings.LAB_POOL_MIN, most=settings.LAB_POOL)
@@ -196,10 +200,13 @@ def pool_refill() -> dict:
         if spec and ready < size:
             made = pool_fill_one(cfg, r, flavour_json=spec, new_id=new_session_id, hostname=sandbox_hostname)
             more = ready + 1 < size
+    except Exception as exc:  # e.g. runc list racing a delete: try again shortly, the chain must not end
+        log.warning("warm pool of %s: %s; trying again", cfg.host, exc)
+        more = failed = True
     finally:
         r.delete(lock)
     if more:
-        pool_refill_soon(cfg.host)
+        pool_refill_soon(cfg.host, countdown=5 if failed else 0)
     return {"size": size, "ready": ready + bool(made), "stopped": len(stopped)}
 
 

@@ -88,8 +88,9 @@ def pool_claimable(r, *, hosts: list[str], flavour_json: str) -> dict[str, int]:
 
 def pool_target(r, *, host: str, window_minutes: int, floor: int, most: int) -> tuple[str | None, int]:
     """(flavour JSON, size) the host's pool should hold: the flavour started most in the
-    window, as many as its busiest minute saw (a class arriving at once), within
-    [floor, most]. (None, 0) with no demand and no floor."""
+    window, as many as its busiest two minutes in a row saw (a class arriving at once,
+    whichever side of a minute it falls), within [floor, most]. (None, 0) with no
+    demand and no floor."""
     if most <= 0:
         return None, 0
     now = int(time.time() // 60)
@@ -98,11 +99,13 @@ def pool_target(r, *, host: str, window_minutes: int, floor: int, most: int) -> 
         buckets.hgetall(_demand_key(host, m))
     totals: dict[str, int] = {}
     peaks: dict[str, int] = {}
+    previous: dict[str, int] = {}
     for bucket in buckets.execute():
-        for fid, n in bucket.items():
-            fid, n = fid.decode(), int(n)
+        counts = {fid.decode(): int(n) for fid, n in bucket.items()}
+        for fid, n in counts.items():
             totals[fid] = totals.get(fid, 0) + n
-            peaks[fid] = max(peaks.get(fid, 0), n)
+            peaks[fid] = max(peaks.get(fid, 0), n + previous.get(fid, 0))
+        previous = counts
     if not totals:
         fid = r.get(f"lab:pool:{host}:last")  # the floor keeps the last flavour used
         fid = fid.decode() if fid else None
