@@ -68,6 +68,10 @@ def pool_host(worker, settings, transactional_db):
     finally:
         host_drain(host=worker.host, drained=False)
         host.stop()
+        from labs.redis import sync_redis
+
+        for key in sync_redis().scan_iter(match=f"lab:pool:{host.host}:*"):
+            sync_redis().delete(key)
 
 
 def _free(host: str) -> set[str]:
@@ -196,5 +200,5 @@ def test_with_the_pool_off_a_start_makes_one_sandbox_and_no_pool_state(worker, s
     client.force_login(make_user("t"))
     session = start_session(client)
     assert _containers(worker.host) == {session["id"]}
-    assert not list(sync_redis().scan_iter(match="lab:pool:*"))
+    assert not list(sync_redis().scan_iter(match=f"lab:pool:{worker.host}:*"))
     assert json.loads(sync_redis().get(streams.host_key(worker.host)))["pooled"] == 0
