@@ -4,6 +4,7 @@
     python -m bench --quick            # small N, a smoke run (~2 min)
     python -m bench --only echo,output
     python -m bench --idle 200         # also 200 idle sandboxes (heavy; off by default)
+    python -m bench --only class       # a class of 100 pressing Start at once, pool off/on (heavy)
 
 Sets up its own private Redis, data dir and SQLite database, one worker host (Celery
 + relay) and uvicorn; writes bench-results/<timestamp>.json and .md and prints the
@@ -22,7 +23,8 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
-SECTIONS = ("ready", "flat", "build", "echo", "output", "survive", "inside", "idle")
+SECTIONS = ("ready", "flat", "build", "echo", "output", "survive", "inside", "idle", "class")
+HEAVY = ("idle", "class")  # run only when asked for
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -35,6 +37,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--burst", type=int, default=20, help="concurrent starts in the burst (default 20)")
     p.add_argument("--idle", type=int, default=0, nargs="?", const=200,
                    help="also start K idle sandboxes (default K 200 when given without a number)")
+    p.add_argument("--class-size", dest="classroom", type=int, default=None,
+                   help="trainees of the class section (default 100, quick 20)")
     p.add_argument("--concurrency", type=int, default=int(os.environ.get("LAB_WORKER_CONCURRENCY", 4)),
                    help="Celery worker processes, as `./lab up` (default 4)")
     p.add_argument("--out", type=Path, default=ROOT / "bench-results", help="results directory")
@@ -44,7 +48,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     args.keys = args.keys or (100 if args.quick else 500)
     if args.quick:
         args.burst = min(args.burst, 10)
-    wanted = [s for s in args.only.split(",") if s] or [s for s in SECTIONS if s != "idle" or args.idle]
+    args.classroom = args.classroom or (20 if args.quick else 100)
+    wanted = [s for s in args.only.split(",") if s] or [s for s in SECTIONS if s not in HEAVY or (s == "idle" and args.idle)]
     unknown = set(wanted) - set(SECTIONS)
     if unknown:
         p.error(f"unknown sections {sorted(unknown)}; choose from {','.join(SECTIONS)}")
@@ -148,11 +153,11 @@ def main(argv: list[str]) -> int:
         ctx.browser.login("bench")
         if "ready" in args.sections:
             ctx.burst_browsers = ctx.make_browsers(args.burst, prefix="burst")
-        from bench import idle, images, inside, ready, survive, terminal
+        from bench import classroom, idle, images, inside, ready, survive, terminal
 
         runners = {"ready": ready.run, "flat": images.flatness, "build": images.build_and_import,
                    "echo": terminal.run_echo, "output": terminal.run_output, "survive": survive.run, "inside": inside.run,
-                   "idle": idle.run}
+                   "idle": idle.run, "class": classroom.run}
         for name in args.sections:
             say(f"section {name}")
             t0 = time.monotonic()

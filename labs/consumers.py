@@ -102,13 +102,17 @@ class TerminalConsumer(AsyncWebsocketConsumer):
             since = None
         self.redis = async_redis()
         await self.channel_layer.group_add(session_group(self.sid), self.channel_name)
+        # The state as of joining the group: a change made before (a warm-pool start is
+        # ready within milliseconds) is in the row, any later one arrives as an event.
+        self.state = await database_sync_to_async(
+            lambda: Session.objects.filter(id=self.sid).values_list("state", flat=True).first())() or self.state
         if not await self._take_place(user.pk):
             await self._send_json({"type": "error", "message": (
                 f"同时打开的终端太多（最多 {settings.LAB_USER_WEBSOCKET_LIMIT} 个），请关闭一些标签页。"
                 f"Too many terminals open at once (at most {settings.LAB_USER_WEBSOCKET_LIMIT}): close some tabs.")})
             await self.close(code=CLOSE_TOO_MANY)
             return
-        await self._send_json({"type": "hello", "session": self.sid, "state": session.state, "replay": since is None,
+        await self._send_json({"type": "hello", "session": self.sid, "state": self.state, "replay": since is None,
                                "message": session.message, "readonly": self.read_only})
         self.reader = asyncio.create_task(self._pump_output(since or "0-0", replay=since is None))
         if self.read_only:

@@ -256,6 +256,19 @@ def host_holds(*, host: str) -> bool:
     return bool(sync_redis().exists(streams.holder_key(host)))
 
 
+DRAINED = "lab:hosts:drained"  # names of the hosts an operator drains (`manage.py hosts drain`)
+
+
+def host_draining(*, host: str) -> bool:
+    """Whether the host is drained: it keeps its sessions, takes no new ones."""
+    return bool(sync_redis().sismember(DRAINED, host))
+
+
+def hosts_draining() -> set[str]:
+    """Names of the drained hosts."""
+    return {n.decode() for n in sync_redis().smembers(DRAINED)}
+
+
 def hosts_alive() -> list[dict]:
     """Worker hosts whose relay beat in the last few seconds."""
     r = sync_redis()

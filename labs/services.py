@@ -47,10 +47,14 @@ def session_broadcast(*, sid: str, event: dict) -> None:
             log.warning("could not broadcast to session %s", sid, exc_info=True)
 
 
-def _choose_host() -> str:
-    """The live host with the most free places; counts come from the database, which
-    knows about sessions still starting (heartbeats lag by a second or two)."""
+def _choose_host(*, pool_flavour: str = "") -> str:
+    """The live host, not drained, with the most free places; counts come from the
+    database, which knows about sessions still starting (heartbeats lag by a second or
+    two), and from the heartbeat's warm-pool sandboxes, which hold places too (a ready
+    one of `pool_flavour` is a place this start takes without adding a sandbox)."""
     from django.db.models import Count
+
+    from sandbox.pool import pool_claimable
 
     hosts = selectors.hosts_alive()
     # Hosts are (re)starting (`./lab up` a moment ago, a relay handing over): wait for
@@ -61,10 +65,15 @@ def _choose_host() -> str:
         hosts = selectors.hosts_alive()
     if not hosts:
         raise ServiceUnavailable(_("The sandbox service is unavailable: no worker host is online."))
-    live = dict(Session.objects.filter(state__in=Session.LIVE_STATES, host__in=[h["host"] for h in hosts])
+    drained = selectors.hosts_draining()
+    hosts = [h for h in hosts if h["host"] not in drained]
+    names = [h["host"] for h in hosts]
+    live = dict(Session.objects.filter(state__in=Session.LIVE_STATES, host__in=names)
                 .values_list("host").annotate(n=Count("id")))
-    free = [(h["capacity"] - max(h["live"], live.get(h["host"], 0)), h["host"]) for h in hosts]
-    best = max(free)
+    ready = pool_claimable(sync_redis(), hosts=names, flavour_json=pool_flavour) if pool_flavour else {}
+    free = [(h["capacity"] - max(h["live"], live.get(h["host"], 0) + h.get("pooled", 0)) + ready.get(h["host"], 0),
+             h["host"]) for h in hosts]
+    best = max(free, default=(0, ""))
     if best[0] <= 0:
         soonest = (Session.objects.filter(state=Session.State.READY, expires_at__isnull=False)
                    .order_by("expires_at").values_list("expires_at", flat=True).first())
@@ -86,15 +95,54 @@ def session_start(*, user: AbstractBaseUser, lab: Lab, cols: int = 80, rows: int
             return existing, False
         if selectors.live_sessions(user=user).count() >= settings.LAB_USER_SESSION_LIMIT:
             raise Conflict(_("You may run at most %(n)d sandboxes at once: stop one first.") % {"n": settings.LAB_USER_SESSION_LIMIT})
-        host = _choose_host()
+        pool_flavour = _pool_flavour(lab) if settings.LAB_POOL > 0 else ""
+        host = _choose_host(pool_flavour=pool_flavour)
+        # With the warm pool on, the session takes a ready sandbox's id (sandbox/pool.py),
+        # and the start task on the host assigns that sandbox instead of making one.
+        sid = _pool_claim(host, pool_flavour) if pool_flavour else None
         lifetime = int((lab.limits or {}).get("lifetime_minutes", 120))
         session = Session.objects.create(
-            user=user, lab=lab, host=host, state=Session.State.STARTING,
+            **({"id": sid} if sid else {}), user=user, lab=lab, host=host, state=Session.State.STARTING,
             expires_at=timezone.now() + timedelta(minutes=lifetime),
         )
         transaction.on_commit(lambda: _send(session, "labs.tasks.sandbox_start", expires=START_EXPIRES,
                                             kwargs={"cols": cols, "rows": rows}))
     return session, True
+
+
+def host_drain(*, host: str, drained: bool = True) -> None:
+    """Drain a worker host (no new sandboxes there, its sessions run to their end), or
+    let it take new ones again. Its warm pool empties while it is drained."""
+    if drained:
+        sync_redis().sadd(selectors.DRAINED, host)
+    else:
+        sync_redis().srem(selectors.DRAINED, host)
+    if settings.LAB_POOL > 0:
+        from celery import current_app as app
+
+        app.send_task("labs.tasks.pool_refill", queue=f"host.{host}", expires=60)  # empties its pool now
+
+
+def _pool_flavour(lab: Lab) -> str:
+    """What a sandbox of this lab is made of, as the warm pool names it."""
+    from sandbox.pool import flavour
+    from sandbox.runtime import Limits
+
+    return flavour(lab.image, Limits.from_lab(lab.limits or {}))
+
+
+def _pool_claim(host: str, pool_flavour: str) -> str | None:
+    """Count this start as demand and take a ready pool sandbox's id, if the host has one;
+    Redis being away only means a fresh start."""
+    from sandbox.pool import pool_claim, pool_note_start
+
+    try:
+        r = sync_redis()
+        pool_note_start(r, host=host, flavour_json=pool_flavour, window_minutes=settings.LAB_POOL_WINDOW)
+        return pool_claim(r, host=host, flavour_json=pool_flavour)
+    except Exception:
+        log.warning("warm pool of %s unavailable: a fresh start", host, exc_info=True)
+        return None
 
 
 def _send(session: Session, task: str, *, queue: str = "", **options: object):

@@ -9,15 +9,19 @@ import logging
 import shutil
 
 from celery import shared_task
+from django.conf import settings
 from django.utils.translation import gettext as _
 
 from labs.hostconfig import host_config
 from labs.inside.services import checkpoints_collect, session_image
 from labs.learning import AUTO_CHECK_SECONDS, autocheck_run, session_follow, step_check, step_setup_run
-from labs.models import Session
+from labs.models import Session, new_session_id
+from labs.redis import sync_redis
+from labs.selectors import host_draining, hosts_alive
 from labs.services import recording_save, recordings_expire, reset_mark, session_set_state, sessions_reap, terminal_mark
 from labs.upload_jobs import upload_import
 from sandbox.inside.rewind import sandbox_stop_quick
+from sandbox.pool import flavour, pool_fill_one, pool_forget, pool_members, pool_take, pool_target, pool_trim
 from sandbox.runtime import Limits, runc_list
 from sandbox.service import SandboxRequest, host_sweep, volumes_save, sandbox_exec, sandbox_start as engine_start, sandbox_stop as engine_stop
 
@@ -34,10 +38,14 @@ def sandbox_start(sid: str, cols: int = 80, rows: int = 24, image: str | None = 
         return  # stopped meanwhile, or a redelivered task
     cfg = host_config()
     image = image or session_image(sid=sid)
-    req = SandboxRequest(sid=sid, image=image or session.lab.image, hostname=f"lab-{sid[:8]}",
+    req = SandboxRequest(sid=sid, image=image or session.lab.image, hostname=sandbox_hostname(sid),
                          limits=Limits.from_lab(session.lab.limits), cols=cols, rows=rows, volumes_from=volumes_from)
     try:
-        engine_start(cfg, req)
+        # The web may have given this session a warm-pool sandbox's id (labs/pool.py): take
+        # it over; anything else (none, another image, a dead one) is started afresh.
+        pooled = not volumes_from and pool_take(cfg, sid, flavour_json=flavour(req.image, req.limits), cols=cols, rows=rows)
+        if not pooled:
+            engine_start(cfg, req)
     except Exception as exc:
         log.error("session %s failed to start on %s: %s", sid, cfg.host, exc)
         session_set_state(sid=sid, state=S.FAILED, message=str(exc))
@@ -49,6 +57,12 @@ def sandbox_start(sid: str, cols: int = 80, rows: int = 24, image: str | None = 
         return
     session.refresh_from_db()
     session_follow(session=session)  # the current step's setup, and its auto-check
+    pool_refill_soon(cfg.host)
+
+
+def sandbox_hostname(sid: str) -> str:
+    """The sandbox's hostname: the same for a fresh start and a warm-pool sandbox."""
+    return f"lab-{sid[:8]}"
 
 
 @shared_task(name="labs.tasks.sandbox_check", soft_time_limit=120, time_limit=150)
@@ -108,6 +122,7 @@ def host_reconcile(*, host: str, keep: set[str], shutdown: bool = False) -> list
     for sid in removed:
         recording_save(sid=sid)
         checkpoints_collect(sid=sid)
+    pool_forget(sync_redis(), host=host)  # its warm-pool sandboxes were swept with the rest
     if shutdown:
         ended = Session.objects.filter(host=host, state__in=Session.LIVE_STATES).exclude(id__in=keep)
         message = _("The sandbox was lost: its worker host was shut down.")
@@ -122,7 +137,52 @@ def host_reconcile(*, host: str, keep: set[str], shutdown: bool = False) -> list
 @shared_task(name="labs.tasks.reap_sessions")
 def reap_sessions() -> dict[str, int]:
     """Periodic (beat): lifetimes, idle timeouts, warnings, starts nobody took."""
+    for beat in hosts_alive():  # the pool's size follows demand down as well as up
+        pool_refill_soon(beat["host"])
     return sessions_reap()
+
+
+def pool_refill_soon(host: str, *, countdown: float = 0) -> None:
+    """Have the host bring its warm pool to size, behind the tasks already queued there."""
+    if settings.LAB_POOL > 0:
+        from celery import current_app as app
+
+        app.send_task("labs.tasks.pool_refill", queue=f"host.{host}", expires=60, countdown=countdown or None)
+
+
+@shared_task(name="labs.tasks.pool_refill", soft_time_limit=60, time_limit=90)
+def pool_refill() -> dict:
+    """Bring this host's warm pool to its target (sandbox/pool.py): trim what is too many
+    or stale, start at most one sandbox, and queue itself again if more are wanted, so
+    trainees' starts queued meanwhile go first."""
+    cfg = host_config()
+    if settings.LAB_POOL <= 0 and not pool_members(cfg):
+        return {"size": 0}  # off, and nothing left from when it was on: nothing to do
+    r = sync_redis()
+    lock = f"lab:pool:{cfg.host}:lock"
+    if not r.set(lock, 1, nx=True, ex=90):
+        return {"busy": True}  # another run is at it
+    more = failed = False
+    made, ready, stopped, size = "", 0, [], 0
+    try:
+        spec, size = pool_target(r, host=cfg.host, window_minutes=settings.LAB_POOL_WINDOW,
+                                 floor=settings.LAB_POOL_MIN, most=settings.LAB_POOL)
+        sessions = Session.objects.filter(host=cfg.host, state__in=Session.LIVE_STATES).count()
+        # At most half the places trainees leave free: the pool never fills a host.
+        size = 0 if host_draining(host=cfg.host) else min(size, max(0, cfg.capacity - sessions) // 2)
+        ready, stopped = pool_trim(cfg, r, flavour_json=spec, size=size,
+                                   is_session=lambda sid: Session.objects.filter(id=sid).exists())
+        if spec and ready < size:
+            made = pool_fill_one(cfg, r, flavour_json=spec, new_id=new_session_id, hostname=sandbox_hostname)
+            more = ready + 1 < size
+    except Exception as exc:  # e.g. runc list racing a delete: try again shortly, the chain must not end
+        log.warning("warm pool of %s: %s; trying again", cfg.host, exc)
+        more = failed = True
+    finally:
+        r.delete(lock)
+    if more:
+        pool_refill_soon(cfg.host, countdown=5 if failed else 0)
+    return {"size": size, "ready": ready + bool(made), "stopped": len(stopped)}
 
 
 @shared_task(name="labs.tasks.expire_recordings")

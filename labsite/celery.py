@@ -37,6 +37,9 @@ def _announce(**kwargs) -> None:
     from labs.redis import sync_redis
 
     sync_redis().set(worker_key(settings.LAB_HOST_NAME), os.getpid())
+    # The warm pool to its size: filled if LAB_POOL asks for one, emptied if it was
+    # turned off since (a no-op when it is off and the host holds none).
+    app.send_task("labs.tasks.pool_refill", queue=f"host.{settings.LAB_HOST_NAME}", expires=60)
 
 
 @worker_shutdown.connect

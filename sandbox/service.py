@@ -36,6 +36,8 @@ class SandboxRequest:
     # The trainee's volumes (/root, /tmp) to start with: a directory holding home/ and tmp/,
     # as volumes_save() left them (a rewind keeps them, as Docker keeps a volume).
     volumes_from: str = ""
+    # A warm-pool sandbox (sandbox/pool.py): no recording and no idle clock until assigned.
+    pooled: bool = False
 
 
 def volumes_save(cfg: HostConfig, sid: str, dest: Path) -> None:
@@ -96,7 +98,8 @@ def sandbox_start(cfg: HostConfig, req: SandboxRequest) -> int:
         )
         write_spec(layout.config, spec)
         # A relay being restarted by its holder is back within seconds: wait for it.
-        pid = relay_call(cfg, "run", wait=RELAY_WAIT, sid=req.sid, bundle=str(layout.root), cols=req.cols, rows=req.rows)["pid"]
+        pid = relay_call(cfg, "run", wait=RELAY_WAIT, sid=req.sid, bundle=str(layout.root), cols=req.cols, rows=req.rows,
+                         **({"pool": True} if req.pooled else {}))["pid"]
         if not deny_new_ptys(cfg, req.sid):
             log.warning("sandbox %s may open PTYs: no cgroup v1 devices controller", req.sid)
         return pid

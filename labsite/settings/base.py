@@ -180,6 +180,13 @@ LAB_UPLOAD_SECONDS = env_int("LAB_UPLOAD_SECONDS", 60)
 LAB_START_TIMEOUT = env_int("LAB_START_TIMEOUT", 45)
 # With no worker host online, Start waits this many seconds for one before answering 503.
 LAB_HOST_WAIT = env_int("LAB_HOST_WAIT", 15)
+# Warm pool (docs/operations.md, *Warm pool*): at most this many started, unassigned
+# sandboxes per host, of its most started lab, handed out on Start; 0 (the default) turns
+# the pool off and costs nothing. Its size follows the busiest minute of starts in the
+# last LAB_POOL_WINDOW minutes, never below LAB_POOL_MIN.
+LAB_POOL = env_int("LAB_POOL", 0)
+LAB_POOL_MIN = env_int("LAB_POOL_MIN", 0)
+LAB_POOL_WINDOW = env_int("LAB_POOL_WINDOW", 60)
 
 # The cache (login throttling) lives in the same Redis, shared by every web process.
 CACHES = {

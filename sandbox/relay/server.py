@@ -68,6 +68,10 @@ class Pty:
     trimmed_total: int = 0
     last_activity: float = field(default_factory=time.time)
     recorder: Recorder | None = None
+    # A warm-pool sandbox not yet assigned (sandbox/pool.py): its output so far is kept
+    # here (a prompt) for the recording that begins on assignment.
+    pooled: bool = False
+    early: bytearray = field(default_factory=bytearray)
 
 
 class Relay:
@@ -158,8 +162,12 @@ class Relay:
             req = json.loads(await reader.readline())
             op = req.get("op")
             if op == "run":
-                pid = await self.start(req["sid"], Path(req["bundle"]), cols=req.get("cols", 80), rows=req.get("rows", 24))
+                pid = await self.start(req["sid"], Path(req["bundle"]), cols=req.get("cols", 80), rows=req.get("rows", 24),
+                                       pooled=bool(req.get("pool")))
                 resp = {"ok": True, "pid": pid}
+            elif op == "assign":
+                await self.assign(req["sid"], cols=req.get("cols", 80), rows=req.get("rows", 24))
+                resp = {"ok": True}
             elif op == "close":
                 self.close(req["sid"])
                 resp = {"ok": True}
@@ -180,8 +188,9 @@ class Relay:
         writer.close()
 
     # ---- starting a sandbox ----------------------------------------------------
-    async def start(self, sid: str, bundle: Path, *, cols: int = 80, rows: int = 24) -> int:
-        """`runc run -d --console-socket` and keep the PTY master it hands over."""
+    async def start(self, sid: str, bundle: Path, *, cols: int = 80, rows: int = 24, pooled: bool = False) -> int:
+        """`runc run -d --console-socket` and keep the PTY master it hands over (pooled:
+        a warm-pool sandbox, recorded and idle-timed only from assign())."""
         if sid in self.ptys:
             return 0
         sock_path = self.run_dir / f"{sid}.sock"
@@ -204,18 +213,12 @@ class Relay:
         finally:
             listener.close()
             sock_path.unlink(missing_ok=True)
-        # Keys from before this shell (a reset sandbox, keys sent while starting) are
-        # not for it (see the marker below). But the page's newest size is: a page that
-        # connected while the sandbox was starting sent it already.
-        recent = await self.redis.xrevrange(streams.in_key(sid), count=64)
-        for _, fields in recent:
-            if b"r" in fields:
-                cols, rows = (int(x) for x in fields[b"r"].split())
-                break
+        cols, rows = await self._page_size(sid, cols, rows)
         self._set_size(fd, cols, rows)
         os.set_blocking(fd, False)
         self._hold(sid, fd)
-        pty = Pty(sid=sid, fd=fd, recorder=Recorder(recording_path(self.cfg.data_dir, sid), cols=cols, rows=rows))
+        pty = Pty(sid=sid, fd=fd, pooled=pooled,
+                  recorder=None if pooled else Recorder(recording_path(self.cfg.data_dir, sid), cols=cols, rows=rows))
         # Input from before this shell (a reset sandbox, keys sent while starting) is
         # not for it: read only what arrives from now on. The marker also makes the
         # stream, which viewers only append to while it exists (NOMKSTREAM), and the
@@ -231,6 +234,30 @@ class Relay:
         self.loop.add_reader(fd, self._on_readable, pty)
         await self.redis.xadd(streams.wake_key(self.cfg.host), {"s": sid}, maxlen=16, approximate=True)
         return int(pid_file.read_text()) if pid_file.exists() else 0
+
+    async def _page_size(self, sid: str, cols: int, rows: int) -> tuple[int, int]:
+        """Keys from before this shell (a reset sandbox, keys sent while starting) are
+        not for it (see the marker in start()). But the page's newest size is: a page
+        that connected while the sandbox was starting sent it already."""
+        recent = await self.redis.xrevrange(streams.in_key(sid), count=64)
+        for _, fields in recent:
+            if b"r" in fields:
+                return tuple(int(x) for x in fields[b"r"].split())  # type: ignore[return-value]
+        return cols, rows
+
+    async def assign(self, sid: str, *, cols: int, rows: int) -> None:
+        """A warm-pool sandbox becomes a session's: the page's size, the recording and
+        the idle clock start now, as for a sandbox started this moment."""
+        pty = self.ptys.get(sid)
+        if pty is None or not pty.pooled:
+            raise RuntimeFailed(f"{sid} is not an unassigned pool sandbox of this relay")
+        cols, rows = await self._page_size(sid, cols, rows)
+        self._set_size(pty.fd, cols, rows)
+        pty.recorder = Recorder(recording_path(self.cfg.data_dir, sid), cols=cols, rows=rows)
+        pty.recorder.output(bytes(pty.early))  # the prompt it printed while it waited, at 0 s
+        pty.early.clear()
+        pty.pooled = False
+        pty.last_activity = time.time()
 
     def _hold(self, sid: str, fd: int) -> None:
         """Give the holder a copy of the master, so the shell outlives this relay."""
@@ -334,6 +361,8 @@ class Relay:
                 sent += len(data)
                 if pty.recorder:
                     pty.recorder.output(data)
+                elif pty.pooled and len(pty.early) < 16384:
+                    pty.early += data
                 pty.out_total += len(data)
                 pty.out_log.append((entry_id, pty.out_total))
                 self._trim(pty)
@@ -459,10 +488,12 @@ class Relay:
             # Last keystroke per session: the reaper stops sandboxes idle too long.
             beat = {"host": self.cfg.host, "queue": self.cfg.queue, "capacity": self.cfg.capacity,
                     "live": len(self.ptys), "ts": time.time(),
+                    # Of those, warm-pool sandboxes nobody has yet (they count against capacity).
+                    "pooled": sum(p.pooled for p in self.ptys.values()),
                     # For /metrics: terminals held back by flow control, output not yet acknowledged.
                     "paused": sum(not p.reading for p in self.ptys.values()),
                     "backlog": sum(p.out_total + len(p.buf) - p.acked_total for p in self.ptys.values()),
-                    "activity": {sid: round(p.last_activity, 1) for sid, p in self.ptys.items()}}
+                    "activity": {sid: round(p.last_activity, 1) for sid, p in self.ptys.items() if not p.pooled}}
             try:
                 async with self.redis.pipeline(transaction=False) as p:
                     p.set(streams.host_key(self.cfg.host), json.dumps(beat), ex=streams.HOST_TTL)

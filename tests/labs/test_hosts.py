@@ -8,7 +8,7 @@ import pytest
 from django.test import Client
 
 from tests.conftest import IS_ROOT, start_worker
-from tests.labs.test_sessions import Terminal, start_session, ws_connect
+from tests.labs.test_sessions import Terminal, smoke_lab, start_session, ws_connect  # noqa: F401  (fixture)
 
 pytestmark = [
     pytest.mark.root, pytest.mark.sandbox,
@@ -92,3 +92,51 @@ def test_a_trainee_may_hold_only_a_few_sandboxes_at_once(worker, builtin_labs, m
     resp = c.post("/api/sessions/", {"lab": "smoke"}, content_type="application/json", HTTP_ACCEPT_LANGUAGE="zh-CN")
     assert resp.status_code == 409
     assert resp.json()["error"] == "最多同时运行 1 个沙箱：请先停止一个。"
+
+
+def test_a_drained_host_takes_no_starts_keeps_its_sessions_and_a_host_that_comes_back_rejoins(
+        worker, web, smoke_lab, make_user, capsys):
+    from django.core.management import call_command
+
+    from labs.models import Session
+
+    users = iter(range(100))
+
+    def start() -> tuple[Client, dict]:
+        c = Client()
+        c.force_login(make_user(f"d{next(users)}"))
+        return c, start_session(c)
+
+    second = start_worker(f"{worker.host}b")
+    relay_before = worker.relay_pid
+    try:
+        call_command("hosts", "drain", second.host)
+        kept_client, kept = start()
+        assert kept["host"] == worker.host
+        call_command("hosts", "undrain", second.host)
+        call_command("hosts", "drain", worker.host)
+        capsys.readouterr()
+        call_command("hosts", "list")
+        listed = capsys.readouterr().out
+        assert f"{worker.host}: capacity" in listed and "drained" in listed.split(f"{worker.host}:")[1].split("\n")[0]
+        # Drained: every start goes to the other host, and the drained host's session runs on.
+        placed = [start()[1]["host"] for _ in range(3)]
+        assert placed == [second.host] * 3
+        with ws_connect(web, kept_client, kept["ws"]) as ws:
+            term = Terminal(ws)
+            term.send("echo still-$((6*7))\r")
+            term.expect("still-42")
+        # Undrained: starts go by free places, so to it until the two are level again.
+        call_command("hosts", "undrain", worker.host)
+        assert [start()[1]["host"] for _ in range(2)] == [worker.host] * 2
+        # A host that goes away and comes back rejoins: nothing else restarts.
+        second.stop(signal.SIGTERM)
+        assert start()[1]["host"] == worker.host
+        second.restart()
+        assert start()[1]["host"] == second.host  # it has the more free places now
+        assert worker.relay_pid == relay_before and web  # the first host and the web ran on
+        assert Session.objects.get(id=kept["id"]).state == "ready"
+    finally:
+        call_command("hosts", "undrain", worker.host)
+        call_command("hosts", "undrain", second.host)
+        second.stop()

@@ -16,7 +16,7 @@ import time
 
 from django.core.management.base import BaseCommand, CommandError
 
-from labs.tasks import host_reconcile, host_resume
+from labs.tasks import host_reconcile, host_resume, pool_refill_soon
 from celery import current_app as app
 from sandbox.cgroups import cgroup_parent_remove
 from labs.hostconfig import host_config
@@ -62,6 +62,7 @@ class Command(BaseCommand):
         removed = host_reconcile(host=cfg.host, keep=adopt)
         if removed:
             log.warning("removed %d orphaned sandboxes on %s: %s", len(removed), cfg.host, removed)
+        pool_refill_soon(cfg.host)  # the sweep took the warm pool too (a no-op with LAB_POOL=0)
 
         def on_exit(sid: str) -> None:
             app.send_task("labs.tasks.sandbox_exited", args=[sid], queue=cfg.queue)
