@@ -6,7 +6,6 @@ session id and idempotent, so a redelivered task does no harm.
 from __future__ import annotations
 
 import logging
-import shutil
 
 from celery import shared_task
 from django.utils.translation import gettext as _
@@ -17,9 +16,9 @@ from labs.services import check_lock_key, recording_save, reset_mark, session_se
 from sandbox.checklang import lab_lang
 from sandbox.config import host_config
 from sandbox.exceptions import CheckTimeout, SandboxError
-from sandbox.inside.rewind import sandbox_stop_quick
+from sandbox.inside.rewind import rewind_cleanup, sandbox_rewind as engine_rewind
 from sandbox.runtime import Limits, runc_list
-from sandbox.service import SandboxRequest, host_sweep, volumes_save, sandbox_exec, sandbox_start as engine_start, sandbox_stop as engine_stop
+from sandbox.service import SandboxRequest, host_sweep, sandbox_exec, sandbox_start as engine_start, sandbox_stop as engine_stop
 
 log = logging.getLogger(__name__)
 S = Session.State
@@ -29,6 +28,12 @@ S = Session.State
 def sandbox_start(sid: str, cols: int = 80, rows: int = 24, image: str | None = None, volumes_from: str = "") -> None:
     """Provision the sandbox of a starting session, its terminal cols x rows (on `image`:
     a checkpoint to rewind to, with the trainee's volumes from `volumes_from`)."""
+    _provision(sid, cols=cols, rows=rows, image=image, volumes_from=volumes_from)
+
+
+def _provision(sid: str, *, cols: int = 80, rows: int = 24, image: str | None = None, volumes_from: str = "",
+               rewind: bool = False) -> None:
+    """Start (or, with rewind, restart in place) the sandbox of a starting session."""
     session = Session.objects.select_related("lab").filter(id=sid).first()
     if session is None or session.state != S.STARTING:
         return  # stopped meanwhile, or a redelivered task
@@ -37,7 +42,10 @@ def sandbox_start(sid: str, cols: int = 80, rows: int = 24, image: str | None = 
     req = SandboxRequest(sid=sid, image=image or session.lab.image, hostname=f"lab-{sid[:8]}",
                          limits=Limits.from_lab(session.lab.limits), cols=cols, rows=rows, volumes_from=volumes_from)
     try:
-        engine_start(cfg, req)
+        if rewind:
+            engine_rewind(cfg, req)
+        else:
+            engine_start(cfg, req)
     except Exception as exc:
         log.error("session %s failed to start on %s: %s", sid, cfg.host, exc)
         session_set_state(sid=sid, state=S.FAILED, message=str(exc))
@@ -47,6 +55,8 @@ def sandbox_start(sid: str, cols: int = 80, rows: int = 24, image: str | None = 
     if not session_set_state(sid=sid, state=S.READY, only_from=(S.STARTING,)):
         engine_stop(cfg, sid)  # stopped while it was starting
         return
+    if rewind:
+        rewind_cleanup(cfg, sid)  # the old container layer, after the prompt
     from labs.learning import session_follow
 
     session.refresh_from_db()
@@ -169,18 +179,7 @@ def sandbox_reset(sid: str, lang: str = "") -> None:
 @shared_task(name="labs.tasks.sandbox_rewind", soft_time_limit=60, time_limit=90)
 def sandbox_rewind(sid: str, ref: str) -> None:
     """Same session, its sandbox restarted on a checkpoint (`ref`): the checkpoint's
-    layers stacked under a fresh upper; progress is untouched."""
-    if not Session.objects.filter(id=sid, state=S.STARTING).exists():
-        return
-    cfg = host_config()
-    # The trainee's home and /tmp are volumes: a rewind keeps them, as a restarted Docker
-    # container keeps its volumes (only the container layer goes back to the checkpoint).
-    keep = cfg.host_dir / "rewind" / sid  # not under sessions/: a reconcile would sweep it
-    keep.parent.mkdir(mode=0o700, exist_ok=True)
-    shutil.rmtree(keep, ignore_errors=True)
-    try:
-        volumes_save(cfg, sid, keep)
-        sandbox_stop_quick(cfg, sid)  # the trainee waits for it: no 100 ms kill loop
-        sandbox_start(sid, image=ref, volumes_from=str(keep))
-    finally:
-        shutil.rmtree(keep, ignore_errors=True)
+    layers stacked under a fresh upper; progress is untouched. The trainee's home and
+    /tmp are volumes: they stay as they are, as a restarted Docker container keeps its
+    volumes (only the container layer goes back to the checkpoint)."""
+    _provision(sid, image=ref, rewind=True)

@@ -68,21 +68,26 @@ def sandbox_start(cfg: HostConfig, req: SandboxRequest) -> int:
             src = Path(req.volumes_from) / name if req.volumes_from else None
             if src is not None and src.is_dir():  # within the same disk cap, or the start fails
                 subprocess.run(["cp", "-a", f"{src}/.", str(dst)], check=True, capture_output=True)
-        spec = sandbox_spec(
-            sid=req.sid, rootfs=layout.rootfs, views=layout.views, hostname=req.hostname,
-            uid=cfg.uid_base, id_count=cfg.id_count, cgroup_parent=cfg.cgroup_parent, limits=req.limits,
-            volumes=layout.volumes(),
-            cols=req.cols, rows=req.rows,
-        )
-        write_spec(layout.config, spec)
-        # A relay being restarted by its holder is back within seconds: wait for it.
-        pid = relay_call(cfg, "run", wait=RELAY_WAIT, sid=req.sid, bundle=str(layout.root), cols=req.cols, rows=req.rows)["pid"]
-        if not deny_new_ptys(cfg, req.sid):
-            log.warning("sandbox %s may open PTYs: no cgroup v1 devices controller", req.sid)
-        return pid
+        return sandbox_run(cfg, req, layout)
     except BaseException:
         sandbox_stop(cfg, req.sid)
         raise
+
+
+def sandbox_run(cfg: HostConfig, req: SandboxRequest, layout: Layout) -> int:
+    """Write the bundle's config.json for a ready root and have the relay run it; init's pid."""
+    spec = sandbox_spec(
+        sid=req.sid, rootfs=layout.rootfs, views=layout.views, hostname=req.hostname,
+        uid=cfg.uid_base, id_count=cfg.id_count, cgroup_parent=cfg.cgroup_parent, limits=req.limits,
+        volumes=layout.volumes(),
+        cols=req.cols, rows=req.rows,
+    )
+    write_spec(layout.config, spec)
+    # A relay being restarted by its holder is back within seconds: wait for it.
+    pid = relay_call(cfg, "run", wait=RELAY_WAIT, sid=req.sid, bundle=str(layout.root), cols=req.cols, rows=req.rows)["pid"]
+    if not deny_new_ptys(cfg, req.sid):
+        log.warning("sandbox %s may open PTYs: no cgroup v1 devices controller", req.sid)
+    return pid
 
 
 def sandbox_exec(cfg: HostConfig, sid: str, script: str, *, timeout: float = 10.0, lang: str | None = None,
