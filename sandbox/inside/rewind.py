@@ -13,8 +13,12 @@ fresh start. Only what the new prompt needs is on the critical path:
 """
 from __future__ import annotations
 
+import os
+import select
+import signal
 import subprocess
-import time
+import threading
+from pathlib import Path
 
 from sandbox.config import HostConfig
 from sandbox.images.store import ImageStore
@@ -35,25 +39,57 @@ def _gone(pid: int) -> bool:
         return True
 
 
-def container_kill(cfg: HostConfig, sid: str) -> None:
-    """Let go of the terminal, SIGKILL the sandbox's init (which ends every process of its
-    PID namespace) and wait until it is dead, then delete the stopped container."""
-    layout = layout_for(cfg, sid)
+def _init_pid(cfg: HostConfig, sid: str) -> int:
     try:
-        pid = int((layout.root / "init.pid").read_text())
+        return int((layout_for(cfg, sid).root / "init.pid").read_text())
     except (OSError, ValueError):
-        pid = 0
+        return 0
+
+
+def _kill_init(cfg: HostConfig, sid: str, pid: int) -> None:
+    """SIGKILL the sandbox's init, which ends every process of its PID namespace, and wait
+    until it is dead. Sent directly through a pidfd when the pid is still the sandbox's
+    (its cgroup says so), which saves a runc process; otherwise through `runc kill`."""
+    cgroup = f"{cfg.cgroup_parent}/{sid}"
+    try:
+        fd = os.pidfd_open(pid)
+    except OSError:
+        return  # gone already
+    try:
+        try:
+            ours = any(line.split(":", 2)[2] == cgroup for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines())
+        except (OSError, IndexError):
+            ours = False
+        if ours:
+            signal.pidfd_send_signal(fd, signal.SIGKILL)
+        else:
+            subprocess.run([cfg.runc, "--root", str(cfg.runc_root), "kill", sid, "KILL"], capture_output=True)
+        # A pidfd becomes readable when its process has exited.
+        select.select([fd], [], [], KILL_WAIT)
+    finally:
+        os.close(fd)
+
+
+def _relay_close(cfg: HostConfig, sid: str) -> None:
     # The relay lets go of the terminal first: a shell that ends under it is "exited".
     try:
         relay_call(cfg, "close", sid=sid, timeout=5)
-    except Exception:  # the relay may be gone; runc_delete below copes with that too
+    except Exception:  # the relay may be gone; runc_delete copes with that too
         pass
+
+
+def _kill_and_delete(cfg: HostConfig, sid: str) -> None:
+    pid = _init_pid(cfg, sid)
     if pid:
-        subprocess.run([cfg.runc, "--root", str(cfg.runc_root), "kill", sid, "KILL"], capture_output=True)
-        deadline = time.monotonic() + KILL_WAIT
-        while not _gone(pid) and time.monotonic() < deadline:
-            time.sleep(0.002)
-    runc_delete(cfg, sid)  # stopped now: runc destroys it without waiting
+        _kill_init(cfg, sid, pid)
+    runc_delete(cfg, sid)  # stopped now: runc destroys it without its kill loop
+
+
+def container_kill(cfg: HostConfig, sid: str) -> None:
+    """Let go of the terminal, kill the sandbox and see it dead, then delete the stopped
+    container (at once: no kill loop)."""
+    _relay_close(cfg, sid)
+    _kill_and_delete(cfg, sid)
 
 
 def sandbox_stop_quick(cfg: HostConfig, sid: str) -> None:
@@ -65,13 +101,34 @@ def sandbox_stop_quick(cfg: HostConfig, sid: str) -> None:
 def sandbox_rewind(cfg: HostConfig, req: SandboxRequest) -> int:
     """Restart a live sandbox on `req.image` (a checkpoint): its layers under a fresh
     upperdir, the volumes kept in place; returns the new init's pid. Call rewind_cleanup
-    once the new sandbox is announced. On failure nothing of the session is left."""
+    once the new sandbox is announced. On failure nothing of the session is left.
+
+    The old container's death and deletion overlap the restack: the host's mounts are
+    not the ones the dying processes use (they have their own mount namespace), and the
+    old upperdir they may still write to is already set aside. Only `runc run` (same id,
+    same cgroup) waits for the deletion.
+    """
     store = ImageStore(cfg.images_dir, uid_base=cfg.uid_base, id_count=cfg.id_count)
     image = store.resolve(req.image)  # before anything stops: a missing image changes nothing
     layout = layout_for(cfg, req.sid)
+    failed: list[BaseException] = []
+
+    def kill() -> None:
+        try:
+            _kill_and_delete(cfg, req.sid)
+        except BaseException as exc:  # re-raised in the caller's thread
+            failed.append(exc)
+
     try:
-        container_kill(cfg, req.sid)
-        snapshot_restack(image=image, layout=layout, layers_root=cfg.images_dir / "layers", uid=cfg.uid_base)
+        _relay_close(cfg, req.sid)  # before the kill, so the shell's end is no "exited"
+        killer = threading.Thread(target=kill, name=f"rewind-kill-{req.sid}")
+        killer.start()
+        try:
+            snapshot_restack(image=image, layout=layout, layers_root=cfg.images_dir / "layers", uid=cfg.uid_base)
+        finally:
+            killer.join()
+        if failed:
+            raise failed[0]
         return sandbox_run(cfg, req, layout)
     except BaseException:
         sandbox_stop(cfg, req.sid)
