@@ -11,6 +11,7 @@ from celery import shared_task
 from django.utils.translation import gettext as _
 
 from labs.inside.services import checkpoints_collect, session_image
+from labs.inside.transfer import image_fetch_here
 from labs.models import Session, Step
 from labs.services import check_lock_key, recording_save, reset_mark, session_set_state, terminal_mark
 from sandbox.checklang import lab_lang
@@ -38,10 +39,13 @@ def _provision(sid: str, *, cols: int = 80, rows: int = 24, image: str | None = 
     if session is None or session.state != S.STARTING:
         return  # stopped meanwhile, or a redelivered task
     cfg = host_config()
-    image = image or session_image(sid=sid)
+    own = None if image else session_image(sid=sid)
+    image = image or own
     req = SandboxRequest(sid=sid, image=image or session.lab.image, hostname=f"lab-{sid[:8]}",
                          limits=Limits.from_lab(session.lab.limits), cols=cols, rows=rows, volumes_from=volumes_from)
     try:
+        if own:
+            image_fetch_here(ref=own)  # made on another host: its blobs come from there
         if rewind:
             engine_rewind(cfg, req)
         else:

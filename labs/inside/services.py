@@ -17,7 +17,7 @@ from labs.exceptions import BadRequest, Conflict, NotFound, ServiceUnavailable
 from labs.inside.tasks import READ_TIMEOUT, WRITE_TIMEOUT, inside_commit, inside_untag
 from labs import selectors
 from labs.models import Checkpoint, CommittedImage, Lab, Session, SessionImage, Step, StepProgress
-from labs.services import START_EXPIRES, session_broadcast, session_set_state, session_start
+from labs.services import START_EXPIRES, _choose_host, session_broadcast, session_set_state, session_start
 from labs.signals import step_passed
 
 log = logging.getLogger(__name__)
@@ -231,8 +231,8 @@ def image_commit(*, session: Session, name: str, tag: str) -> CommittedImage:
 
 
 def session_start_on_image(*, user: AbstractBaseUser, lab: Lab, ref: str) -> tuple[Session, bool]:
-    """The lab in a sandbox made from one of the user's own committed images; it starts on
-    the host whose store holds the image. (session, created), as session_start."""
+    """The lab in a sandbox made from one of the user's own committed images, on the host
+    the usual placement picks (the image follows it). (session, created), as session_start."""
     from datetime import timedelta
 
     from django.utils import timezone
@@ -243,13 +243,16 @@ def session_start_on_image(*, user: AbstractBaseUser, lab: Lab, ref: str) -> tup
     existing = selectors.live_session_for_lab(user=user, lab=lab)
     if existing is not None:
         return existing, False
-    if image.host not in {h["host"] for h in selectors.hosts_alive()}:
-        raise ServiceUnavailable(f"存放 {ref} 的工作节点不在线。The worker host that holds {ref} is offline.")
     if selectors.live_sessions(user=user).count() >= settings.LAB_USER_SESSION_LIMIT:
         return session_start(user=user, lab=lab)  # says why it refuses, as for any start
+    # Placed like any session; the start task fetches the image if that host lacks it
+    # (labs/inside/transfer.py), which needs the image's own host online.
+    host = _choose_host()
+    if host != image.host and image.host not in {h["host"] for h in selectors.hosts_alive()}:
+        raise ServiceUnavailable(f"存放 {ref} 的工作节点不在线。The worker host that holds {ref} is offline.")
     lifetime = int((lab.limits or {}).get("lifetime_minutes", 120))
     with transaction.atomic():
-        session = Session.objects.create(user=user, lab=lab, host=image.host, state=S.STARTING,
+        session = Session.objects.create(user=user, lab=lab, host=host, state=S.STARTING,
                                          expires_at=timezone.now() + timedelta(minutes=lifetime))
         SessionImage.objects.create(session=session, ref=ref)
         from labsite.celery import app

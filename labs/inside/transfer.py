@@ -1,0 +1,142 @@
+"""Committed images beyond the host that made them: downloads from the page, and starts
+on another host (docs/inside.md, *Images across hosts*).
+
+A committed image lives in the store of the host that committed it. Its bytes leave it
+only through a Redis pipe (sandbox/images/pipe.py), a bounded window at a time:
+- a download: the web server asks that host to stream the archive and passes it on to
+  the browser as it comes (the web server needs no store of its own);
+- a start elsewhere: the session is placed like any other (the host with the most free
+  places); if that host's store lacks the image, its start task fetches the blobs it
+  does not have from the image's host, checks each against its digest (and the manifest
+  against the digest recorded at commit), and tags it.
+"""
+from __future__ import annotations
+
+import secrets
+from typing import AsyncIterator
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+
+from labs.exceptions import BadRequest, NotFound, ServiceUnavailable
+from labs.models import CommittedImage
+from sandbox.images.pipe import IDLE, PipeBroken, PipeReader, pipe_close, pipe_key, pipe_open, pipe_read, reader_key
+from sandbox.images.stream import FORMATS
+
+# At most this many blob digests go to the sender as "already here" (else it sends all).
+SKIP_MAX = 4096
+
+
+def _send_task(host: str, ref: str, token: str, **kwargs) -> None:
+    from labsite.celery import app
+
+    app.send_task("labs.inside.image_send", args=[ref, token], kwargs=kwargs, queue=f"host.{host}", expires=IDLE)
+
+
+def _redis():
+    import redis
+
+    return redis.Redis.from_url(settings.STREAMS_REDIS_URL, socket_timeout=IDLE + 10, socket_connect_timeout=2)
+
+
+# ---- on a host: fetch an image it lacks --------------------------------------------
+
+def image_fetch_here(*, ref: str) -> bool:
+    """Make sure this host's store holds the committed image `ref` (fetching what it
+    lacks from the host that made it); True if it was fetched."""
+    from sandbox.config import host_config
+    from sandbox.images.store import ImageStore
+    from sandbox.images.stream import blobs_present, receive_image
+
+    cfg = host_config()
+    store = ImageStore(cfg.images_dir, uid_base=cfg.uid_base, id_count=cfg.id_count)
+    if ref in store.refs():
+        return False
+    image = CommittedImage.objects.filter(ref=ref).first()
+    if image is None:
+        raise NotFound(f"没有名为 {ref} 的镜像。There is no image called {ref}.")
+    have = blobs_present(store)
+    r = _redis()
+    token = secrets.token_hex(16)
+    key = pipe_key(token)
+    pipe_open(r, key)
+    try:
+        _send_task(image.host, ref, token, fmt="oci", skip=have if len(have) <= SKIP_MAX else [])
+        receive_image(store, PipeReader(pipe_read(r, key)), ref=ref, manifest_digest=image.digest)
+    except PipeBroken as exc:
+        raise ServiceUnavailable(f"无法从 {image.host} 取得镜像 {ref}：{exc}。"
+                                 f"Could not fetch {ref} from host {image.host}: {exc}.") from None
+    finally:
+        pipe_close(r, key)
+    return True
+
+
+# ---- on the web: a download --------------------------------------------------------
+
+def download_target(*, user: AbstractBaseUser, ref: str, fmt: str) -> CommittedImage:
+    """The user's own image to download as `fmt`; NotFound for any other."""
+    if fmt not in FORMATS:
+        raise BadRequest("format: oci 或 docker。format: oci or docker.")
+    image = CommittedImage.objects.filter(user=user, ref=ref).first()
+    if image is None:
+        raise NotFound(f"你没有名为 {ref} 的镜像。You have no image called {ref}.")
+    return image
+
+
+def download_name(image: CommittedImage, fmt: str) -> str:
+    """The file name a browser saves the archive as."""
+    name = image.ref.replace("/", "_").replace(":", "_")
+    return f"{name}.{'oci' if fmt == 'oci' else 'docker'}.tar"
+
+
+async def download_stream(*, image: CommittedImage, fmt: str) -> AsyncIterator[bytes]:
+    """The archive's bytes as the image's host sends them. The first chunk is awaited
+    before this returns, so a host that cannot send raises here (ServiceUnavailable),
+    before any response has started."""
+    import redis.asyncio as aioredis
+
+    r = aioredis.from_url(settings.STREAMS_REDIS_URL, socket_timeout=IDLE + 10, socket_connect_timeout=2)
+    token = secrets.token_hex(16)
+    key = pipe_key(token)
+    await r.set(reader_key(key), 1, ex=int(IDLE * 2))
+    await sync_to_async(_send_task)(image.host, image.ref, token, fmt=fmt)
+    chunks = _read(r, key)
+    try:
+        first = await chunks.__anext__()
+    except (PipeBroken, StopAsyncIteration) as exc:
+        await chunks.aclose()
+        raise ServiceUnavailable(f"镜像所在的主机无法发送它：{exc}。The image's host could not send it: {exc}.") from None
+
+    async def body() -> AsyncIterator[bytes]:
+        try:
+            yield first
+            async for chunk in chunks:
+                yield chunk
+        finally:
+            await chunks.aclose()
+
+    return body()
+
+
+async def _read(r, key: str) -> AsyncIterator[bytes]:
+    """pipe_read over asyncio Redis."""
+    last = "0-0"
+    try:
+        while True:
+            got = await r.xread({key: last}, count=8, block=int(IDLE * 1000))
+            if not got:
+                raise PipeBroken(f"the host sent nothing for {IDLE:g} s")
+            await r.expire(reader_key(key), int(IDLE * 2))
+            for entry_id, fields in got[0][1]:
+                last = entry_id
+                await r.xdel(key, entry_id)
+                if b"d" in fields:
+                    yield fields[b"d"]
+                elif b"error" in fields:
+                    raise PipeBroken(fields[b"error"].decode("utf-8", "replace"))
+                elif b"end" in fields:
+                    return
+    finally:
+        await r.delete(reader_key(key), key)
+        await r.aclose()
