@@ -32,18 +32,8 @@ class SandboxRequest:
     limits: Limits
     cols: int = 80
     rows: int = 24
-    # The trainee's volumes (/root, /tmp) to start with: a directory holding home/ and tmp/,
-    # as volumes_save() left them (a rewind keeps them, as Docker keeps a volume).
+    # The trainee's volumes (/root, /tmp) to start with: a directory holding home/ and tmp/.
     volumes_from: str = ""
-
-
-def volumes_save(cfg: HostConfig, sid: str, dest: Path) -> None:
-    """Copy a live sandbox's volumes (home/ and tmp/ on its capped tmpfs) to dest."""
-    layout = layout_for(cfg, sid)
-    dest.mkdir(mode=0o700)
-    for src, name in ((layout.home, "home"), (layout.tmp, "tmp")):
-        if src.is_dir():
-            subprocess.run(["cp", "-a", f"{src}/.", str(dest / name)], check=True, capture_output=True)
 
 
 def layout_for(cfg: HostConfig, sid: str) -> Layout:

@@ -19,7 +19,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 
-from labs.exceptions import BadRequest, NotFound, ServiceUnavailable
+from labs.exceptions import BadRequest, Conflict, NotFound, ServiceUnavailable
 from labs.models import CommittedImage
 from sandbox.images.pipe import IDLE, PipeBroken, PipeReader, pipe_close, pipe_key, pipe_open, pipe_read, reader_key
 from sandbox.images.stream import FORMATS
@@ -90,18 +90,32 @@ def download_name(image: CommittedImage, fmt: str) -> str:
     return f"{name}.{'oci' if fmt == 'oci' else 'docker'}.tar"
 
 
+def _download_lock(user_id: int) -> str:
+    return f"lab:download:{user_id}"
+
+
 async def download_stream(*, image: CommittedImage, fmt: str) -> AsyncIterator[bytes]:
     """The archive's bytes as the image's host sends them. The first chunk is awaited
     before this returns, so a host that cannot send raises here (ServiceUnavailable),
-    before any response has started."""
+    before any response has started. One download per user at a time: each holds one
+    of its host's worker slots while it runs."""
     import redis.asyncio as aioredis
 
     r = aioredis.from_url(settings.STREAMS_REDIS_URL, socket_timeout=IDLE + 10, socket_connect_timeout=2)
     token = secrets.token_hex(16)
     key = pipe_key(token)
+    lock = _download_lock(image.user_id)
+    if not await r.set(lock, token, nx=True, ex=int(IDLE * 2)):
+        await r.aclose()
+        raise Conflict("你已有一个下载正在进行，请等它结束。One of your downloads is still running: wait for it to end.")
     await r.set(reader_key(key), 1, ex=int(IDLE * 2))
-    await sync_to_async(_send_task)(image.host, image.ref, token, fmt=fmt)
-    chunks = _read(r, key)
+    try:
+        await sync_to_async(_send_task)(image.host, image.ref, token, fmt=fmt)
+    except BaseException:
+        await r.delete(reader_key(key), lock)
+        await r.aclose()
+        raise
+    chunks = _read(r, key, lock)
     try:
         first = await chunks.__anext__()
     except (PipeBroken, StopAsyncIteration) as exc:
@@ -119,8 +133,8 @@ async def download_stream(*, image: CommittedImage, fmt: str) -> AsyncIterator[b
     return body()
 
 
-async def _read(r, key: str) -> AsyncIterator[bytes]:
-    """pipe_read over asyncio Redis."""
+async def _read(r, key: str, lock: str) -> AsyncIterator[bytes]:
+    """pipe_read over asyncio Redis, keeping the user's download lock while it reads."""
     last = "0-0"
     try:
         while True:
@@ -128,6 +142,7 @@ async def _read(r, key: str) -> AsyncIterator[bytes]:
             if not got:
                 raise PipeBroken(f"the host sent nothing for {IDLE:g} s")
             await r.expire(reader_key(key), int(IDLE * 2))
+            await r.expire(lock, int(IDLE * 2))
             for entry_id, fields in got[0][1]:
                 last = entry_id
                 await r.xdel(key, entry_id)
@@ -138,5 +153,5 @@ async def _read(r, key: str) -> AsyncIterator[bytes]:
                 elif b"end" in fields:
                     return
     finally:
-        await r.delete(reader_key(key), key)
+        await r.delete(reader_key(key), key, lock)
         await r.aclose()

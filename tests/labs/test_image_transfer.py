@@ -82,6 +82,17 @@ def test_only_the_owner_may_download_an_image(worker, web, smoke_lab, make_user,
     assert _download(web, None, made["image"], "docker", tmp_path / "x.tar").status_code == 401
     assert _download(web, client, made["image"], "zip", tmp_path / "x.tar").status_code == 400
     assert not (tmp_path / "x.tar").exists()
+    # One download per user at a time (each holds a worker slot of the image's host).
+    from labs.inside.transfer import _download_lock
+    from labs.models import CommittedImage
+    from labs.redis import sync_redis
+
+    owner = CommittedImage.objects.get(ref=made["image"]).user_id
+    sync_redis().set(_download_lock(owner), "running", ex=60)
+    assert _download(web, client, made["image"], "docker", tmp_path / "x.tar").status_code == 409
+    sync_redis().delete(_download_lock(owner))
+    assert _download(web, client, made["image"], "docker", tmp_path / "x.tar").status_code == 200
+    assert not sync_redis().exists(_download_lock(owner))  # released at the end
 
 
 def test_a_tampered_blob_is_refused_and_nothing_is_tagged(worker, base_image, tmp_path):
