@@ -60,10 +60,12 @@ def _kill_init(cfg: HostConfig, sid: str, pid: int) -> None:
             ours = any(line.split(":", 2)[2] == cgroup for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines())
         except (OSError, IndexError):
             ours = False
-        if ours:
-            signal.pidfd_send_signal(fd, signal.SIGKILL)
-        else:
+        if not ours:
+            # A pid reused since, or a cgroup path seen otherwise (a cgroup namespace):
+            # runc knows its own container; `runc delete --force` afterwards waits for it.
             subprocess.run([cfg.runc, "--root", str(cfg.runc_root), "kill", sid, "KILL"], capture_output=True)
+            return
+        signal.pidfd_send_signal(fd, signal.SIGKILL)
         # A pidfd becomes readable when its process has exited.
         select.select([fd], [], [], KILL_WAIT)
     finally:
