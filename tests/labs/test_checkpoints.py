@@ -340,3 +340,37 @@ def test_checks_and_setups_run_while_checkpoints_are_taken(worker, smoke_lab, ma
     thread.join()
     assert statuses == [201] * 5
     assert set(results) == {(0, "alive")}
+
+
+def test_a_worker_sigkilled_during_a_rewind_leaves_nothing_once_the_session_ends(worker, smoke_lab, make_user, client):
+    """The whole Celery worker (pool processes first) is SIGKILLed as soon as the rewind
+    has set the old container layer aside; whatever point it reached, the session's stop
+    leaves no mount, directory, runc container or cgroup behind."""
+    import os
+    import signal
+    import time
+
+    from tests.conftest import children_of
+
+    client.force_login(make_user())
+    sid = start_session(client)["id"]
+    cp = post(client, f"/api/sessions/{sid}/checkpoints").json()
+    scratch = _layout(sid).scratch
+    assert post(client, f"/api/sessions/{sid}/rewind", {"checkpoint": cp["id"]}).status_code == 202
+    try:
+        deadline = time.monotonic() + 20
+        while not list(scratch.glob("aside-*")) and time.monotonic() < deadline:
+            time.sleep(0.001)
+        for pid in [*children_of(worker.proc.pid), worker.proc.pid]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        worker.proc.wait()
+    finally:
+        worker.start_worker_again()
+    assert client.delete(f"/api/sessions/{sid}/").status_code in (200, 202, 204)
+    wait_for(lambda: client.get(f"/api/sessions/{sid}/").json()["state"] in ("stopped", "lost", "failed"),
+             timeout=60, what="the session ended")
+    wait_for(lambda: not _leftovers(sid), timeout=30, what="nothing of the session left")
+    assert _leftovers(sid) == []
