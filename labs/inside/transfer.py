@@ -19,6 +19,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 
+from labs import selectors
 from labs.exceptions import BadRequest, Conflict, NotFound, ServiceUnavailable
 from labs.models import CommittedImage
 from sandbox.images.pipe import IDLE, PipeBroken, PipeReader, pipe_close, pipe_key, pipe_open, pipe_read, reader_key
@@ -81,6 +82,8 @@ def download_target(*, user: AbstractBaseUser, ref: str, fmt: str) -> CommittedI
     image = CommittedImage.objects.filter(user=user, ref=ref).first()
     if image is None:
         raise NotFound(f"你没有名为 {ref} 的镜像。You have no image called {ref}.")
+    if image.host not in {h["host"] for h in selectors.hosts_alive()}:
+        raise ServiceUnavailable(f"存放 {ref} 的工作节点不在线。The worker host that holds {ref} is offline.")
     return image
 
 

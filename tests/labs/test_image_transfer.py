@@ -46,6 +46,8 @@ def _download(web: str, client: Client | None, ref: str, fmt: str, dest: Path) -
             with open(dest, "wb") as out:
                 for chunk in resp.iter_content(1 << 16):
                     out.write(chunk)
+        else:
+            resp.content  # an error's JSON body, read while the connection is open
         return resp
 
 
@@ -93,6 +95,10 @@ def test_only_the_owner_may_download_an_image(worker, web, smoke_lab, make_user,
     sync_redis().delete(_download_lock(owner))
     assert _download(web, client, made["image"], "docker", tmp_path / "x.tar").status_code == 200
     assert not sync_redis().exists(_download_lock(owner))  # released at the end
+    # The image's host offline: told at once, not after a timeout.
+    CommittedImage.objects.filter(ref=made["image"]).update(host="gone-host")
+    resp = _download(web, client, made["image"], "docker", tmp_path / "y.tar")
+    assert resp.status_code == 503 and "offline" in resp.json()["error"]
 
 
 def test_a_tampered_blob_is_refused_and_nothing_is_tagged(worker, base_image, tmp_path):
