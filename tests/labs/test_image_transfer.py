@@ -159,3 +159,13 @@ def test_an_image_starts_on_a_host_whose_store_lacks_it(worker, web, smoke_lab, 
         wait_for(lambda: client.get(f"/api/sessions/{sid}/").json()["state"] == "stopped", timeout=30, what="stopped")
     finally:
         far.stop()
+
+
+def test_my_images_speaks_the_trainees_language(smoke_lab, make_user, client):
+    client.force_login(make_user())
+    client.cookies["django_language"] = "en"
+    page = client.get("/labs/smoke/").content.decode()
+    assert 'data-testid="my-images"' in page and "Start on this image" in page and "Download (docker save)" in page
+    client.cookies["django_language"] = "zh-hans"
+    page = client.get("/labs/smoke/").content.decode()
+    assert "我的镜像" in page and "用这个镜像启动" in page and "下载（docker save 格式）" in page
