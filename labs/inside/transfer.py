@@ -52,11 +52,12 @@ def image_fetch_here(*, ref: str) -> bool:
 
     cfg = host_config()
     store = ImageStore(cfg.images_dir, uid_base=cfg.uid_base, id_count=cfg.id_count)
-    if ref in store.refs():
-        return False
     image = CommittedImage.objects.filter(ref=ref).first()
     if image is None:
         raise NotFound(f"没有名为 {ref} 的镜像。There is no image called {ref}.")
+    local = store.refs().get(ref)
+    if local is not None and local["digest"] == image.digest:
+        return False  # here already, and not an older commit of the same name
     have = blobs_present(store)
     r = _redis()
     token = secrets.token_hex(16)

@@ -157,6 +157,22 @@ def test_an_image_starts_on_a_host_whose_store_lacks_it(worker, web, smoke_lab, 
         assert [layer["diff_id"] for layer in layers] == fetched.diff_ids
         assert client.delete(f"/api/sessions/{sid}/").status_code == 204
         wait_for(lambda: client.get(f"/api/sessions/{sid}/").json()["state"] == "stopped", timeout=30, what="stopped")
+        # The far store's tag goes stale (as after a new commit of the same name): the
+        # next start there notices the digest differs and fetches again.
+        from sandbox.images.stream import receive_image, write_archive
+
+        older = io.BytesIO()
+        write_archive(base_image, store(), older, fmt="oci")
+        older.seek(0)
+        receive_image(far_store, older, ref=made["image"], manifest_digest=base_image.manifest_digest)
+        assert far_store.refs()[made["image"]]["digest"] != made["digest"]
+        resp = post(client, "/api/sessions/", {"lab": "smoke", "image": made["image"]})
+        sid = resp.json()["id"]
+        wait_for(lambda: (s := client.get(f"/api/sessions/{sid}/").json())["state"] == "ready"
+                 or (s["state"] in ("failed", "lost") and pytest.fail(s["message"])), timeout=60, what="ready again")
+        assert far_store.refs()[made["image"]]["digest"] == made["digest"]
+        assert client.delete(f"/api/sessions/{sid}/").status_code == 204
+        wait_for(lambda: client.get(f"/api/sessions/{sid}/").json()["state"] == "stopped", timeout=30, what="stopped")
     finally:
         far.stop()
 
