@@ -15,6 +15,7 @@ from django.dispatch import receiver
 
 from labs.exceptions import BadRequest, Conflict, NotFound, ServiceUnavailable
 from labs.inside.tasks import READ_TIMEOUT, WRITE_TIMEOUT, inside_commit, inside_untag
+from labs.inside.transfer import image_sources
 from labs import selectors
 from labs.models import Checkpoint, CommittedImage, Lab, Session, SessionImage, Step, StepProgress
 from labs.services import START_EXPIRES, _choose_host, session_broadcast, session_set_state, session_start
@@ -226,7 +227,7 @@ def image_commit(*, session: Session, name: str, tag: str) -> CommittedImage:
                    author=user.get_username(), replace=mine is not None)
     image, _ = CommittedImage.objects.update_or_create(ref=ref, defaults={
         "user": user, "digest": result["digest"], "image_id": result["id"], "size": result["size"],
-        "session_id": session.id, "host": session.host})
+        "session_id": session.id, "host": session.host, "holders": []})  # this commit: on its host alone
     return image
 
 
@@ -248,7 +249,7 @@ def session_start_on_image(*, user: AbstractBaseUser, lab: Lab, ref: str) -> tup
     # Placed like any session; the start task fetches the image if that host lacks it
     # (labs/inside/transfer.py), which needs the image's own host online.
     host = _choose_host()
-    if host != image.host and image.host not in {h["host"] for h in selectors.hosts_alive()}:
+    if host != image.host and host not in (image.holders or []) and not image_sources(image):
         raise ServiceUnavailable(f"存放 {ref} 的工作节点不在线。The worker host that holds {ref} is offline.")
     lifetime = int((lab.limits or {}).get("lifetime_minutes", 120))
     with transaction.atomic():

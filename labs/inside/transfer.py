@@ -7,7 +7,8 @@ only through a Redis pipe (sandbox/images/pipe.py), a bounded window at a time:
   the browser as it comes (the web server needs no store of its own);
 - a start elsewhere: the session is placed like any other (the host with the most free
   places); if that host's store lacks the image, its start task fetches the blobs it
-  does not have from the image's host, checks each against its digest (and the manifest
+  does not have from a host that holds it (the one that made it, or one that fetched it
+  since: `CommittedImage.holders`), checks each against its digest (and the manifest
   against the digest recorded at commit), and tags it.
 """
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import AsyncIterator
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
 
 from labs import selectors
 from labs.exceptions import BadRequest, Conflict, NotFound, ServiceUnavailable
@@ -33,6 +35,13 @@ def _send_task(host: str, ref: str, token: str, **kwargs) -> None:
     from labsite.celery import app
 
     app.send_task("labs.inside.image_send", args=[ref, token], kwargs=kwargs, queue=f"host.{host}", expires=IDLE)
+
+
+def image_sources(image: CommittedImage, *, exclude: str = "") -> list[str]:
+    """Hosts online whose stores hold this commit: the one that made it, then those that
+    fetched it since."""
+    alive = {h["host"] for h in selectors.hosts_alive()}
+    return [h for h in dict.fromkeys([image.host, *(image.holders or [])]) if h in alive and h != exclude]
 
 
 def _redis():
@@ -58,20 +67,38 @@ def image_fetch_here(*, ref: str) -> bool:
     local = store.refs().get(ref)
     if local is not None and local["digest"] == image.digest:
         return False  # here already, and not an older commit of the same name
+    sources = image_sources(image, exclude=cfg.host)
+    if not sources:
+        raise ServiceUnavailable(f"存放 {ref} 的工作节点都不在线。No worker host that holds {ref} is online.")
     have = blobs_present(store)
     r = _redis()
-    token = secrets.token_hex(16)
-    key = pipe_key(token)
-    pipe_open(r, key)
-    try:
-        _send_task(image.host, ref, token, fmt="oci", skip=have if len(have) <= SKIP_MAX else [])
-        receive_image(store, PipeReader(pipe_read(r, key)), ref=ref, manifest_digest=image.digest)
-    except PipeBroken as exc:
-        raise ServiceUnavailable(f"无法从 {image.host} 取得镜像 {ref}：{exc}。"
-                                 f"Could not fetch {ref} from host {image.host}: {exc}.") from None
-    finally:
-        pipe_close(r, key)
+    failures = []
+    for source in sources:
+        token = secrets.token_hex(16)
+        key = pipe_key(token)
+        pipe_open(r, key)
+        try:
+            _send_task(source, ref, token, fmt="oci", skip=have if len(have) <= SKIP_MAX else [])
+            receive_image(store, PipeReader(pipe_read(r, key)), ref=ref, manifest_digest=image.digest)
+            break
+        except PipeBroken as exc:
+            failures.append(f"{source}: {exc}")
+        finally:
+            pipe_close(r, key)
+    else:
+        raise ServiceUnavailable(f"无法取得镜像 {ref}。Could not fetch {ref}: {'; '.join(failures)}.")
+    _holder_add(ref=ref, digest=image.digest, host=cfg.host)
     return True
+
+
+def _holder_add(*, ref: str, digest: str, host: str) -> None:
+    """Record that this host's store holds this commit (unless the name was committed
+    again meanwhile: then it holds an older one)."""
+    with transaction.atomic():
+        image = CommittedImage.objects.select_for_update().filter(ref=ref, digest=digest).first()
+        if image is not None and host != image.host and host not in (image.holders or []):
+            image.holders = [*(image.holders or []), host]
+            image.save(update_fields=["holders"])
 
 
 # ---- on the web: a download --------------------------------------------------------
@@ -83,7 +110,7 @@ def download_target(*, user: AbstractBaseUser, ref: str, fmt: str) -> CommittedI
     image = CommittedImage.objects.filter(user=user, ref=ref).first()
     if image is None:
         raise NotFound(f"你没有名为 {ref} 的镜像。You have no image called {ref}.")
-    if image.host not in {h["host"] for h in selectors.hosts_alive()}:
+    if not image_sources(image):
         raise ServiceUnavailable(f"存放 {ref} 的工作节点不在线。The worker host that holds {ref} is offline.")
     return image
 
@@ -114,7 +141,10 @@ async def download_stream(*, image: CommittedImage, fmt: str) -> AsyncIterator[b
         raise Conflict("你已有一个下载正在进行，请等它结束。One of your downloads is still running: wait for it to end.")
     await r.set(reader_key(key), 1, ex=int(IDLE * 2))
     try:
-        await sync_to_async(_send_task)(image.host, image.ref, token, fmt=fmt)
+        sources = await sync_to_async(image_sources)(image)
+        if not sources:
+            raise ServiceUnavailable(f"存放 {image.ref} 的工作节点不在线。The worker host that holds {image.ref} is offline.")
+        await sync_to_async(_send_task)(sources[0], image.ref, token, fmt=fmt)
     except BaseException:
         await r.delete(reader_key(key), lock)
         await r.aclose()

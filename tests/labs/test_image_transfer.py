@@ -157,6 +157,17 @@ def test_an_image_starts_on_a_host_whose_store_lacks_it(worker, web, smoke_lab, 
         assert [layer["diff_id"] for layer in layers] == fetched.diff_ids
         assert client.delete(f"/api/sessions/{sid}/").status_code == 204
         wait_for(lambda: client.get(f"/api/sessions/{sid}/").json()["state"] == "stopped", timeout=30, what="stopped")
+        # The far host is recorded as a holder: with the image's own host gone, it serves
+        # the image (here, to a download).
+        from labs.models import CommittedImage
+
+        assert CommittedImage.objects.get(ref=made["image"]).holders == [far.host]
+        CommittedImage.objects.filter(ref=made["image"]).update(host="gone-host")
+        resp = _download(web, client, made["image"], "oci", Path(settings.LAB_DATA_DIR) / "from-far.tar")
+        assert resp.status_code == 200, resp.text
+        with tarfile.open(Path(settings.LAB_DATA_DIR) / "from-far.tar") as tar:
+            assert f"blobs/sha256/{made['digest'].split(':')[1]}" in tar.getnames()
+        CommittedImage.objects.filter(ref=made["image"]).update(host=worker.host)
         # The far store's tag goes stale (as after a new commit of the same name): the
         # next start there notices the digest differs and fetches again.
         from sandbox.images.stream import receive_image, write_archive
