@@ -64,13 +64,11 @@ def checkpoints(browser: Browser, cfg, rounds: int) -> tuple[dict[int, list[floa
     return took, tars
 
 
-def rewinds(browser: Browser, rounds: int) -> tuple[list[float], list[float]]:
-    """(rewind → prompt ms, fresh start → prompt ms)."""
+def rewinds(browser: Browser, other: Browser, rounds: int) -> tuple[list[float], list[float]]:
+    """(rewind → prompt ms, fresh start → prompt ms), interleaved round by round so that
+    both see the same load on a shared machine (the fresh starts are another user's: a
+    user has one live session per lab)."""
     fresh = []
-    for _ in range(rounds):
-        ms, sid, _ = start_to_prompt(browser)
-        fresh.append(ms)
-        browser.stop(sid)
     session = browser.start()
     sid = session["id"]
     term = browser.terminal(session["ws"])
@@ -81,6 +79,9 @@ def rewinds(browser: Browser, rounds: int) -> tuple[list[float], list[float]]:
         if status != 201:
             raise RuntimeError(f"checkpoint: HTTP {status} {cp}")
         for _ in range(rounds):
+            ms, other_sid, _ = start_to_prompt(other)
+            fresh.append(ms)
+            other.stop(other_sid)
             mark = len(term.out)
             t0 = time.perf_counter()
             status, body = browser.api("POST", f"/api/sessions/{sid}/rewind", {"checkpoint": cp["id"]})
@@ -158,7 +159,11 @@ def run(ctx) -> list[Figure]:
     rounds = 3 if ctx.args.quick else 8
     cfg = host_config()
     took, tars = checkpoints(ctx.browser, cfg, rounds)
-    back, fresh = rewinds(ctx.browser, rounds)
+    (other,) = ctx.make_browsers(1, prefix="fresh")
+    try:
+        back, fresh = rewinds(ctx.browser, other, rounds)
+    finally:
+        other.close()
     closed, opened = panel_cpu(ctx.browser, ctx.env)
     sec = "8. Inside the container: checkpoint, rewind, panel"
     figures = [Figure(sec, f"checkpoint, {mib} MiB container layer (p50)", pct(took[mib], 50), "ms",

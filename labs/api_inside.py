@@ -5,10 +5,13 @@ Reads are for the owner and those allowed to watch (read-only); writes for the o
 alone; anyone else gets 404, as for every session API."""
 from __future__ import annotations
 
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from asgiref.sync import sync_to_async
+from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 
 from labs import selectors
+from labs.exceptions import LabError
 from labs.inside import services as inside
+from labs.inside import transfer
 from labs.api import api, body, field
 
 
@@ -64,3 +67,23 @@ def session_commit(request: HttpRequest, sid: str) -> HttpResponse:
 @api("GET")
 def images(request: HttpRequest) -> HttpResponse:
     return JsonResponse({"images": inside.images_of(user=request.user)})
+
+
+async def image_download(request: HttpRequest) -> HttpResponse:
+    """GET ?image=<user>/<name>:<tag>&format=oci|docker: the owner's image as an archive,
+    streamed from its host as it comes (an async view: no worker thread held meanwhile)."""
+    if request.method != "GET":
+        return JsonResponse({"error": f"method {request.method} not allowed"}, status=405)
+    user = await request.auser()
+    if not user.is_authenticated:
+        return JsonResponse({"error": "sign in first"}, status=401)
+    fmt = request.GET.get("format", "oci")
+    try:
+        image = await sync_to_async(transfer.download_target)(user=user, ref=request.GET.get("image", ""), fmt=fmt)
+        stream = await transfer.download_stream(image=image, fmt=fmt)
+    except LabError as exc:
+        return JsonResponse({"error": exc.message}, status=exc.status)
+    response = StreamingHttpResponse(stream, content_type="application/x-tar")
+    response["Content-Disposition"] = f'attachment; filename="{transfer.download_name(image, fmt)}"'
+    response["Cache-Control"] = "private, no-store"
+    return response

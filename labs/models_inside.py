@@ -47,6 +47,8 @@ class CommittedImage(models.Model):
     size = models.BigIntegerField(help_text="bytes of the container layer it adds")
     session_id = models.CharField(max_length=32, blank=True)
     host = models.CharField(max_length=100, blank=True, help_text="whose image store holds it")
+    holders = models.JSONField(default=list, blank=True,
+                               help_text="other hosts that fetched this commit since (their stores hold it too)")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -6,7 +6,6 @@ session id and idempotent, so a redelivered task does no harm.
 from __future__ import annotations
 
 import logging
-import shutil
 
 from celery import shared_task
 from django.conf import settings
@@ -14,16 +13,17 @@ from django.utils.translation import gettext as _
 
 from labs.hostconfig import host_config
 from labs.inside.services import checkpoints_collect, session_image
+from labs.inside.transfer import image_fetch_here
 from labs.learning import AUTO_CHECK_SECONDS, autocheck_run, session_follow, step_check, step_setup_run
 from labs.models import Session, new_session_id
 from labs.redis import sync_redis
 from labs.selectors import host_draining, hosts_alive
 from labs.services import recording_save, recordings_expire, reset_mark, session_set_state, sessions_reap, terminal_mark
 from labs.upload_jobs import upload_import
-from sandbox.inside.rewind import sandbox_stop_quick
+from sandbox.inside.rewind import rewind_cleanup, sandbox_rewind as engine_rewind
 from sandbox.pool import flavour, pool_fill_one, pool_forget, pool_members, pool_take, pool_target, pool_trim
 from sandbox.runtime import Limits, runc_list
-from sandbox.service import SandboxRequest, host_sweep, volumes_save, sandbox_exec, sandbox_start as engine_start, sandbox_stop as engine_stop
+from sandbox.service import SandboxRequest, host_sweep, sandbox_exec, sandbox_start as engine_start, sandbox_stop as engine_stop
 
 log = logging.getLogger(__name__)
 S = Session.State
@@ -33,18 +33,29 @@ S = Session.State
 def sandbox_start(sid: str, cols: int = 80, rows: int = 24, image: str | None = None, volumes_from: str = "") -> None:
     """Provision the sandbox of a starting session, its terminal cols x rows (on `image`:
     a checkpoint to rewind to, with the trainee's volumes from `volumes_from`)."""
+    _provision(sid, cols=cols, rows=rows, image=image, volumes_from=volumes_from)
+
+
+def _provision(sid: str, *, cols: int = 80, rows: int = 24, image: str | None = None, volumes_from: str = "",
+               rewind: bool = False) -> None:
+    """Start (or, with rewind, restart in place) the sandbox of a starting session."""
     session = Session.objects.select_related("lab").filter(id=sid).first()
     if session is None or session.state != S.STARTING:
         return  # stopped meanwhile, or a redelivered task
     cfg = host_config()
-    image = image or session_image(sid=sid)
+    own = None if image else session_image(sid=sid)
+    image = image or own
     req = SandboxRequest(sid=sid, image=image or session.lab.image, hostname=sandbox_hostname(sid),
                          limits=Limits.from_lab(session.lab.limits), cols=cols, rows=rows, volumes_from=volumes_from)
     try:
-        # The web may have given this session a warm-pool sandbox's id (labs/pool.py): take
-        # it over; anything else (none, another image, a dead one) is started afresh.
-        pooled = not volumes_from and pool_take(cfg, sid, flavour_json=flavour(req.image, req.limits), cols=cols, rows=rows)
-        if not pooled:
+        if own:
+            image_fetch_here(ref=own)  # made on another host: its blobs come from there
+        if rewind:
+            engine_rewind(cfg, req)
+        # The web may have given this session a warm-pool sandbox's id (sandbox/pool.py):
+        # take it over; anything else (none, another image, a dead one) is started afresh.
+        elif not (not volumes_from and pool_take(cfg, sid, flavour_json=flavour(req.image, req.limits),
+                                                  cols=cols, rows=rows)):
             engine_start(cfg, req)
     except Exception as exc:
         log.error("session %s failed to start on %s: %s", sid, cfg.host, exc)
@@ -55,6 +66,8 @@ def sandbox_start(sid: str, cols: int = 80, rows: int = 24, image: str | None = 
     if not session_set_state(sid=sid, state=S.READY, only_from=(S.STARTING,)):
         engine_stop(cfg, sid)  # stopped while it was starting
         return
+    if rewind:
+        rewind_cleanup(cfg, sid)  # the old container layer, after the prompt
     session.refresh_from_db()
     session_follow(session=session)  # the current step's setup, and its auto-check
     pool_refill_soon(cfg.host)
@@ -207,21 +220,10 @@ def sandbox_reset(sid: str, lang: str = "") -> None:
 @shared_task(name="labs.tasks.sandbox_rewind", soft_time_limit=60, time_limit=90)
 def sandbox_rewind(sid: str, ref: str) -> None:
     """Same session, its sandbox restarted on a checkpoint (`ref`): the checkpoint's
-    layers stacked under a fresh upper; progress is untouched."""
-    if not Session.objects.filter(id=sid, state=S.STARTING).exists():
-        return
-    cfg = host_config()
-    # The trainee's home and /tmp are volumes: a rewind keeps them, as a restarted Docker
-    # container keeps its volumes (only the container layer goes back to the checkpoint).
-    keep = cfg.host_dir / "rewind" / sid  # not under sessions/: a reconcile would sweep it
-    keep.parent.mkdir(mode=0o700, exist_ok=True)
-    shutil.rmtree(keep, ignore_errors=True)
-    try:
-        volumes_save(cfg, sid, keep)
-        sandbox_stop_quick(cfg, sid)  # the trainee waits for it: no 100 ms kill loop
-        sandbox_start(sid, image=ref, volumes_from=str(keep))
-    finally:
-        shutil.rmtree(keep, ignore_errors=True)
+    layers stacked under a fresh upper; progress is untouched. The trainee's home and
+    /tmp are volumes: they stay as they are, as a restarted Docker container keeps its
+    volumes (only the container layer goes back to the checkpoint)."""
+    _provision(sid, image=ref, rewind=True)
 
 
 @shared_task(name="labs.tasks.lab_upload_import", soft_time_limit=90, time_limit=120)

@@ -14,4 +14,5 @@ urlpatterns = [
     path("api/sessions/<str:sid>/rewind", api.session_rewind),
     path("api/sessions/<str:sid>/commit", api.session_commit),
     path("api/images/", api.images),
+    path("api/images/download", api.image_download),
 ]

@@ -31,11 +31,13 @@ import signal
 import subprocess
 import tempfile
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
 from sandbox.config import HostConfig
 from sandbox.exceptions import CheckForged, CheckTimeout, RuntimeFailed
+from sandbox.freeze import exec_slot
 
 # Debian's busybox-static; the host copy below is what sandboxes get.
 BUSYBOX = Path("/bin/busybox")
@@ -260,9 +262,19 @@ def script_run(cfg: HostConfig, sid: str, script: str, *, timeout: float, env: d
                 except OSError as exc:
                     raise RuntimeFailed(f"cannot make the check's cgroup (is the sandbox running?): {exc}") from exc
             started = time.monotonic()
-            runc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            # runc refuses to exec in a frozen sandbox: wait for a checkpoint's thaw (sandbox/freeze.py).
+            slot = ExitStack()
+            slot.enter_context(exec_slot(cfg, sid))
             try:
-                pid = _wait_pid_file(pid_file, runc, 15)
+                runc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            except BaseException:
+                slot.close()
+                raise
+            try:
+                try:
+                    pid = _wait_pid_file(pid_file, runc, 15)
+                finally:
+                    slot.close()
                 try:
                     _verify(pid, init, argv, env)
                     if cg:

@@ -33,8 +33,7 @@ class SandboxRequest:
     limits: Limits
     cols: int = 80
     rows: int = 24
-    # The trainee's volumes (/root, /tmp) to start with: a directory holding home/ and tmp/,
-    # as volumes_save() left them (a rewind keeps them, as Docker keeps a volume).
+    # The trainee's volumes (/root, /tmp) to start with: a directory holding home/ and tmp/.
     volumes_from: str = ""
     # A warm-pool sandbox (sandbox/pool.py): no recording and no idle clock until assigned.
     pooled: bool = False
@@ -90,22 +89,35 @@ def sandbox_start(cfg: HostConfig, req: SandboxRequest) -> int:
             if src is not None and src.is_dir():  # within the same disk cap, or the start fails
                 subprocess.run(["cp", "-a", f"{src}/.", str(dst)], check=True, capture_output=True)
                 shift_tree(dst, src=cfg.uid_base, dst=uid, count=cfg.id_count)  # saved in the store's range
-        spec = sandbox_spec(
-            sid=req.sid, rootfs=layout.rootfs, views=layout.views, hostname=req.hostname,
-            uid=uid, id_count=cfg.id_count, cgroup_parent=cfg.cgroup_parent, limits=req.limits,
-            volumes=layout.volumes(),
-            cols=req.cols, rows=req.rows,
-        )
-        write_spec(layout.config, spec)
-        # A relay being restarted by its holder is back within seconds: wait for it.
-        pid = relay_call(cfg, "run", wait=RELAY_WAIT, sid=req.sid, bundle=str(layout.root), cols=req.cols, rows=req.rows,
-                         **({"pool": True} if req.pooled else {}))["pid"]
-        if not deny_new_ptys(cfg, req.sid):
-            log.warning("sandbox %s may open PTYs: no cgroup v1 devices controller", req.sid)
-        return pid
+        return sandbox_run(cfg, req, layout, uid=uid)
     except BaseException:
         sandbox_stop(cfg, req.sid)
         raise
+
+
+def session_uid(cfg: HostConfig, sid: str) -> int:
+    """The host uid that root of a live session's sandbox is (its range's base, kept while
+    the session lives: a rewind restarts the sandbox in the same range)."""
+    ranges = cfg.uid_ranges()
+    return ranges.allocate(_owner(cfg, sid), home=layout_for(cfg, sid).root).base if ranges else cfg.uid_base
+
+
+def sandbox_run(cfg: HostConfig, req: SandboxRequest, layout: Layout, *, uid: int) -> int:
+    """Write the bundle's config.json for a ready root (its root is host `uid`) and have the
+    relay run it; init's pid."""
+    spec = sandbox_spec(
+        sid=req.sid, rootfs=layout.rootfs, views=layout.views, hostname=req.hostname,
+        uid=uid, id_count=cfg.id_count, cgroup_parent=cfg.cgroup_parent, limits=req.limits,
+        volumes=layout.volumes(),
+        cols=req.cols, rows=req.rows,
+    )
+    write_spec(layout.config, spec)
+    # A relay being restarted by its holder is back within seconds: wait for it.
+    pid = relay_call(cfg, "run", wait=RELAY_WAIT, sid=req.sid, bundle=str(layout.root), cols=req.cols, rows=req.rows,
+                     **({"pool": True} if req.pooled else {}))["pid"]
+    if not deny_new_ptys(cfg, req.sid):
+        log.warning("sandbox %s may open PTYs: no cgroup v1 devices controller", req.sid)
+    return pid
 
 
 def sandbox_exec(cfg: HostConfig, sid: str, script: str, *, timeout: float = 10.0, lang: str | None = None,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, Sequence
@@ -197,14 +198,8 @@ def snapshot_create(*, image: ImageLike, layout: Layout, layers_root: Path, disk
         trusted_shell()
         _make_mountpoints(image=image, layout=layout, uid=uid, idmapped=idmapped)
         if idmapped:
-            # The mapping lives in a user namespace nothing runs in; the mounts keep it.
-            shift = IdShift(stored=stored_uid, base=uid, count=id_count)
-            userns = userns_pinned(shift, pins) if pins else userns_open(shift)
-            try:
-                for m in idmapped_mounts(image=image, layout=layout):
-                    mount(m, userns=userns)
-            finally:
-                os.close(userns)
+            _mount_idmapped_lowers(image=image, layout=layout, shift=IdShift(stored=stored_uid, base=uid, count=id_count),
+                                   pins=pins)
         scratch, overlay = snapshot_mounts(image=image, layout=layout, layers_root=layers_root, disk_mb=disk_mb, uid=uid,
                                            idmapped=idmapped)
         mount(scratch)
@@ -216,12 +211,82 @@ def snapshot_create(*, image: ImageLike, layout: Layout, layers_root: Path, disk
         layout.upper.chmod(0o755)
         layout.home.chmod(0o700)
         layout.tmp.chmod(0o1777)
-        mount(overlay)
-        for m in view_mounts(image=image, layout=layout, idmapped=idmapped):
-            mount(m)
+        _mount_stack(image=image, layout=layout, overlay=overlay, idmapped=idmapped)
     except BaseException:
         snapshot_remove(layout=layout)
         raise
+
+
+def _mount_idmapped_lowers(*, image: ImageLike, layout: Layout, shift: IdShift, pins: Path | None) -> None:
+    """The layers bound at lower/<n>, idmapped into the session's range. The mapping lives
+    in a user namespace nothing runs in; the mounts keep it."""
+    userns = userns_pinned(shift, pins) if pins else userns_open(shift)
+    try:
+        for m in idmapped_mounts(image=image, layout=layout):
+            mount(m, userns=userns)
+    finally:
+        os.close(userns)
+
+
+def _mount_stack(*, image: ImageLike, layout: Layout, overlay: Mount, idmapped: bool = False) -> None:
+    """The overlay root, then the read-only views over it."""
+    mount(overlay)
+    for m in view_mounts(image=image, layout=layout, idmapped=idmapped):
+        mount(m)
+
+
+# Where a restack sets the old container layer aside, inside the session's own tmpfs:
+# whatever becomes of the worker, it goes with the session directory.
+ASIDE_PREFIX = "aside-"
+
+
+def snapshot_restack(*, image: ImageLike, layout: Layout, layers_root: Path, uid: int,
+                     stored_uid: int | None = None, id_count: int = 65536, pins: Path | None = None) -> Path:
+    """Put the session's root on another image (a rewind), keeping its tmpfs and volumes.
+
+    The container must be gone. Only the overlay and the views are unmounted; the old
+    upperdir and workdir are renamed aside on the same tmpfs (one rename, no copy) and a
+    fresh pair made: removing the old pair is `snapshot_discard_aside`'s job, after the
+    new sandbox is up. On failure the whole session directory goes, as snapshot_create's.
+    """
+    idmapped = stored_uid is not None and stored_uid != uid
+    try:
+        # Views first: they hold a bind of the old upperdir; the idmapped lowers last.
+        unmount(layout.views)
+        unmount(layout.rootfs)
+        unmount(layout.lowers)
+        if mounts_under(layout.views) or mounts_under(layout.rootfs) or mounts_under(layout.lowers):
+            raise SandboxError(f"{layout.root} still has mounts; cannot restack it")
+        shutil.rmtree(layout.lowers, ignore_errors=True)  # mount points of the old stack's layers
+        aside = Path(tempfile.mkdtemp(prefix=ASIDE_PREFIX, dir=layout.scratch))
+        os.rename(layout.upper, aside / "upper")
+        os.rename(layout.work, aside / "work")
+        # Mount points only (and image.json): the new stack may have fewer layers.
+        shutil.rmtree(layout.views)
+        for d in (layout.upper, layout.work):
+            d.mkdir()
+            os.chown(d, uid, uid)
+        layout.upper.chmod(0o755)
+        _make_mountpoints(image=image, layout=layout, uid=uid, idmapped=idmapped)
+        if idmapped:
+            _mount_idmapped_lowers(image=image, layout=layout, shift=IdShift(stored=stored_uid, base=uid, count=id_count),
+                                   pins=pins)
+        _mount_stack(image=image, layout=layout, idmapped=idmapped,
+                     overlay=overlay_mount(image=image, layout=layout, layers_root=layers_root, idmapped=idmapped))
+        return aside
+    except BaseException:
+        snapshot_remove(layout=layout)
+        raise
+
+
+def snapshot_discard_aside(*, layout: Layout) -> None:
+    """Remove what restacks set aside (off the rewind's critical path)."""
+    try:
+        entries = [p for p in layout.scratch.iterdir() if p.name.startswith(ASIDE_PREFIX)]
+    except FileNotFoundError:
+        return
+    for path in entries:
+        shutil.rmtree(path, onerror=_gone_is_fine)
 
 
 def _gone_is_fine(func, path, exc_info) -> None:

@@ -116,16 +116,19 @@ def _start_celery(host: str, env: dict, log: Path) -> subprocess.Popen:
     return proc
 
 
-def start_worker(host: str, env: dict | None = None) -> Worker:
-    """A real sandbox host (holder + relay) and its Celery worker; waits for both."""
+def start_worker(host: str, env: dict | None = None, data_dir: Path | None = None) -> Worker:
+    """A real sandbox host (holder + relay) and its Celery worker; waits for both.
+    `data_dir`: a store and sessions of its own, as a host on another machine has."""
     import redis
 
     env = dict(env or _subprocess_env())
     env["LAB_HOST_NAME"] = host
+    if data_dir is not None:
+        env["LAB_DATA_DIR"] = str(data_dir)
     log = Path(settings.LAB_DATA_DIR) / f"worker-{host}.log"
     started = time.time()
     holder = subprocess.Popen(
-        host_argv(sys.executable, str(ROOT / "manage.py"), str(settings.LAB_DATA_DIR), host, settings.REDIS_URL),
+        host_argv(sys.executable, str(ROOT / "manage.py"), env.get("LAB_DATA_DIR", str(settings.LAB_DATA_DIR)), host, settings.REDIS_URL),
         cwd=ROOT, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT, preexec_fn=die_with_parent,
     )
     r = redis.Redis.from_url(settings.REDIS_URL)

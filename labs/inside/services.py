@@ -15,10 +15,11 @@ from django.dispatch import receiver
 
 from labs.exceptions import BadRequest, Conflict, NotFound, ServiceUnavailable
 from labs.inside.host import READ_TIMEOUT, WRITE_TIMEOUT, images_untag, layer_commit
+from labs.inside.transfer import image_sources
 from labs import selectors
 from labs.models import Checkpoint, CommittedImage, Lab, Session, SessionImage, Step
 from labs.progress import current_step
-from labs.services import START_EXPIRES, session_broadcast, session_set_state, session_start
+from labs.services import START_EXPIRES, _choose_host, session_broadcast, session_set_state, session_start
 from labs.signals import step_passed
 
 log = logging.getLogger(__name__)
@@ -226,13 +227,13 @@ def image_commit(*, session: Session, name: str, tag: str) -> CommittedImage:
                    author=user.get_username(), replace=mine is not None)
     image, _ = CommittedImage.objects.update_or_create(ref=ref, defaults={
         "user": user, "digest": result["digest"], "image_id": result["id"], "size": result["size"],
-        "session_id": session.id, "host": session.host})
+        "session_id": session.id, "host": session.host, "holders": []})  # this commit: on its host alone
     return image
 
 
 def session_start_on_image(*, user: AbstractBaseUser, lab: Lab, ref: str) -> tuple[Session, bool]:
-    """The lab in a sandbox made from one of the user's own committed images; it starts on
-    the host whose store holds the image. (session, created), as session_start."""
+    """The lab in a sandbox made from one of the user's own committed images, on the host
+    the usual placement picks (the image follows it). (session, created), as session_start."""
     from datetime import timedelta
 
     from django.utils import timezone
@@ -243,13 +244,16 @@ def session_start_on_image(*, user: AbstractBaseUser, lab: Lab, ref: str) -> tup
     existing = selectors.live_session_for_lab(user=user, lab=lab)
     if existing is not None:
         return existing, False
-    if image.host not in {h["host"] for h in selectors.hosts_alive()}:
-        raise ServiceUnavailable(f"存放 {ref} 的工作节点不在线。The worker host that holds {ref} is offline.")
     if selectors.live_sessions(user=user).count() >= settings.LAB_USER_SESSION_LIMIT:
         return session_start(user=user, lab=lab)  # says why it refuses, as for any start
+    # Placed like any session; the start task fetches the image if that host lacks it
+    # (labs/inside/transfer.py), which needs the image's own host online.
+    host = _choose_host()
+    if host != image.host and host not in (image.holders or []) and not image_sources(image):
+        raise ServiceUnavailable(f"存放 {ref} 的工作节点不在线。The worker host that holds {ref} is offline.")
     lifetime = int((lab.limits or {}).get("lifetime_minutes", 120))
     with transaction.atomic():
-        session = Session.objects.create(user=user, lab=lab, host=image.host, state=S.STARTING,
+        session = Session.objects.create(user=user, lab=lab, host=host, state=S.STARTING,
                                          expires_at=timezone.now() + timedelta(minutes=lifetime))
         SessionImage.objects.create(session=session, ref=ref)
         from celery import current_app as app

@@ -39,3 +39,29 @@ def inside_commit(sid: str, ref: str, created_by: str, comment: str = "", author
 def inside_untag(refs: list[str]) -> int:
     """Untag images in this host's store (their layers go at the next `image gc`)."""
     return images_untag(refs)
+
+
+@shared_task(name="labs.inside.image_send", soft_time_limit=1800, time_limit=1860)
+def image_send(ref: str, token: str, fmt: str = "oci", skip: list[str] | None = None) -> dict:
+    """Stream an image of this host's store, as an `oci` or `docker` archive, into the
+    Redis pipe `token` (a download, or another host fetching it); {"sent": bytes} or {"error"}."""
+    import redis
+
+    from labs.hostconfig import host_config
+    from sandbox.images.exceptions import ImageError
+    from sandbox.images.pipe import IDLE, PipeBroken, PipeWriter, pipe_key
+    from sandbox.images.store import ImageStore
+    from sandbox.images.stream import write_archive
+
+    cfg = host_config()
+    out = PipeWriter(redis.Redis.from_url(cfg.redis_url, socket_timeout=IDLE + 10), pipe_key(token))
+    try:
+        store = ImageStore(cfg.images_dir, uid_base=cfg.uid_base, id_count=cfg.id_count)
+        write_archive(store.resolve(ref), store, out, fmt=fmt, skip=skip or ())
+        out.finish()
+    except PipeBroken as exc:
+        return {"error": str(exc)}
+    except (ImageError, OSError) as exc:
+        out.fail(str(exc))
+        return {"error": str(exc)}
+    return {"sent": out.sent}

@@ -2,10 +2,11 @@
 upperdir into an OCI changeset layer in the image store and tags an image of the
 sandbox's stack plus that layer, as `docker commit` does.
 
-The upperdir is read live, as `docker commit --pause=false` does: freezing the sandbox
-(`runc pause`) would make every `runc exec` meanwhile fail ("cannot exec in a paused
-container") — a check, a step's setup, an auto-check poll. A file being written at that
-very moment may be caught half-written; the next checkpoint has it whole.
+The upperdir is read with the sandbox frozen (sandbox/freeze.py): the layer is the
+container layer as it was at one instant, as `docker commit` (which pauses by default)
+makes it. That is the guarantee a power cut gives, not more: every write the sandbox's
+processes made is wholly in it or wholly not, but a program halfway through a series of
+writes is caught halfway. Checks and setups that start meanwhile wait for the thaw.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from typing import Any
 
 from sandbox.config import HostConfig
 from sandbox.exceptions import SandboxError
+from sandbox.freeze import frozen
 from sandbox.images.changeset import create_layer
 from sandbox.images.exceptions import LayerError
 from sandbox.images.store import Image, ImageStore
@@ -31,7 +33,7 @@ from sandbox.snapshots import Layout
 MAX_LAYERS = 120
 # history created_by of a checkpoint's layer (labs.inside writes it).
 CHECKPOINT_PREFIX = "lab checkpoint "
-# The upperdir is read live: entries may vanish under the walk; read it again this often.
+# Should an entry vanish under the walk all the same, read it again this often.
 LIVE_TRIES = 3
 
 
@@ -71,7 +73,7 @@ def upper_commit(cfg: HostConfig, layout: Layout, *, ref: str, created_by: str,
         fd, tmp = tempfile.mkstemp(dir=store.tmp, prefix="upper-")
         try:
             started = time.monotonic()
-            with os.fdopen(fd, "wb") as out:
+            with os.fdopen(fd, "wb") as out, frozen(cfg, layout.root.name):
                 for attempt in range(LIVE_TRIES):
                     try:
                         source = layout.upper

@@ -283,7 +283,10 @@ class InsidePanel {
     const tag = this.root.querySelector("[data-inside-tag]").value.trim() || "latest";
     this.note.textContent = "";
     this.page.api("POST", this.path("commit"), { name, tag }).then(
-      (r) => { this.note.textContent = this.t("committed", { image: `${r.body.image} ${short(r.body.digest)}` }); },
+      (r) => {
+        this.note.textContent = this.t("committed", { image: `${r.body.image} ${short(r.body.digest)}` });
+        document.dispatchEvent(new CustomEvent("lab:images"));  // "My images" lists it
+      },
       (e) => { this.note.textContent = e.message; });
   }
 }

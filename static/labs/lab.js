@@ -423,6 +423,7 @@
     steps: steps,
     passed: passed,
     render: render,
+    openSession: openSession,  // images.js starts a session on an own image
   };
 
   // ---- Start up -------------------------------------------------------------------

@@ -8,7 +8,7 @@ import re
 import pytest
 
 from tests.e2e.conftest import needs_chromium
-from tests.e2e.test_browser import run, sandboxed, start_lab, wait_for_line
+from tests.e2e.test_browser import run, sandboxed, start_lab, wait_for_line, wait_until_live
 
 pytestmark = [pytest.mark.browser, needs_chromium, pytest.mark.django_db(transaction=True)]
 
@@ -95,3 +95,51 @@ def test_a_passed_step_offers_rewind_to_the_start_of_the_next_one(worker, web, b
     wait_for_line(page, r"No such file or directory")
     wait_for_line(page, r"^/root/answers/kernel$")
     expect(page.get_by_test_id("result-rootfs-without-kernel")).to_have_attribute("data-passed", "true")
+
+
+@sandboxed
+def test_my_images_starts_the_lab_on_a_committed_image_and_downloads_it(worker, web, builtin_labs, trainee, page, base_image, tmp_path):
+    import shutil
+    import subprocess
+
+    from playwright.sync_api import expect
+
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    start_lab(page, web, trainee)
+    images = page.get_by_test_id("my-images")
+    expect(images).to_be_hidden()  # none yet
+    run(page, "echo mine > /etc/mine; echo ran-$((3+3))")
+    wait_for_line(page, r"^ran-6$")
+    page.get_by_test_id("inside-toggle").click()
+    page.get_by_test_id("inside-tab-checkpoints").click()
+    page.get_by_test_id("inside-commit-name").fill("browser-start")
+    page.get_by_test_id("inside-commit-tag").fill("v1")
+    page.get_by_test_id("inside-commit").click()
+    item = page.get_by_test_id("my-image-0")
+    expect(item).to_contain_text("trainee/browser-start:v1", timeout=20_000)
+    start = page.get_by_test_id("my-image-start-0")
+    expect(start).to_have_text("用这个镜像启动")  # the page is in the trainee's language (zh-CN)
+    expect(start).to_be_disabled()  # a sandbox is running
+
+    with page.expect_download() as info:
+        page.get_by_test_id("my-image-download-oci-0").click()
+    archive = tmp_path / "mine.oci.tar"
+    info.value.save_as(archive)
+    if shutil.which("skopeo"):
+        out = subprocess.run(["skopeo", "inspect", f"oci-archive:{archive}"], capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        assert '"Layers"' in out.stdout and out.stdout.count("sha256:") >= len(base_image.layers) + 1
+
+    page.get_by_test_id("stop-button").click()
+    expect(page.get_by_test_id("state-badge")).to_have_attribute("data-state", "stopped", timeout=30_000)
+    expect(start).to_be_enabled()
+    start.click()
+    expect(page.get_by_test_id("state-badge")).to_have_attribute("data-state", "ready", timeout=30_000)
+    wait_until_live(page)
+    run(page, "cat /etc/mine; echo ran-$((4+4))")
+    wait_for_line(page, r"^mine$")  # the committed container layer is this sandbox's image
+    expect(start).to_be_disabled()
+    page.get_by_test_id("inside-tab-layers").click()
+    expect(page.get_by_test_id("inside-layer")).to_have_count(len(base_image.layers) + 1, timeout=15_000)
+    assert errors == []

@@ -15,6 +15,7 @@ from django.test import Client
 
 from sandbox.images import spec
 from sandbox.images.gc import collect
+from sandbox.mounts import mounts_under
 from sandbox.images.store import ImageStore
 from tests.conftest import IS_ROOT, wait_for
 from tests.labs.test_inside import run
@@ -111,6 +112,63 @@ def test_rewind_restores_files_removes_later_ones_and_keeps_progress(worker, web
     assert layers[-1]["diff_id"] == cp["diff_id"] and f"checkpoint {cp['id']}" in layers[-1]["created_by"]
     changed = {c["path"] for c in client.get(f"/api/sessions/{sid}/changes").json()["changes"]}
     assert "/etc/before" not in changed  # it is in a lower layer now, under a fresh upper
+    # The old container layer was set aside on the session's tmpfs and is gone after the
+    # prompt; the new stack is mounted once, its views on the new upperdir.
+    layout = _layout(sid)
+    wait_for(lambda: not list(layout.scratch.glob("aside-*")), what="the old container layer removed")
+    points = mounts_under(layout.root)
+    assert len(points) == len(set(points))
+    assert sh(sid, "echo new > /etc/after; test -e /var/lib/lab/container/upper/etc/after && "
+                   "test ! -e /var/lib/lab/container/upper/etc/later")[0] == 0
+
+
+def _layout(sid: str):
+    from labs.hostconfig import host_config
+    from sandbox.service import layout_for
+
+    return layout_for(host_config(), sid)
+
+
+def _leftovers(sid: str) -> list[str]:
+    """What of a session's sandbox is still on this host: its directory, mounts, runc
+    container, cgroups, processes."""
+    from sandbox.cgroups import cgroup_parent_dirs
+    from labs.hostconfig import host_config
+    from sandbox.runtime import runc_list
+
+    cfg = host_config()
+    left = [str(p) for p in mounts_under(_layout(sid).root)]
+    left += [str(_layout(sid).root)] if _layout(sid).root.exists() else []
+    left += [f"runc {c['id']}" for c in runc_list(cfg) if c["id"] == sid]
+    left += [str(p) for p in cgroup_parent_dirs(f"{cfg.cgroup_parent}/{sid}")]
+    return left
+
+
+def test_a_rewind_cut_short_leaves_nothing_once_the_session_ends(worker, smoke_lab, make_user, client):
+    """The state a worker SIGKILLed mid-rewind leaves (the old container gone, the stack
+    remounted over a fresh upperdir, the old one set aside, no new container yet) is all
+    inside the session directory: stopping the session removes every part of it."""
+    from labs.hostconfig import host_config
+    from sandbox.images.store import ImageStore
+    from sandbox.inside.rewind import container_kill
+    from sandbox.service import session_uid
+    from sandbox.snapshots import snapshot_restack
+
+    client.force_login(make_user())
+    sid = start_session(client)["id"]
+    assert sh(sid, "echo later > /etc/later")[0] == 0
+    cfg = host_config()
+    image = ImageStore(cfg.images_dir, uid_base=cfg.uid_base).resolve(smoke_lab.image)
+    container_kill(cfg, sid)
+    ranges = cfg.uid_ranges()
+    aside = snapshot_restack(image=image, layout=_layout(sid), layers_root=cfg.images_dir / "layers",
+                             uid=session_uid(cfg, sid), stored_uid=cfg.uid_base, id_count=cfg.id_count,
+                             pins=ranges.pins if ranges else None)
+    assert (aside / "upper" / "etc" / "later").exists()
+    assert client.delete(f"/api/sessions/{sid}/").status_code in (200, 202, 204)
+    wait_for(lambda: client.get(f"/api/sessions/{sid}/").json()["state"] in ("stopped", "lost"), timeout=30, what="stopped")
+    wait_for(lambda: not _leftovers(sid), timeout=10, what="nothing of the session left")
+    assert _leftovers(sid) == []
 
 
 def test_rewind_to_an_unknown_or_anothers_checkpoint_is_404(worker, smoke_lab, make_user, client):
@@ -266,8 +324,9 @@ def test_checkpoints_after_rewinds_are_squashed_and_keep_every_change(worker, sm
 
 
 def test_checks_and_setups_run_while_checkpoints_are_taken(worker, smoke_lab, make_user, client):
-    """A checkpoint must not freeze the sandbox: `runc exec` refuses a paused container,
-    which once lost a step's setup that ran while a step's checkpoint was taken."""
+    """A checkpoint freezes the sandbox, and `runc exec` refuses a frozen container (which
+    once lost a step's setup that ran while a step's checkpoint was taken): execs wait for
+    the thaw (sandbox/freeze.py)."""
     import threading
 
     client.force_login(make_user())
@@ -286,3 +345,37 @@ def test_checks_and_setups_run_while_checkpoints_are_taken(worker, smoke_lab, ma
     thread.join()
     assert statuses == [201] * 5
     assert set(results) == {(0, "alive")}
+
+
+def test_a_worker_sigkilled_during_a_rewind_leaves_nothing_once_the_session_ends(worker, smoke_lab, make_user, client):
+    """The whole Celery worker (pool processes first) is SIGKILLed as soon as the rewind
+    has set the old container layer aside; whatever point it reached, the session's stop
+    leaves no mount, directory, runc container or cgroup behind."""
+    import os
+    import signal
+    import time
+
+    from tests.conftest import children_of
+
+    client.force_login(make_user())
+    sid = start_session(client)["id"]
+    cp = post(client, f"/api/sessions/{sid}/checkpoints").json()
+    scratch = _layout(sid).scratch
+    assert post(client, f"/api/sessions/{sid}/rewind", {"checkpoint": cp["id"]}).status_code == 202
+    try:
+        deadline = time.monotonic() + 20
+        while not list(scratch.glob("aside-*")) and time.monotonic() < deadline:
+            time.sleep(0.001)
+        for pid in [*children_of(worker.proc.pid), worker.proc.pid]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        worker.proc.wait()
+    finally:
+        worker.start_worker_again()
+    assert client.delete(f"/api/sessions/{sid}/").status_code in (200, 202, 204)
+    wait_for(lambda: client.get(f"/api/sessions/{sid}/").json()["state"] in ("stopped", "lost", "failed"),
+             timeout=60, what="the session ended")
+    wait_for(lambda: not _leftovers(sid), timeout=30, what="nothing of the session left")
+    assert _leftovers(sid) == []
