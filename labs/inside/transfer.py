@@ -17,6 +17,7 @@ import secrets
 from typing import AsyncIterator
 
 from asgiref.sync import sync_to_async
+from celery import current_app
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
@@ -32,9 +33,7 @@ SKIP_MAX = 4096
 
 
 def _send_task(host: str, ref: str, token: str, **kwargs) -> None:
-    from labsite.celery import app
-
-    app.send_task("labs.inside.image_send", args=[ref, token], kwargs=kwargs, queue=f"host.{host}", expires=IDLE)
+    current_app.send_task("labs.inside.image_send", args=[ref, token], kwargs=kwargs, queue=f"host.{host}", expires=IDLE)
 
 
 def image_sources(image: CommittedImage, *, exclude: str = "") -> list[str]:
