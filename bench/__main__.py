@@ -3,6 +3,7 @@
     python -m bench                    # sections ready,flat,build,echo,output,survive,inside (~13 min)
     python -m bench --quick            # small N, a smoke run (~2 min)
     python -m bench --only echo,output
+    python -m bench --only dashboard     # 500 trainees × 10 steps, 50 events/s, one dashboard (~2 min)
     python -m bench --idle 200         # also 200 idle sandboxes (heavy; off by default)
 
 Sets up its own private Redis, data dir and SQLite database, one worker host (Celery
@@ -22,7 +23,7 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
-SECTIONS = ("ready", "flat", "build", "echo", "output", "survive", "inside", "idle")
+SECTIONS = ("ready", "flat", "build", "echo", "output", "survive", "inside", "dashboard", "idle")
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -148,11 +149,11 @@ def main(argv: list[str]) -> int:
         ctx.browser.login("bench")
         if "ready" in args.sections:
             ctx.burst_browsers = ctx.make_browsers(args.burst, prefix="burst")
-        from bench import idle, images, inside, ready, survive, terminal
+        from bench import dashboard, idle, images, inside, ready, survive, terminal
 
         runners = {"ready": ready.run, "flat": images.flatness, "build": images.build_and_import,
                    "echo": terminal.run_echo, "output": terminal.run_output, "survive": survive.run, "inside": inside.run,
-                   "idle": idle.run}
+                   "dashboard": dashboard.run, "idle": idle.run}
         for name in args.sections:
             say(f"section {name}")
             t0 = time.monotonic()

@@ -11,7 +11,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods
 
-from cohorts import sandboxes, selectors, services
+from cohorts import exports, sandboxes, selectors, services
 from cohorts.exceptions import BadRequest, Forbidden
 from labs.pages import page
 from labs.selectors import lab_list
@@ -128,6 +128,16 @@ def progress_csv(request: HttpRequest, cohort_id: int) -> HttpResponse:
     writer = csv.writer(response)
     writer.writerow(selectors.CSV_HEADER)
     writer.writerows(selectors.progress_csv_rows(progress))
+    return response
+
+
+@page
+def progress_xlsx(request: HttpRequest, cohort_id: int) -> HttpResponse:
+    """The same rows as the CSV, as an Excel workbook (same rule: a trainee gets only their own)."""
+    cohort, teaching = selectors.cohort_for_viewer(user=request.user, cohort_id=cohort_id)
+    progress = selectors.cohort_progress(cohort=cohort, user_ids=None if teaching else [request.user.id])
+    response = HttpResponse(exports.progress_xlsx(progress, title=cohort.name), content_type=exports.XLSX_TYPE)
+    response["Content-Disposition"] = f'attachment; filename="cohort-{cohort.id}-progress.xlsx"'
     return response
 
 
