@@ -3,7 +3,7 @@
     python -m bench                    # sections ready,flat,build,echo,output,survive,inside (~13 min)
     python -m bench --quick            # small N, a smoke run (~2 min)
     python -m bench --only echo,output
-    python -m bench --only dashboard     # 500 trainees × 10 steps, 50 events/s, one dashboard (~2 min)
+    python -m bench --only dashboard     # 500 trainees × 10 steps, 50 events/s, one dashboard (~1 min)
     python -m bench --idle 200         # also 200 idle sandboxes (heavy; off by default)
 
 Sets up its own private Redis, data dir and SQLite database, one worker host (Celery

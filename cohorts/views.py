@@ -29,6 +29,7 @@ def _labels() -> dict:
         "offline": _("reconnecting…"), "solution": _("solution shown"),
         "confirm_stop": _("Stop %(name)s's sandbox? Their terminal closes; their progress is kept, and they are told you stopped it."),
         "confirm_extend": _("Give %(name)s's sandbox more time? They are told you extended it."),
+        "session_starting": _("Starting"), "session_ready": _("Ready"), "session_stopping": _("Stopping"),
     }
 
 
