@@ -12,6 +12,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods
 
 from cohorts import exports, sandboxes, selectors, services
+from cohorts.templatetags.cohorts_units import session_state
 from cohorts.exceptions import BadRequest, Forbidden
 from labs.pages import page
 from labs.selectors import lab_list
@@ -114,7 +115,9 @@ def watch_page(request: HttpRequest, cohort_id: int, sid: str) -> HttpResponse:
         "page_data": {"session": session.id, "ws": f"/ws/terminal/{session.id}/", "state": session.state,
                       "context": f"/api/cohorts/{cohort.id}/sessions/{session.id}/context",
                       "labels": {"passed": _("Passed"), "failed": _("Not yet"), "done": _("All steps passed"),
-                                 "hints": _("hints"), "solution": _("solution shown"), "none": _("no check yet")}},
+                                 "hints": _("hints"), "solution": _("solution shown"), "none": _("no check yet"),
+                                 "states": {s: session_state(s) for s in ("starting", "ready", "stopping", "stopped",
+                                                                          "failed", "lost")}}},
     })
 
 

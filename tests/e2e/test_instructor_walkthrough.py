@@ -101,6 +101,10 @@ def test_issue_16_pages_read_well_for_an_instructor_and_an_admin(web, school, op
                                      ".filter(s => s.scrollWidth > s.clientWidth).map(s => s.id || s.className)")
                 if wide:
                     problems["dashboard-matrix"] = wide
+        if name == "watch":
+            state = page.get_by_test_id("watch-state").inner_text()
+            assert state.split(" · ")[0] in (("就绪", "启动中", "停止中", "已停止", "失败", "已断开") if lang == "zh" else
+                                             ("Ready", "Starting", "Stopping", "Stopped", "Failed", "Lost")), state
         if name == "ops":
             text = page.locator("main").inner_text()
             assert "<script" not in page.title() and page.locator("main").get_attribute("class") == "site-main site-main-wide"
