@@ -152,3 +152,16 @@ def test_the_preview_needs_the_csrf_token(people):
     token = browser.cookies["csrftoken"].value
     assert _preview(browser, "# x", HTTP_X_CSRFTOKEN=token)[0] == 200
     assert _preview(browser, "# x", HTTP_X_CSRFTOKEN="x" * 32)[0] == 403
+
+
+def test_an_admin_edits_a_built_in_lab_on_a_server_where_nothing_was_uploaded_yet(builtin_labs, people):
+    """Found walking issue 16 through in the browser: the editor showed "1 problem" at line 1
+    of an untouched built-in lab (the check failed: the uploads directory did not exist yet)."""
+    import shutil
+
+    from labs.authoring import labs_root
+
+    shutil.rmtree(labs_root(), ignore_errors=True)
+    files = people["admin"].get("/api/labs/first-container/edit").json()["files"]
+    resp = people["admin"].post("/api/labs/first-container/edit/check", {"files": files}, content_type="application/json")
+    assert resp.status_code == 200 and resp.json()["diagnostics"] == [], resp.content[:300]
