@@ -17,11 +17,11 @@ _running: dict[str, tuple[object, list[int], float]] = {}
 
 
 def task_kind(kwargs: dict | None) -> str:
-    """join (a row per assigned lab), lab (a trainee's progress) or sid (a sandbox)."""
+    """join (a row per assigned lab), lab (a flush of changed progress rows) or sid (a sandbox)."""
     kwargs = kwargs or {}
     if kwargs.get("cohort_id") is not None:
         return "join"
-    return "lab" if kwargs.get("lab_id") is not None else "sid"
+    return "lab" if kwargs.get("flush") or kwargs.get("lab_id") is not None else "sid"
 
 
 @task_prerun.connect
@@ -40,7 +40,7 @@ def _count_from_here(task_id: str, task, **kwargs) -> None:
 
 
 @task_postrun.connect
-def _count_to_redis(task_id: str, task, kwargs: dict | None = None, **extra) -> None:
+def _count_to_redis(task_id: str, task, kwargs: dict | None = None, retval=None, **extra) -> None:
     from labs.redis import sync_redis
 
     found = _running.pop(task_id, None)
@@ -52,5 +52,6 @@ def _count_to_redis(task_id: str, task, kwargs: dict | None = None, **extra) -> 
     pipe = sync_redis().pipeline()
     pipe.hincrby(COUNTS_KEY, f"{kind}:tasks", 1)
     pipe.hincrby(COUNTS_KEY, f"{kind}:queries", count[0])
+    pipe.hincrby(COUNTS_KEY, f"{kind}:rows", retval if isinstance(retval, int) else 0)  # rows the task sent
     pipe.hincrbyfloat(COUNTS_KEY, f"{kind}:ms", (time.perf_counter() - t0) * 1000)
     pipe.execute()

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import threading
+import time
 from datetime import datetime
 
 from celery import current_app
@@ -18,8 +19,10 @@ from cohorts import selectors
 from cohorts.exceptions import BadRequest, Forbidden, NotFound
 from cohorts.models import Cohort, CohortLab, Membership, new_invite_code
 from labs import services as lab_services
+from labs.events import DIRTY_KEY, FLUSH_KEY, flush_queue
 from labs.exceptions import Conflict
 from labs.models import Lab, Session, Step
+from labs.redis import sync_redis
 from labs.selectors import lab_visible
 
 log = logging.getLogger(__name__)
@@ -197,6 +200,25 @@ def dashboards_notify(*, user_id: int | None = None, lab_id: int | None = None, 
             rows[lab.id] = selectors.trainee_lab_row(user=user, lab=lab)
         _send(cid, {"type": "row", **rows[lab.id]})
     return len(targets)
+
+
+def dashboards_flush(*, budget_s: float = 10.0) -> int:
+    """Send every row labs.events marked changed since the last flush began, each read as it
+    is now; returns how many rows went out. Up to 100 marked rows (trainee × lab) are read
+    together with a fixed number of queries (selectors.trainee_lab_rows), never the whole
+    cohort. Past `budget_s` the rest is left marked for the next flush."""
+    r = sync_redis()
+    r.delete(FLUSH_KEY)  # an event from now on queues the next flush
+    deadline, sent = time.monotonic() + budget_s, 0
+    while time.monotonic() < deadline and (batch := r.spop(DIRTY_KEY, 100)):
+        pairs = {tuple(int(x) for x in member.decode().split(":")) for member in batch}
+        for found in selectors.trainee_lab_rows(pairs=pairs).values():
+            for cohort_id in found["cohorts"]:
+                _send(cohort_id, {"type": "row", **found["row"]})
+                sent += 1
+    if r.scard(DIRTY_KEY):
+        flush_queue()
+    return sent
 
 
 def dashboards_notify_safely(**kwargs) -> None:
