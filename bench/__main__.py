@@ -3,6 +3,7 @@
     python -m bench                    # sections ready,flat,build,echo,output,survive,inside (~13 min)
     python -m bench --quick            # small N, a smoke run (~2 min)
     python -m bench --only echo,output
+    python -m bench --only dashboard     # 500 trainees × 10 steps, 50 events/s, one dashboard (~1 min)
     python -m bench --idle 200         # also 200 idle sandboxes (heavy; off by default)
     python -m bench --only class       # a class of 100 pressing Start at once, pool off/on (heavy)
 
@@ -23,7 +24,7 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
-SECTIONS = ("ready", "flat", "build", "echo", "output", "survive", "inside", "idle", "class")
+SECTIONS = ("ready", "flat", "build", "echo", "output", "survive", "inside", "dashboard", "idle", "class")
 HEAVY = ("idle", "class")  # run only when asked for
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -153,10 +154,10 @@ def main(argv: list[str]) -> int:
         ctx.browser.login("bench")
         if "ready" in args.sections:
             ctx.burst_browsers = ctx.make_browsers(args.burst, prefix="burst")
-        from bench import classroom, idle, images, inside, ready, survive, terminal
+        from bench import classroom, dashboard, idle, images, inside, ready, survive, terminal
 
         runners = {"ready": ready.run, "flat": images.flatness, "build": images.build_and_import,
-                   "echo": terminal.run_echo, "output": terminal.run_output, "survive": survive.run, "inside": inside.run,
+                   "echo": terminal.run_echo, "output": terminal.run_output, "survive": survive.run, "inside": inside.run, "dashboard": dashboard.run,
                    "idle": idle.run, "class": classroom.run}
         for name in args.sections:
             say(f"section {name}")

@@ -5,6 +5,7 @@ import secrets
 
 from django.conf import settings
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 # No 0/O/1/I/L: codes are read aloud and typed from a projector.
 CODE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
@@ -27,6 +28,7 @@ class Cohort(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        verbose_name, verbose_name_plural = _("cohort"), _("cohorts")
 
     def __str__(self) -> str:
         return self.name
@@ -42,6 +44,7 @@ class CohortLab(models.Model):
 
     class Meta:
         ordering = ["cohort", "position", "id"]
+        verbose_name, verbose_name_plural = _("assigned lab"), _("assigned labs")
         constraints = [models.UniqueConstraint(fields=["cohort", "lab"], name="cohort_lab_unique")]
 
     def __str__(self) -> str:
@@ -62,6 +65,7 @@ class Membership(models.Model):
 
     class Meta:
         ordering = ["cohort", "user__username"]
+        verbose_name, verbose_name_plural = _("membership"), _("memberships")
         constraints = [models.UniqueConstraint(fields=["cohort", "user"], name="membership_unique")]
         indexes = [models.Index(fields=["user", "role"])]
 

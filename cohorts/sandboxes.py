@@ -86,13 +86,15 @@ def sandboxes_overview(*, now: datetime | None = None) -> dict:
                                        ended_at__gte=now - RECENT_FAILURES)
                 .select_related("user", "lab").order_by("-ended_at")[:100])
     per_user: dict[str, int] = {}
+    names: dict[str, str] = {}
     for session in live:
         per_user[session.user.get_username()] = per_user.get(session.user.get_username(), 0) + 1
+        names[session.user.get_username()] = session.user.get_full_name() or session.user.get_username()
     limit = int(settings.LAB_USER_SESSION_LIMIT)
     return {
         "generated_at": now.isoformat(),
         "user_limit": limit,
-        "users": [{"user": name, "live": n, "at_limit": n >= limit}
+        "users": [{"user": name, "name": names[name], "live": n, "at_limit": n >= limit}
                   for name, n in sorted(per_user.items(), key=lambda item: (-item[1], item[0]))],
         "hosts": hosts,
         "failures": [{"id": s.id, "user": s.user.get_username(), "lab": s.lab.slug, "host": s.host,

@@ -13,6 +13,7 @@ urlpatterns = [
     path("cohorts/<int:cohort_id>/manage", views.cohort_manage, name="cohort-manage"),
     path("cohorts/<int:cohort_id>/watch/<str:sid>/", views.watch_page, name="cohort-watch"),
     path("cohorts/<int:cohort_id>/progress.csv", views.progress_csv, name="cohort-csv"),
+    path("cohorts/<int:cohort_id>/progress.xlsx", views.progress_xlsx, name="cohort-xlsx"),
     path("ops/sandboxes/", views.sandboxes_page, name="sandboxes"),
     path("ops/sandboxes/<str:sid>/<str:action>", views.sandbox_action, name="sandbox-action"),
     path("api/cohorts/", api.cohorts),

@@ -11,7 +11,8 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods
 
-from cohorts import sandboxes, selectors, services
+from cohorts import exports, sandboxes, selectors, services
+from cohorts.templatetags.cohorts_units import session_state
 from cohorts.exceptions import BadRequest, Forbidden
 from labs.pages import page
 from labs.selectors import lab_list
@@ -29,6 +30,7 @@ def _labels() -> dict:
         "offline": _("reconnecting…"), "solution": _("solution shown"),
         "confirm_stop": _("Stop %(name)s's sandbox? Their terminal closes; their progress is kept, and they are told you stopped it."),
         "confirm_extend": _("Give %(name)s's sandbox more time? They are told you extended it."),
+        "session_starting": _("Starting"), "session_ready": _("Ready"), "session_stopping": _("Stopping"),
     }
 
 
@@ -113,7 +115,9 @@ def watch_page(request: HttpRequest, cohort_id: int, sid: str) -> HttpResponse:
         "page_data": {"session": session.id, "ws": f"/ws/terminal/{session.id}/", "state": session.state,
                       "context": f"/api/cohorts/{cohort.id}/sessions/{session.id}/context",
                       "labels": {"passed": _("Passed"), "failed": _("Not yet"), "done": _("All steps passed"),
-                                 "hints": _("hints"), "solution": _("solution shown"), "none": _("no check yet")}},
+                                 "hints": _("hints"), "solution": _("solution shown"), "none": _("no check yet"),
+                                 "states": {s: session_state(s) for s in ("starting", "ready", "stopping", "stopped",
+                                                                          "failed", "lost")}}},
     })
 
 
@@ -128,6 +132,16 @@ def progress_csv(request: HttpRequest, cohort_id: int) -> HttpResponse:
     writer = csv.writer(response)
     writer.writerow(selectors.CSV_HEADER)
     writer.writerows(selectors.progress_csv_rows(progress))
+    return response
+
+
+@page
+def progress_xlsx(request: HttpRequest, cohort_id: int) -> HttpResponse:
+    """The same rows as the CSV, as an Excel workbook (same rule: a trainee gets only their own)."""
+    cohort, teaching = selectors.cohort_for_viewer(user=request.user, cohort_id=cohort_id)
+    progress = selectors.cohort_progress(cohort=cohort, user_ids=None if teaching else [request.user.id])
+    response = HttpResponse(exports.progress_xlsx(progress, title=cohort.name), content_type=exports.XLSX_TYPE)
+    response["Content-Disposition"] = f'attachment; filename="cohort-{cohort.id}-progress.xlsx"'
     return response
 
 

@@ -71,6 +71,7 @@ def _clean(files: object) -> dict[str, str]:
 
 def _workdir(lab: Lab, files: dict[str, str]) -> tuple[Path, Path]:
     """(temporary dir, lab dir inside it): the lab's files with the edited ones written over them."""
+    labs_root().mkdir(parents=True, exist_ok=True)  # a server where nobody has uploaded a lab yet
     work = Path(tempfile.mkdtemp(prefix=".edit-", dir=labs_root()))
     lab_dir = work / "lab"
     shutil.copytree(_source(lab), lab_dir)

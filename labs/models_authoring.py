@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 __all__ = ["LabVersion", "LabUpload"]
 
@@ -38,6 +39,7 @@ class LabVersion(models.Model):
 
     class Meta:
         app_label = "labs"
+        verbose_name, verbose_name_plural = _("lab version"), _("lab versions")
         ordering = ["lab", "-number"]
         constraints = [models.UniqueConstraint(fields=["lab", "number"], name="lab_version_number_unique")]
 

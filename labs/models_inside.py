@@ -5,6 +5,7 @@ import secrets
 
 from django.conf import settings
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 __all__ = ["Checkpoint", "CommittedImage", "SessionImage"]
 
@@ -30,6 +31,7 @@ class Checkpoint(models.Model):
 
     class Meta:
         app_label = "labs"
+        verbose_name, verbose_name_plural = _("checkpoint"), _("checkpoints")
         ordering = ["created_at"]
         indexes = [models.Index(fields=["user"])]
 
@@ -53,6 +55,7 @@ class CommittedImage(models.Model):
 
     class Meta:
         app_label = "labs"
+        verbose_name, verbose_name_plural = _("committed image"), _("committed images")
         ordering = ["-created_at"]
 
     def __str__(self) -> str:
@@ -67,6 +70,7 @@ class SessionImage(models.Model):
 
     class Meta:
         app_label = "labs"
+        verbose_name, verbose_name_plural = _("session image"), _("session images")
 
     def __str__(self) -> str:
         return f"{self.session_id} on {self.ref}"

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 __all__ = ["CheckRecord"]
 
@@ -18,6 +19,7 @@ class CheckRecord(models.Model):
 
     class Meta:
         app_label = "labs"
+        verbose_name, verbose_name_plural = _("check record"), _("check records")
         ordering = ["at"]
         indexes = [models.Index(fields=["user", "at"])]
 

@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
 
 
 class SsoConfig(AppConfig):
     name = "sso"
-    verbose_name = "Single sign-on"
+    verbose_name = _("Single sign-on")
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:

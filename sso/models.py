@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 
 class ExternalIdentity(models.Model):
@@ -20,6 +21,7 @@ class ExternalIdentity(models.Model):
     last_login_at = models.DateTimeField(auto_now=True)
 
     class Meta:
+        verbose_name, verbose_name_plural = _("external identity"), _("external identities")
         constraints = [models.UniqueConstraint(fields=["provider", "subject"], name="sso_identity_unique")]
 
     def __str__(self) -> str:

@@ -218,7 +218,7 @@ def test_admins_see_each_hosts_live_sandboxes_with_memory_and_pids(worker, web, 
     page = admin.new_page()
     page.goto(f"{web}/ops/sandboxes/")
     row = page.get_by_test_id(f"sandbox-{session['id']}")
-    assert "ready" in row.inner_text() and "ada" in row.inner_text()
+    assert "就绪" in row.inner_text() and "ada" in row.inner_text()  # the state in the page's language (zh-hans)
     assert float(page.get_by_test_id(f"memory-{session['id']}").inner_text()) > 0
     assert int(page.get_by_test_id(f"pids-{session['id']}").inner_text()) >= 1
     shots = Path(os.environ.get("COHORTS_SCREENSHOTS", tmp_path))

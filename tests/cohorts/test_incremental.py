@@ -77,9 +77,16 @@ def test_an_event_costs_the_same_queries_for_a_cohort_of_3_and_of_300(smoke_lab)
     assert "stats" not in event_large  # the page recomputes the lab's numbers from its rows
 
 
+def _clear_marks() -> None:
+    from labs.events import DIRTY_KEY, FLUSH_KEY
+    from labs.redis import sync_redis
+
+    sync_redis().delete(DIRTY_KEY, FLUSH_KEY)
+
+
 def test_a_trainees_action_does_no_dashboard_work_on_the_request_path_and_publishes_one_task_by_name(
         smoke_lab, monkeypatch):
-    from labs.events import pending_key
+    from labs.events import DIRTY_KEY, dirty_member
     from labs.redis import sync_redis
     from labs.progress import CheckResult, progress_record_check
     from labsite.celery import app
@@ -95,35 +102,65 @@ def test_a_trainees_action_does_no_dashboard_work_on_the_request_path_and_publis
     counts = []
     for size, name in ((3, "small"), (300, "large")):
         _, user = cohort_of(size, smoke_lab, name)
-        sync_redis().delete(pending_key(user.id, smoke_lab.id))
+        _clear_marks()
         step = smoke_lab.steps.get(key="make-file")
         with CaptureQueriesContext(connection) as ctx:
             progress_record_check(user=user, step=step, result=CheckResult(passed=False, message="no"), by="check")
         assert not [q for q in ctx.captured_queries if "cohorts_" in q["sql"]]
         counts.append(len(ctx.captured_queries))
-        sync_redis().delete(pending_key(user.id, smoke_lab.id))
+        assert sync_redis().smembers(DIRTY_KEY) == {dirty_member(user.id, smoke_lab.id).encode()}
+        _clear_marks()
     assert counts[0] == counts[1]
-    names = [n for n, _ in sent]
-    assert names == ["cohorts.tasks.dashboards_update"] * 2
-    assert sent[-1][1] == {"user_id": user.id, "lab_id": smoke_lab.id}
+    assert sent == [("cohorts.tasks.dashboards_update", {"flush": True})] * 2
 
 
-def test_events_for_the_same_trainee_and_lab_while_one_is_queued_become_one_task(smoke_lab, monkeypatch):
-    from labs.events import pending_key, progress_changed
+def test_events_while_a_flush_is_queued_ride_with_it_whoever_they_are_about(smoke_lab, monkeypatch):
+    from labs.events import DIRTY_KEY, progress_changed
     from labs.redis import sync_redis
     from labsite.celery import app
 
     sent = []
     monkeypatch.setattr(app, "send_task", lambda name, *a, **kw: sent.append((name, kw)))
-    sync_redis().delete(pending_key(1, smoke_lab.id))
-    for _ in range(20):
-        progress_changed(user_id=1, lab_id=smoke_lab.id)
+    _clear_marks()
+    for user_id in range(1, 21):
+        progress_changed(user_id=user_id, lab_id=smoke_lab.id)
+        progress_changed(user_id=user_id, lab_id=smoke_lab.id)
     assert len(sent) == 1 and "countdown" not in sent[0][1] and "eta" not in sent[0][1]  # no task held unacked
+    assert sync_redis().scard(DIRTY_KEY) == 20  # one mark per trainee and lab, however many events
     from cohorts.tasks import dashboards_update
 
-    dashboards_update(user_id=1, lab_id=smoke_lab.id)  # the task clears the mark: the next change is sent
+    dashboards_update(flush=True)  # takes every mark and clears the queued flag: the next change is sent
+    assert sync_redis().scard(DIRTY_KEY) == 0
     progress_changed(user_id=1, lab_id=smoke_lab.id)
     assert len(sent) == 2
+
+
+def test_a_flush_reads_marked_rows_together_with_the_same_queries_for_one_or_three_rows_and_any_cohort_size(
+        smoke_lab, monkeypatch):
+    from cohorts.models import Membership
+    from cohorts.services import cohort_group, dashboards_flush
+    from labs.events import progress_changed
+    from labsite.celery import app
+
+    monkeypatch.setattr(app, "send_task", lambda *a, **kw: None)  # this test runs the flush itself, not a worker
+
+    counts = []
+    for size, name, marked in ((3, "fsmall", 1), (300, "flarge", 1), (300, "fthree", 3)):
+        cohort, _ = cohort_of(size, smoke_lab, name)
+        users = [m.user_id for m in Membership.objects.filter(cohort=cohort).order_by("user_id")[:marked]]
+        receive = listen(cohort_group(cohort.id))
+        _clear_marks()
+        for user_id in users:
+            progress_changed(user_id=user_id, lab_id=smoke_lab.id)
+        with CaptureQueriesContext(connection) as ctx:
+            assert dashboards_flush() == marked
+        counts.append(len(ctx.captured_queries))
+        got = [receive() for _ in users]
+        assert sorted(e["user"] for e in got) == users and {(e["type"], e["lab"]) for e in got} == {("row", "smoke")}
+        for q in (q["sql"] for q in ctx.captured_queries):  # about the marked trainees only, never the cohort
+            if any(t in q for t in ("labs_stepprogress", "labs_session", "cohorts_membership")):
+                assert re.search(r'"user_id" IN \(' + ", ".join(map(str, users)) + r"\)", q), q
+    assert counts[0] == counts[1] == counts[2] <= 10, counts
 
 
 def test_a_join_sends_the_new_trainees_row_to_the_dashboard(smoke_lab, make_user):

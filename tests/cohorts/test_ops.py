@@ -44,7 +44,7 @@ def test_the_overview_shows_names_human_units_the_per_user_limit_and_stop_extend
     assert 'data-testid="user-limit"' in page and "at most 3 sandboxes" in page
     assert 'data-testid="user-ada"' in page
     data = admin_client.get("/api/ops/sandboxes").json()
-    assert data["user_limit"] == 3 and data["users"] == [{"user": "ada", "live": 1, "at_limit": False}]
+    assert data["user_limit"] == 3 and data["users"] == [{"user": "ada", "name": "Ada Lovelace", "live": 1, "at_limit": False}]
 
 
 def test_admins_extend_and_stop_any_sandbox_and_the_trainee_is_told_who(admin_client, klass, live):

@@ -64,7 +64,7 @@
     var lab = row.labs[labIndex], td = el("td", { className: "sandbox-cell" });
     var s = lab.session;
     if (s) {
-      td.appendChild(el("span", { className: "tag session-" + s.state, text: s.state }));
+      td.appendChild(el("span", { className: "tag session-" + s.state, text: L["session_" + s.state] || s.state }));
       if (s.state === "ready") {
         td.appendChild(el("a", { className: "button button-small", href: "/cohorts/" + data.cohort.id + "/watch/" + s.id + "/",
           "data-testid": "watch-" + row.user + "-" + lab.lab, text: L.watch }));
@@ -144,7 +144,17 @@
       body.appendChild(tr);
     });
     if (!data.progress.length) body.appendChild(el("tr", {}, [el("td", { colspan: lab.steps.length + 2, className: "muted", text: L.no_trainees })]));
-    return el("table", { className: "matrix", "data-testid": "matrix-" + lab.slug }, [el("thead", {}, [head]), body]);
+    var table = el("table", { className: "matrix", "data-testid": "matrix-" + lab.slug }, [el("thead", {}, [head]), body]);
+    table.style.setProperty("--step-w", stepWidth(lab) + "px");
+    return table;
+  }
+
+  /** Step columns share the card's width (titles readable, up to 120 px each) and never go
+   *  below 56 px; names (≤ 150 px) and the sandbox buttons (~240 px) keep theirs. */
+  function stepWidth(lab) {
+    var holder = document.querySelector('[data-lab-section="' + lab.slug + '"] .matrix-holder');
+    var room = holder ? holder.clientWidth - 150 - 240 : 0;
+    return Math.max(56, Math.min(120, Math.floor(room / Math.max(1, lab.steps.length)) - 4));
   }
 
   function statsTable(lab) {
@@ -265,6 +275,8 @@
     var sort = document.querySelector("[data-testid=matrix-sort]"), filter = document.querySelector("[data-testid=matrix-filter]");
     if (sort) sort.addEventListener("change", function () { view.sort = sort.value; renderMatrices(); });
     if (filter) filter.addEventListener("input", function () { view.filter = filter.value; renderMatrices(); });
+    var resized = null;  // the step columns follow the window's width
+    window.addEventListener("resize", function () { clearTimeout(resized); resized = setTimeout(renderMatrices, 150); });
   }
 
   function renderAll() { data.labs.forEach(function (_, i) { renderLab(i); }); }

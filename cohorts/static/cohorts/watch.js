@@ -14,7 +14,7 @@
   xterm.options.cursorInactiveStyle = "outline";
   if (xterm.textarea) xterm.textarea.disabled = true; // never focused: the cursor stays the inactive outline
   var state = document.querySelector("[data-testid=watch-state]");
-  term.onState(function (s, message) { state.textContent = s + (message ? " · " + message : ""); });
+  term.onState(function (s, message) { state.textContent = (L.states[s] || s) + (message ? " · " + message : ""); });
 
   function byTestId(id) { return document.querySelector("[data-testid=" + id + "]"); }
 
