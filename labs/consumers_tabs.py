@@ -13,6 +13,8 @@ import json
 import logging
 from urllib.parse import parse_qs
 
+from django.conf import settings
+from django.utils import translation
 from django.utils.translation import gettext as _
 
 from labs.consumers import CLOSE_ENDED, CLOSE_NOT_FOUND, CLOSE_TOO_MANY, TerminalConsumer
@@ -22,6 +24,21 @@ from sandbox.relay.tabs import TAB_MAX, tab_id, tabs_key, valid_tab
 
 log = logging.getLogger(__name__)
 OPEN_WAIT_SECONDS = 15.0
+
+
+def _language(scope: dict) -> str:
+    """The page's language: its language cookie, else the browser's Accept-Language."""
+    headers = dict(scope.get("headers") or [])
+    cookies = scope.get("cookies") or {}
+    wanted = [cookies.get(settings.LANGUAGE_COOKIE_NAME, "")]
+    wanted += [lang for lang, _q in translation.trans_real.parse_accept_lang_header(
+        headers.get(b"accept-language", b"").decode("latin-1"))]
+    for lang in wanted:
+        try:
+            return translation.get_supported_language_variant(lang)
+        except LookupError:
+            continue
+    return settings.LANGUAGE_CODE
 
 
 def _size(query: dict, name: str, default: int, top: int) -> int:
@@ -38,6 +55,10 @@ class TabConsumer(TerminalConsumer):
 
     async def _prepare(self, session: Session) -> bool:
         """The tab exists, or the owner opens it now (with the page's geometry)."""
+        with translation.override(_language(self.scope)):
+            return await self._open(session)
+
+    async def _open(self, session: Session) -> bool:
         self.tab = int(self.scope["url_route"]["kwargs"]["tab"])
         if not valid_tab(self.tab):
             await self._send_json({"type": "error", "message": _(
@@ -65,7 +86,7 @@ class TabConsumer(TerminalConsumer):
             log.warning("tab %s of %s did not open: %s", self.tab, self.sid, value or "no answer from the relay")
             if value is not None:
                 await self.redis.hdel(key, str(self.tab))  # "failed": the next try starts afresh
-            await self._send_json({"type": "error", "message": _("The terminal tab could not be opened."), "debug": str(value)})
+            await self._send_json({"type": "error", "message": _("The terminal tab could not be opened.")})
             await self.close(code=CLOSE_ENDED)
             return False
         return True

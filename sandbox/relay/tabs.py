@@ -100,7 +100,6 @@ class TabsMixin:
         try:
             if b"t" in fields:
                 n, cols, rows = (int(x) for x in fields[b"t"].split())
-                log.info("tab request %s %s (open: %s, opening: %s)", pty.sid, fields, tab_id(pty.sid, n) in self.ptys, self.opening)
                 if valid_tab(n) and tab_id(pty.sid, n) not in self.ptys and tab_id(pty.sid, n) not in self.opening:
                     self.opening.add(tab_id(pty.sid, n))
                     self.loop.create_task(self._tab_open(pty.sid, n, cols, rows))

@@ -350,6 +350,8 @@
         this._sendSize();
         if (msg.state) this._setState(msg.state, msg.message || "");
         if (this.live) this._flushUnsent();  // a resumed connection is live at once
+        // The terminal tabs open in this sandbox (tabs.js brings them back after a reload).
+        if (msg.tabs) this._emit("event", { type: "tabs", tabs: msg.tabs });
         break;
       case "live":
         // Wait for the replay to be parsed: xterm answers queries while it parses.
