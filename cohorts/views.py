@@ -113,7 +113,8 @@ def watch_page(request: HttpRequest, cohort_id: int, sid: str) -> HttpResponse:
         "page_data": {"session": session.id, "ws": f"/ws/terminal/{session.id}/", "state": session.state,
                       "context": f"/api/cohorts/{cohort.id}/sessions/{session.id}/context",
                       "labels": {"passed": _("Passed"), "failed": _("Not yet"), "done": _("All steps passed"),
-                                 "hints": _("hints"), "solution": _("solution shown"), "none": _("no check yet")}},
+                                 "hints": _("hints"), "solution": _("solution shown"), "none": _("no check yet"),
+                                 "terminal": _("Terminal {n}"), "terminals": _("Terminals of this sandbox")}},
     })
 
 

@@ -19,6 +19,7 @@ from django.utils.translation import gettext as _
 
 from labs.consumers import CLOSE_ENDED, CLOSE_NOT_FOUND, CLOSE_TOO_MANY, TerminalConsumer
 from labs.models import Session
+from labs.services import session_group
 from sandbox.relay import streams
 from sandbox.relay.tabs import TAB_MAX, tab_id, tabs_key, valid_tab
 
@@ -89,13 +90,23 @@ class TabConsumer(TerminalConsumer):
             await self._send_json({"type": "error", "message": _("The terminal tab could not be opened.")})
             await self.close(code=CLOSE_ENDED)
             return False
+        await self._announce()
         return True
+
+    async def _announce(self, *, ended: bool = False) -> None:
+        """Every viewer of the session hears which tabs are open now ({"type": "tabs"}):
+        the trainee's other windows and watchers show a tab opened or closed elsewhere."""
+        tabs = sorted(int(n) for n, v in (await self.redis.hgetall(tabs_key(self.sid))).items()
+                      if v.isdigit() and not (ended and int(n) == self.tab))
+        await self.channel_layer.group_send(session_group(self.sid),
+                                            {"type": "session.event", "event": {"type": "tabs", "tabs": tabs}})
 
     async def _send_entries(self, entries: list) -> str:
         """As the sandbox terminal's, and an end marker (`e`) closes the tab's socket."""
         last = await super()._send_entries(entries)
         if any(b"e" in fields for _id, fields in entries):
             await self._send_json({"type": "tab.closed", "tab": self.tab})
+            await self._announce(ended=True)
             await self.close(code=CLOSE_ENDED)
             raise asyncio.CancelledError
         return last

@@ -98,8 +98,9 @@
     return { tab: button, item: item };
   }
 
-  /** Open tab n (a new one when fresh, or the one the server still has after a reload). */
-  function addTab(n, focus) {
+  /** Open tab n: a new one (`fresh`: shown at once, its shell gets this tab's size), or
+   *  one the server has open already (after a reload, or opened in another window). */
+  function addTab(n, fresh) {
     if (tabs[n] || n < 1 || n >= MAX_TABS) return;
     var panel = document.createElement("div");
     panel.className = "terminal terminal-tab";
@@ -120,13 +121,17 @@
       if (status === "closed") removeTab(n);  // 4410: the tab ended; 44xx: refused
       void detail;
     });
-    // Visible before it connects: the shell starts with this tab's own geometry.
-    current = n;
-    render();
-    var size = term.size();
-    var path = sessionWs() + "tabs/" + n + "/?cols=" + size.cols + "&rows=" + size.rows;
+    var path = sessionWs() + "tabs/" + n + "/";
+    if (fresh) {
+      // Visible before it connects: the shell starts with this tab's own geometry.
+      current = n;
+      render();
+      var size = term.size();
+      path += "?cols=" + size.cols + "&rows=" + size.rows;
+    }
     term.connect(sessionId, path);
-    select(n, focus);
+    if (fresh) select(n);
+    else render();
   }
 
   function removeTab(n) {
@@ -153,7 +158,7 @@
   function newTab() {
     if (!live()) return;
     for (var n = 1; n < MAX_TABS; n++) {
-      if (!tabs[n]) { addTab(n); return; }
+      if (!tabs[n]) { addTab(n, true); return; }
     }
     page.showMessage(t("tabs.full"));
   }
@@ -191,11 +196,11 @@
     else if (key === "w" && current !== 0) { event.preventDefault(); event.stopPropagation(); closeTab(current); }
   }, true);
 
-  // After a reload the server says which tabs are open: they come back, each replaying its output.
+  // The server says which tabs are open (the terminal's hello after a reload, and an
+  // event when one opens in another window): they come, each replaying its output.
   main.onEvent(function (message) {
-    if (message.type !== "tabs") return;
+    if (message.type !== "tabs" || !live()) return;
     (message.tabs || []).forEach(function (n) { if (!tabs[n]) addTab(Number(n), false); });
-    select(current, false);
   });
 
   document.addEventListener("lab:session", function (event) {

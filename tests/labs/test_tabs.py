@@ -61,6 +61,8 @@ def test_a_tab_is_another_shell_in_the_same_sandbox_with_its_own_output_and_size
             ws_connect(web, client, tab_path(session, 1, cols=101, rows=33)) as tab_ws:
         main, tab = Terminal(main_ws), Terminal(tab_ws)
         tab_facts, main_facts = shell_facts(tab, "tab"), shell_facts(main, "main")
+        # Every viewer of the session hears that a tab opened (another window, a watcher).
+        wait_for(lambda: main.poll() or {"type": "tabs", "tabs": [1]} in main.control, what="the tabs event")
         assert tab_facts["pid"] != main_facts["pid"]  # its own shell…
         assert tab_facts["host"] == main_facts["host"]  # …in the same sandbox
         assert tab_facts["size"] == "33x101"  # started with the tab's geometry
