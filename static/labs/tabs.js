@@ -5,7 +5,9 @@
  * server says are open (the main terminal's hello) come back after a reload.
  *
  * Needs terminal.js and lab.js (window.labTerminal, window.labPage). Keyboard: the tabs
- * are buttons in a tablist (Left/Right/Home/End move between them, Enter/Space open);
+ * are toggle buttons in a group, each with its close button beside it (so not an ARIA
+ * tablist, which may hold tabs only); Left/Right/Home/End move between the tabs,
+ * Delete closes the focused one, Enter/Space show it;
  * Ctrl+Alt+T opens a tab, Ctrl+Alt+W closes the current one.
  */
 (function () {
@@ -49,10 +51,10 @@
     addButton.title = count >= MAX_TABS ? t("tabs.full") : t("tabs.add");
     addButton.setAttribute("aria-label", addButton.title);
     bar.hidden = !live() && count === 1;
-    Array.prototype.forEach.call(list.querySelectorAll('[role="tab"]'), function (button) {
+    Array.prototype.forEach.call(list.querySelectorAll("[data-tab]"), function (button) {
       var n = Number(button.getAttribute("data-tab"));
       var selected = n === current;
-      button.setAttribute("aria-selected", selected ? "true" : "false");
+      button.setAttribute("aria-pressed", selected ? "true" : "false");
       button.tabIndex = selected ? 0 : -1;
     });
     main.container.hidden = current !== 0;
@@ -76,7 +78,6 @@
     var button = document.createElement("button");
     button.type = "button";
     button.className = "term-tab-button";
-    button.setAttribute("role", "tab");
     button.setAttribute("data-tab", String(n));
     button.setAttribute("data-testid", "term-tab-" + n);
     button.setAttribute("aria-controls", "terminal-tab-" + n);
@@ -105,11 +106,9 @@
     var panel = document.createElement("div");
     panel.className = "terminal terminal-tab";
     panel.id = "terminal-tab-" + n;
-    panel.setAttribute("role", "tabpanel");
     panel.setAttribute("data-testid", "terminal-tab-" + n);
     frame.insertBefore(panel, main.container.nextSibling);
     var made = makeTabButton(n);
-    panel.setAttribute("aria-labelledby", made.tab.id = "term-tab-" + n);
     var term = new window.LabTerminal(panel, { fontSize: main.term.options.fontSize });
     if (term.term.textarea && document.getElementById("terminal-hint")) {
       term.term.textarea.setAttribute("aria-describedby", "terminal-hint");
@@ -170,11 +169,11 @@
 
   addButton.addEventListener("click", newTab);
 
-  // The main tab's button is in the markup; arrows move between tabs (WAI-ARIA tabs).
+  // The main tab's button is in the markup; arrows move between the tabs.
   tabButton(0).addEventListener("click", function () { select(0); });
   tabButton(0).addEventListener("mousedown", function (event) { event.preventDefault(); });
   list.addEventListener("keydown", function (event) {
-    var buttons = Array.prototype.slice.call(list.querySelectorAll('[role="tab"]'));
+    var buttons = Array.prototype.slice.call(list.querySelectorAll("[data-tab]"));
     var at = buttons.indexOf(document.activeElement);
     if (at === -1) return;
     var to = null;

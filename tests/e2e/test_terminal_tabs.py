@@ -53,7 +53,7 @@ def test_a_tab_opens_a_second_shell_in_the_same_sandbox_and_comes_back_after_a_r
         worker, web, builtin_labs, trainee, open_browser, viewport, locale):
     from playwright.sync_api import expect
 
-    page = open_browser(viewport, 1, locale)
+    page = open_browser(viewport, 1, locale, bypass_csp=True)  # for axe-core, injected below
     start(page, web, trainee)
     bar = page.get_by_test_id("term-tabs")
     expect(bar).to_be_visible()
@@ -63,7 +63,7 @@ def test_a_tab_opens_a_second_shell_in_the_same_sandbox_and_comes_back_after_a_r
     tab = page.get_by_test_id("terminal-tab-1")
     expect(tab).to_be_visible()
     expect(page.get_by_test_id("terminal")).to_be_hidden()
-    expect(page.get_by_test_id("term-tab-1")).to_have_attribute("aria-selected", "true")
+    expect(page.get_by_test_id("term-tab-1")).to_have_attribute("aria-pressed", "true")
     page.wait_for_function("() => window.labTabs.terminals()[1] && window.labTabs.terminals()[1].live === true")
     wait_for_tab_line(page, 1, r"[#$]$")
     page.wait_for_function(FOCUSED, arg=1)  # the new tab has the keyboard
@@ -81,11 +81,14 @@ def test_a_tab_opens_a_second_shell_in_the_same_sandbox_and_comes_back_after_a_r
         assert page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth")
     assert not any(line.startswith("tab:") for line in main_lines(page))  # its output is its own
     shot(page, f"terminal-tab-{viewport['width']}-{locale}")
+    from tests.e2e.test_accessibility import axe_violations
+
+    assert axe_violations(page) == []  # the tab bar too: roles, names, contrast
     # The keyboard reaches the tab bar too: back to the first terminal with the arrow keys.
     page.get_by_test_id("term-tab-1").focus()
     page.keyboard.press("ArrowLeft")
     expect(page.get_by_test_id("terminal")).to_be_visible()
-    expect(page.get_by_test_id("term-tab-0")).to_have_attribute("aria-selected", "true")
+    expect(page.get_by_test_id("term-tab-0")).to_have_attribute("aria-pressed", "true")
 
     page.reload()
     expect(page.get_by_test_id("term-tab-1")).to_be_visible(timeout=20_000)
