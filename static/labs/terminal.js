@@ -154,7 +154,7 @@
       pending = false;
       // A hidden or zero-sized container has no geometry to fit to.
       if (!self.container.offsetWidth || !self.container.offsetHeight) return;
-      try { self.fit.fit(); } catch (e) { /* not rendered yet */ }
+      try { self.fit.fit(); self._fitted = true; } catch (e) { /* not rendered yet */ }
     }
     this._refit = function () {
       if (pending) return;
@@ -242,7 +242,7 @@
   /** The terminal's geometry fitted to its container now: what a new sandbox starts with. */
   LabTerminal.prototype.size = function () {
     if (this.container.offsetWidth && this.container.offsetHeight) {
-      try { this.fit.fit(); } catch (e) { /* not rendered yet */ }
+      try { this.fit.fit(); this._fitted = true; } catch (e) { /* not rendered yet */ }
     }
     return { cols: this.term.cols, rows: this.term.rows };
   };
@@ -345,6 +345,9 @@
   };
 
   LabTerminal.prototype._sendSize = function () {
+    // A terminal never shown yet (a tab restored behind another) has no size of its own:
+    // not xterm's 80x24 but its real size goes to the shell, once it is shown.
+    if (!this.container.offsetWidth && !this.term.element.offsetWidth && !this._fitted) return;
     this._refit();
     this._sendJson({ type: "resize", cols: this.term.cols, rows: this.term.rows });
   };

@@ -96,9 +96,11 @@ def test_a_tab_opens_a_second_shell_in_the_same_sandbox_and_comes_back_after_a_r
     page.wait_for_function("() => window.labTabs.terminals()[1] && window.labTabs.terminals()[1].live === true")
     wait_for_tab_line(page, 1, rf"^tab:{tab_facts.group(1)}:")  # its output came back with it
     page.wait_for_function(FOCUSED, arg=1)  # clicking a tab gives its terminal the keyboard
-    page.keyboard.type("echo again:$$:")
+    page.keyboard.type("echo again:$$:$(stty size | tr ' ' x):")
     page.keyboard.press("Enter")
-    wait_for_tab_line(page, 1, rf"^again:{tab_facts.group(1)}:$")  # the same shell
+    again = wait_for_tab_line(page, 1, rf"^again:{tab_facts.group(1)}:(\d+)x(\d+):$")  # the same shell…
+    size = page.evaluate("() => [window.labTabs.terminals()[1].term.rows, window.labTabs.terminals()[1].term.cols]")
+    assert [int(again.group(1)), int(again.group(2))] == size  # …with the size the restored tab shows
 
     page.get_by_test_id("term-tab-close-1").click()
     expect(page.get_by_test_id("term-tab-1")).to_have_count(0, timeout=20_000)
