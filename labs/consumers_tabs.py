@@ -105,11 +105,17 @@ class TabConsumer(TerminalConsumer):
         """As the sandbox terminal's, and an end marker (`e`) closes the tab's socket."""
         last = await super()._send_entries(entries)
         if any(b"e" in fields for _id, fields in entries):
+            self.ended = True  # nothing more is sent on this socket (see session_event)
             await self._send_json({"type": "tab.closed", "tab": self.tab})
-            await self._announce(ended=True)
             await self.close(code=CLOSE_ENDED)
+            await self._announce(ended=True)
             raise asyncio.CancelledError
         return last
+
+    async def session_event(self, message: dict) -> None:
+        """As the sandbox terminal's, until the tab ended and its socket was closed."""
+        if not getattr(self, "ended", False):
+            await super().session_event(message)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if self.redis is not None and text_data and '"tab.close"' in text_data:
