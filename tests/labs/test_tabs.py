@@ -197,3 +197,32 @@ def test_a_relay_restart_keeps_the_tabs_shell_and_a_reset_or_stop_ends_the_tabs(
     sid = session["id"]
     assert not r.exists(f"term:{sid}:tabs", f"term:{sid}.1:in")
     assert 0 < r.ttl(f"term:{sid}.1:out") <= 3600
+
+
+def test_a_tab_has_its_own_flow_control_and_a_stalled_tab_does_not_hold_up_the_others(worker, web, smoke_lab, make_user, client):
+    import time
+
+    from sandbox.relay.server import FRAME_BYTES, WINDOW_BYTES
+
+    client.force_login(make_user())
+    session = start_session(client)
+    with ws_connect(web, client, session["ws"]) as main_ws, ws_connect(web, client, tab_path(session, 1)) as tab_ws:
+        main, tab = Terminal(main_ws), Terminal(tab_ws)
+        shell_facts(tab, "ready")
+        tab.send("yes tab-flow-line\r")
+        tab.expect("tab-flow-line\r\ntab")
+        settle = time.monotonic() + 3  # never acknowledging: the relay stops reading the tab's PTY
+        while time.monotonic() < settle:
+            tab.poll()
+        received = len(tab.out)
+        assert received <= WINDOW_BYTES + 2 * FRAME_BYTES + 4096
+        for _ in range(20):
+            tab.poll()
+        assert len(tab.out) - received <= FRAME_BYTES  # it stays stopped
+        main.send("echo main-still-$((9*9))\r")  # the sandbox's own terminal is not held up
+        main.expect("main-still-81")
+        tab_ws.send(json.dumps({"type": "ack", "id": [m["id"] for m in tab.control if m["type"] == "pos"][-1]}))
+        wait_for(lambda: tab.poll() or len(tab.out) > received + FRAME_BYTES, what="the tab's output to flow after the ack")
+        tab_ws.send(json.dumps({"type": "tab.close"}))  # closing ends `yes` with its shell
+        assert closed_with(tab_ws, timeout=30) == 4410
+    wait_for(lambda: "tab-flow-line" not in processes(session["id"]), what="yes to end with its tab")
