@@ -117,7 +117,8 @@ def watch_page(request: HttpRequest, cohort_id: int, sid: str) -> HttpResponse:
                       "labels": {"passed": _("Passed"), "failed": _("Not yet"), "done": _("All steps passed"),
                                  "hints": _("hints"), "solution": _("solution shown"), "none": _("no check yet"),
                                  "states": {s: session_state(s) for s in ("starting", "ready", "stopping", "stopped",
-                                                                          "failed", "lost")}}},
+                                                                          "failed", "lost")},
+                                 "terminal": _("Terminal {n}"), "terminals": _("Terminals of this sandbox")}},
     })
 
 

@@ -29,6 +29,8 @@ from labs.selectors import is_admin, may_edit
 from labs.services import lab_import
 
 DRAFT_SUFFIX = "__draft"
+# Positions of uploaded labs start here: after the built-in course (0, 1, …), never inside it.
+UPLOADED_FROM = 10_000
 TEXT_SUFFIXES = (".yaml", ".yml", ".md", ".txt", ".sh", ".json")
 TEXT_MAX = 256 * 1024
 T = LabVersion.TestState
@@ -172,10 +174,32 @@ def _install(source: Path, slug: str) -> Path:
 def _import_main(*, spec: LabSpec, lab: Lab | None, owner: AbstractBaseUser, published: bool) -> Lab:
     """The version's files become the lab's row (steps matched by id: progress is kept)."""
     final = _install(spec.path, spec.slug)
-    imported, _ = lab_import(spec=load_lab(final), position=lab.position if lab else Lab.objects.count())
+    imported, _ = lab_import(spec=load_lab(final), position=lab.position if lab else UPLOADED_FROM + Lab.objects.count())
     Lab.objects.filter(pk=imported.pk).update(published=published, owner=lab.owner if lab and lab.owner_id else owner)
+    labs_place_uploaded()
     imported.refresh_from_db()
     return imported
+
+
+def labs_place_uploaded() -> None:
+    """Uploaded labs come after the built-in course, however long it grows (its labs are
+    numbered from 0 by `manage.py labs import`): each after its own prerequisites among
+    them, otherwise in the order they were first uploaded."""
+    uploaded = list(Lab.objects.filter(owner__isnull=False, draft_of__isnull=True).order_by("pk")
+                    .only("pk", "slug", "position", "prerequisites"))
+    known = {lab.slug for lab in uploaded}
+    placed: list[Lab] = []
+    done: set[str] = set()
+    pending = list(uploaded)
+    while pending:
+        ready = [lab for lab in pending if all(p in done or p not in known for p in lab.prerequisites or ())]
+        nxt = (ready or pending)[0]  # a cycle keeps the rest in upload order
+        placed.append(nxt)
+        done.add(nxt.slug)
+        pending.remove(nxt)
+    for i, lab in enumerate(placed):
+        if lab.position != UPLOADED_FROM + i:
+            Lab.objects.filter(pk=lab.pk).update(position=UPLOADED_FROM + i)
 
 
 def version_store(*, user: AbstractBaseUser, spec: LabSpec) -> tuple[LabVersion, bool]:

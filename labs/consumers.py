@@ -25,6 +25,7 @@ from labs.selectors import display_name
 from labs.services import session_group, session_verify_host, session_verify_start
 from sandbox.inside.host import VIEWS
 from sandbox.relay import streams
+from sandbox.relay.tabs import tabs_key
 
 log = logging.getLogger(__name__)
 CLOSE_UNAUTHENTICATED = 4401
@@ -67,6 +68,13 @@ def _viewer(user, sid: str) -> tuple[Session | None, bool, bool]:
 
 class TerminalConsumer(AsyncWebsocketConsumer):
     """One browser tab's view of one sandbox terminal."""
+
+    # The terminal's streams: the sandbox's own (a tab's: labs/consumers_tabs.py).
+    term_id = property(lambda self: self.sid)
+
+    async def _prepare(self, session: Session) -> bool:
+        """Before hello: False when the socket was closed instead (a subclass's say)."""
+        return True
 
     async def connect(self) -> None:
         self.sid = self.scope["url_route"]["kwargs"]["sid"]
@@ -112,8 +120,11 @@ class TerminalConsumer(AsyncWebsocketConsumer):
                 f"Too many terminals open at once (at most {settings.LAB_USER_WEBSOCKET_LIMIT}): close some tabs.")})
             await self.close(code=CLOSE_TOO_MANY)
             return
+        if not await self._prepare(session):
+            return
+        tabs = sorted(int(n) for n, v in (await self.redis.hgetall(tabs_key(self.sid))).items() if v.isdigit())
         await self._send_json({"type": "hello", "session": self.sid, "state": self.state, "replay": since is None,
-                               "message": session.message, "readonly": self.read_only})
+                               "message": session.message, "readonly": self.read_only, "tabs": tabs})
         self.reader = asyncio.create_task(self._pump_output(since or "0-0", replay=since is None))
         if self.read_only:
             # Someone allowed to watch (an instructor, staff) opened this terminal: the
@@ -205,7 +216,7 @@ class TerminalConsumer(AsyncWebsocketConsumer):
         return tail[::-1]
 
     async def _pump_output(self, last: str, *, replay: bool) -> None:
-        key = streams.out_key(self.sid)
+        key = streams.out_key(self.term_id)
         try:
             if replay:
                 entries = await self._tail(key)
@@ -261,7 +272,7 @@ class TerminalConsumer(AsyncWebsocketConsumer):
     async def _input(self, fields: dict) -> None:
         """Append to the session's input stream while it exists (the relay makes it when
         the sandbox starts, the session's end deletes it): never to an ended session."""
-        key = streams.in_key(self.sid)
+        key = streams.in_key(self.term_id)
         added = await self.redis.xadd(key, fields, maxlen=streams.INPUT_MAXLEN, approximate=True, nomkstream=True)
         if added is not None or self.input_refused:
             return

@@ -50,7 +50,7 @@ def _mark(user_id: int, lab_id: int) -> None:
 
 
 def _send(**kwargs: object) -> None:
-    from labsite.celery import app
+    from celery import current_app as app
 
     try:
         app.send_task(DASHBOARDS_TASK, kwargs=kwargs, expires=120)

@@ -185,11 +185,16 @@ def session_set_state(*, sid: str, state: str, message: str = "", only_from: tup
 def session_streams_end(*, sid: str) -> None:
     """An ended session's terminal takes no more input, and its output expires."""
     from sandbox.relay import streams
+    from sandbox.relay.tabs import tab_keys, tabs_key
 
     try:
         with sync_redis().pipeline(transaction=False) as p:
             p.delete(streams.in_key(sid))
             p.expire(streams.out_key(sid), streams.ENDED_TTL)
+            for tab_in, tab_out in tab_keys(sid):  # its tabs end with it (sandbox/relay/tabs.py)
+                p.delete(tab_in)
+                p.expire(tab_out, streams.ENDED_TTL)
+            p.delete(tabs_key(sid))
             p.execute()
     except Exception:  # Redis away: the relay's own expiry and MAXLEN still bound them
         log.warning("could not end the streams of session %s", sid, exc_info=True)

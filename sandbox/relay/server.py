@@ -34,6 +34,7 @@ from sandbox.relay import streams
 from sandbox.relay.holder import HolderClient
 from sandbox.relay.recording import Recorder, recording_path
 from sandbox.relay.spawn import Reaper, console_listener, receive_master
+from sandbox.relay.tabs import TabsMixin, _pidfd, tab_split, tabs_key
 
 log = logging.getLogger(__name__)
 
@@ -72,9 +73,13 @@ class Pty:
     # here (a prompt) for the recording that begins on assignment.
     pooled: bool = False
     early: bytearray = field(default_factory=bytearray)
+    # A tab (sandbox/relay/tabs.py): its number, its shell's host pid and a pidfd of it.
+    tab: int = 0
+    pid: int = 0
+    pidfd: int | None = None
 
 
-class Relay:
+class Relay(TabsMixin):
     """Holds the PTYs of this host; started once per worker host."""
 
     def __init__(self, cfg: HostConfig, *, on_exit: Callable[[str], Awaitable[None] | None] | None = None,
@@ -82,7 +87,8 @@ class Relay:
         self.cfg = cfg
         self.on_exit = on_exit
         self.holder = holder
-        self.ptys: dict[str, Pty] = {}
+        self.ptys: dict[str, Pty] = {}  # by terminal id: a session id, or a tab's `<sid>.<n>`
+        self.opening: set[str] = set()  # tabs being opened
         self.run_dir = cfg.runc_root.parent / f"{cfg.host}.relay"
         self._stop = asyncio.Event()
         self.draining = False
@@ -146,15 +152,20 @@ class Relay:
         activity = (json.loads(beat).get("activity") or {}) if beat else {}
         for sid, fd in masters.items():
             os.set_blocking(fd, False)
-            pty = Pty(sid=sid, fd=fd, last_activity=activity.get(sid, time.time()),
-                      recorder=Recorder(recording_path(self.cfg.data_dir, sid), cols=80, rows=24))
+            base, tab = tab_split(sid)
+            pty = Pty(sid=sid, fd=fd, last_activity=activity.get(base, time.time()), tab=tab,
+                      recorder=None if tab else Recorder(recording_path(self.cfg.data_dir, sid), cols=80, rows=24))
+            if tab:  # its shell, to end it when the tab closes
+                pid = await self.redis.hget(tabs_key(base), str(tab))
+                pty.pid = int(pid) if pid and pid.isdigit() else 0
+                pty.pidfd = _pidfd(pty.pid) if pty.pid else None
             # The first entry of the input stream is always one already delivered
             # (see start() and _input_pump): carry on after it.
             first = await self.redis.xrange(streams.in_key(sid), count=1)
             pty.in_last = first[0][0].decode() if first else "0-0"
             self.ptys[sid] = pty
             self.loop.add_reader(fd, self._on_readable, pty)
-        log.info("adopted %d sandboxes of host %s", len(masters), self.cfg.host)
+        log.info("adopted %d terminals of host %s", len(masters), self.cfg.host)
 
     # ---- control socket: one JSON request, one JSON answer ---------------------
     async def _control(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -175,9 +186,9 @@ class Relay:
                 self.stop(drain=True)
                 resp = {"ok": True}
             elif op == "list":
-                resp = {"ok": True, "sessions": {s: {"idle": time.time() - p.last_activity} for s, p in self.ptys.items()}}
+                resp = {"ok": True, "sessions": {s: {"idle": time.time() - p.last_activity} for s, p in self.ptys.items() if not p.tab}}
             elif op == "ping":
-                resp = {"ok": True, "host": self.cfg.host, "live": len(self.ptys)}
+                resp = {"ok": True, "host": self.cfg.host, "live": self._live()}
             else:
                 resp = {"ok": False, "error": f"unknown op {op!r}"}
         except Exception as exc:  # every failure goes back to the caller as text
@@ -259,6 +270,10 @@ class Relay:
         pty.pooled = False
         pty.last_activity = time.time()
 
+    @staticmethod
+    def _new_pty(**fields: object) -> Pty:
+        return Pty(**fields)  # type: ignore[arg-type]
+
     def _hold(self, sid: str, fd: int) -> None:
         """Give the holder a copy of the master, so the shell outlives this relay."""
         if self.holder is None:
@@ -270,7 +285,10 @@ class Relay:
 
     def close(self, sid: str, *, release: bool = True) -> None:
         """Stop relaying a PTY and close it (the caller deletes the container); release
-        also has the holder let go of its copy, which ends the shell if it still runs."""
+        also has the holder let go of its copy, which ends the shell if it still runs.
+        A sandbox's terminal takes its tabs with it."""
+        for tid in self.tabs_of(sid):
+            self.close(tid, release=release)
         if release and self.holder is not None:
             try:
                 self.holder.drop(sid)
@@ -284,6 +302,8 @@ class Relay:
         if pty.recorder:
             pty.recorder.close()
         self._drop_fd(pty)
+        if pty.tab:
+            self._tab_closed(pty, release=release)
 
     def _drop_fd(self, pty: Pty) -> None:
         try:
@@ -419,6 +439,8 @@ class Relay:
             return
         await self._flush(pty)
         self.close(pty.sid)
+        if pty.tab:
+            return  # only that tab ends (see _tab_closed); the sandbox runs on
         await self.redis.expire(streams.out_key(pty.sid), 3600)
         if self.on_exit:
             res = self.on_exit(pty.sid)
@@ -465,6 +487,8 @@ class Relay:
                 pty.recorder.resize(cols, rows)
         elif b"a" in fields:
             self._ack(pty, fields[b"a"].decode())
+        elif (b"t" in fields or b"x" in fields) and not pty.tab:
+            self._tab_request(pty, fields)
 
     def _write_pending(self, pty: Pty) -> None:
         try:
@@ -487,13 +511,13 @@ class Relay:
         while True:
             # Last keystroke per session: the reaper stops sandboxes idle too long.
             beat = {"host": self.cfg.host, "queue": self.cfg.queue, "capacity": self.cfg.capacity,
-                    "live": len(self.ptys), "ts": time.time(),
+                    "live": self._live(), "ts": time.time(),
                     # Of those, warm-pool sandboxes nobody has yet (they count against capacity).
                     "pooled": sum(p.pooled for p in self.ptys.values()),
                     # For /metrics: terminals held back by flow control, output not yet acknowledged.
                     "paused": sum(not p.reading for p in self.ptys.values()),
                     "backlog": sum(p.out_total + len(p.buf) - p.acked_total for p in self.ptys.values()),
-                    "activity": {sid: round(p.last_activity, 1) for sid, p in self.ptys.items() if not p.pooled}}
+                    "activity": self._activity()}
             try:
                 async with self.redis.pipeline(transaction=False) as p:
                     p.set(streams.host_key(self.cfg.host), json.dumps(beat), ex=streams.HOST_TTL)
@@ -503,6 +527,20 @@ class Relay:
             except Exception as exc:
                 log.warning("heartbeat failed: %s", exc)
             await asyncio.sleep(1.5)
+
+    def _live(self) -> int:
+        """Sandboxes (not terminals: tabs are not sandboxes) this relay holds."""
+        return sum(not p.tab for p in self.ptys.values())
+
+    def _activity(self) -> dict[str, float]:
+        """Last keystroke per session, in any of its terminals."""
+        last: dict[str, float] = {}
+        for tid, p in self.ptys.items():
+            if p.pooled:
+                continue  # nobody's yet: no idle clock
+            sid = tab_split(tid)[0]
+            last[sid] = max(last.get(sid, 0.0), round(p.last_activity, 1))
+        return last
 
     async def _restore_streams(self) -> None:
         """After Redis lost its data (a restart without persistence), viewers may append

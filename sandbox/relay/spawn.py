@@ -59,13 +59,14 @@ class Reaper:
             if fut is not None and not fut.done():
                 fut.set_result(code)
 
-    async def run(self, argv: list[str], *, timeout: float = 30.0) -> tuple[int, str]:
-        """Run a command, return (exit code, stderr text)."""
+    async def run(self, argv: list[str], *, timeout: float = 30.0, stdin: int | None = None) -> tuple[int, str]:
+        """Run a command, return (exit code, stderr text); stdin: an fd for its fd 0
+        (/dev/null by default)."""
         r, w = os.pipe()
         devnull = os.open(os.devnull, os.O_RDWR)
         try:
             pid = os.posix_spawnp(argv[0], argv, os.environ, file_actions=[
-                (os.POSIX_SPAWN_DUP2, devnull, 0),
+                (os.POSIX_SPAWN_DUP2, devnull if stdin is None else stdin, 0),
                 (os.POSIX_SPAWN_DUP2, devnull, 1),
                 (os.POSIX_SPAWN_DUP2, w, 2),
                 (os.POSIX_SPAWN_CLOSE, r),

@@ -134,8 +134,10 @@
     return r.text();
   }).then(function (text) {
     parse(text);
-    term = new window.Terminal({ convertEol: false, fontSize: 14, scrollback: 5000, disableStdin: true, cursorBlink: false });
+    // The lab page's options (termoptions.js): its line height, font and colours.
+    term = new window.Terminal(window.labTermOptions.options({ disableStdin: true, cursorBlink: false }));
     term.open(box);
+    window.labTermOptions.followTheme(term, box);
     window.__replayTerm = term;
     timeline.max = String(duration);
     timeline.step = "0.1";

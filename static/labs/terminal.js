@@ -4,7 +4,8 @@
  * control messages. Reconnects with backoff and resumes from the last rendered
  * stream id, so output has no gap and no duplicate.
  *
- * Needs the vendored globals: Terminal, FitAddon, WebLinksAddon, Unicode11Addon.
+ * Needs the vendored globals: Terminal, FitAddon, WebLinksAddon, Unicode11Addon, and
+ * termoptions.js (window.labTermOptions).
  */
 (function () {
   "use strict";
@@ -19,34 +20,6 @@
   // Escape, then Tab within this time, moves the focus out of the terminal (Shift+Tab:
   // backwards), as in CodeMirror; otherwise Tab completes in the shell. docs/learning.md.
   var LEAVE_WINDOW_MS = 2000;
-
-  // Terminal colours per page theme (static/labs/theme.js). The light one has dark
-  // ANSI colours: xterm's defaults (yellow #e5e510…) are unreadable on white.
-  var THEMES = {
-    dark: {
-      background: "#0f1720",
-      foreground: "#d8dee9",
-      cursor: "#f5c518",
-      cursorAccent: "#0f1720",
-      selectionBackground: "#3b4b5e",
-    },
-    light: {
-      background: "#fbfcfd",
-      foreground: "#1d2733",
-      cursor: "#1a5dc9",
-      cursorAccent: "#fbfcfd",
-      selectionBackground: "#c9dcfb",
-      black: "#24292f", red: "#cf222e", green: "#116329", yellow: "#6b4700",
-      blue: "#0969da", magenta: "#8250df", cyan: "#1b7c83", white: "#57606a",
-      brightBlack: "#57606a", brightRed: "#a40e26", brightGreen: "#1a7f37", brightYellow: "#633c01",
-      brightBlue: "#0550ae", brightMagenta: "#6639ba", brightCyan: "#136061", brightWhite: "#424a53",
-    },
-  };
-
-  /** "light" or "dark": the page's theme now. */
-  function pageTheme() {
-    return window.labTheme ? window.labTheme.current() : "dark";
-  }
 
   /** Absolute ws:/wss: URL for a path or URL given by the server. */
   function socketUrl(ws, since) {
@@ -70,19 +43,12 @@
   function LabTerminal(container, options) {
     options = options || {};
     this.container = container;
-    this.term = new window.Terminal({
+    this.term = new window.Terminal(window.labTermOptions.options({
       allowProposedApi: true, // unicode11 addon sets term.unicode.activeVersion
       cursorBlink: true,
-      convertEol: false,
-      fontFamily: options.fontFamily ||
-        '"DejaVu Sans Mono", "Noto Sans Mono CJK SC", "Cascadia Mono", Menlo, Consolas, monospace',
-      fontSize: options.fontSize || 14,
-      // At lineHeight 1 the DOM renderer's rows are exactly one glyph box tall and
-      // clip what sits at the bottom of it: at 1x, `_` vanished (diff_id read "diff id").
-      lineHeight: 1.2,
-      scrollback: 5000,
-      theme: THEMES[pageTheme()],
-    });
+      fontFamily: options.fontFamily,
+      fontSize: options.fontSize,
+    }));
     this.fit = new window.FitAddon.FitAddon();
     this.term.loadAddon(this.fit);
     if (window.WebLinksAddon) this.term.loadAddon(new window.WebLinksAddon.WebLinksAddon());
@@ -134,14 +100,7 @@
 
   /** The terminal's colours follow the page's light or dark theme. */
   LabTerminal.prototype._bindTheme = function () {
-    var term = this.term, container = this.container;
-    function apply() {
-      var theme = pageTheme();
-      term.options.theme = THEMES[theme];
-      container.setAttribute("data-term-theme", theme);
-    }
-    document.addEventListener("lab:theme", apply);
-    apply();
+    window.labTermOptions.followTheme(this.term, this.container);
   };
 
   LabTerminal.prototype._emit = function (kind, a, b, c, d) {
@@ -195,7 +154,7 @@
       pending = false;
       // A hidden or zero-sized container has no geometry to fit to.
       if (!self.container.offsetWidth || !self.container.offsetHeight) return;
-      try { self.fit.fit(); } catch (e) { /* not rendered yet */ }
+      try { self.fit.fit(); self._fitted = true; } catch (e) { /* not rendered yet */ }
     }
     this._refit = function () {
       if (pending) return;
@@ -283,7 +242,7 @@
   /** The terminal's geometry fitted to its container now: what a new sandbox starts with. */
   LabTerminal.prototype.size = function () {
     if (this.container.offsetWidth && this.container.offsetHeight) {
-      try { this.fit.fit(); } catch (e) { /* not rendered yet */ }
+      try { this.fit.fit(); this._fitted = true; } catch (e) { /* not rendered yet */ }
     }
     return { cols: this.term.cols, rows: this.term.rows };
   };
@@ -350,6 +309,8 @@
         this._sendSize();
         if (msg.state) this._setState(msg.state, msg.message || "");
         if (this.live) this._flushUnsent();  // a resumed connection is live at once
+        // The terminal tabs open in this sandbox (tabs.js brings them back after a reload).
+        if (msg.tabs) this._emit("event", { type: "tabs", tabs: msg.tabs });
         break;
       case "live":
         // Wait for the replay to be parsed: xterm answers queries while it parses.
@@ -384,6 +345,9 @@
   };
 
   LabTerminal.prototype._sendSize = function () {
+    // A terminal never shown yet (a tab restored behind another) has no size of its own:
+    // not xterm's 80x24 but its real size goes to the shell, once it is shown.
+    if (!this.container.offsetWidth && !this.term.element.offsetWidth && !this._fitted) return;
     this._refit();
     this._sendJson({ type: "resize", cols: this.term.cols, rows: this.term.rows });
   };

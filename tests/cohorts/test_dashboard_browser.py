@@ -135,6 +135,22 @@ def test_the_dashboard_updates_live_as_a_trainee_works_and_the_instructor_watche
             "() => { const b = window.__watchTerm.buffer.active; for (let i = 0; i < b.length; i++) {"
             " const l = b.getLine(i); if (l && l.translateToString(true).includes('watched-42')) return true; } return false; }")
     page.screenshot(path=str(shots / "cohort-watch.png"))
+    # A terminal tab the trainee opens appears on the watch page, read-only too.
+    with connect(ws_url + "tabs/1/", additional_headers={"Cookie": f"sessionid={klass.trainee_client.cookies['sessionid'].value}"},
+                 origin=web, open_timeout=10) as tab_ws:
+        assert json.loads(tab_ws.recv(timeout=20))["type"] == "hello"
+        tab_ws.send(b"echo in-a-tab-$((7*6))\r")
+        page.get_by_test_id("watch-tab-1").click()
+        expect(page.get_by_test_id("watch-terminal-1")).to_be_visible()
+        expect(page.get_by_test_id("watch-terminal")).to_be_hidden()
+        page.wait_for_function(
+            "() => { const t = window.__watchTabs[1]; if (!t) return false; const b = t.term.term.buffer.active;"
+            " for (let i = 0; i < b.length; i++) { const l = b.getLine(i);"
+            " if (l && l.translateToString(true).includes('in-a-tab-42')) return true; } return false; }")
+        assert page.evaluate("__watchTabs[1].term.term.options.disableStdin") is True
+        tab_ws.send(json.dumps({"type": "tab.close"}))  # the trainee closes it: it goes from the watch page
+        expect(page.get_by_test_id("watch-tab-1")).to_have_count(0, timeout=20_000)
+    expect(page.get_by_test_id("watch-terminal")).to_be_visible()
 
     # Back on the dashboard: stop the trainee's sandbox; a replay link appears.
     page.goto(f"{web}/cohorts/{cid}/")

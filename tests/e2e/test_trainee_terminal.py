@@ -92,21 +92,22 @@ WRITE_JS = """(text) => new Promise((done) => {
 })"""
 
 
-def cell_box(page, col: int, row: int, width: int = 1) -> dict:
-    """The CSS-pixel box of `width` cells starting at (col, row) of the terminal's screen."""
-    return page.evaluate("""([col, row, width]) => {
-      const term = window.__labTerm, box = term.element.querySelector('.xterm-screen').getBoundingClientRect();
+def cell_box(page, col: int, row: int, width: int = 1, term: str = "__labTerm") -> dict:
+    """The CSS-pixel box of `width` cells starting at (col, row) of the terminal's screen
+    (`term`: the global holding the xterm, __labTerm on the lab page)."""
+    return page.evaluate("""([col, row, width, name]) => {
+      const term = window[name], box = term.element.querySelector('.xterm-screen').getBoundingClientRect();
       const w = box.width / term.cols, h = box.height / term.rows;
       return {x: box.left + col * w, y: box.top + row * h, width: w * width, height: h};
-    }""", [col, row, width])
+    }""", [col, row, width, term])
 
 
-def lit_rows(page, box: dict, name: str) -> list[float]:
+def lit_rows(page, box: dict, name: str, term: str = "__labTerm") -> list[float]:
     """For each device-pixel row of the box, the share of its pixels drawn in ink: far
     from the terminal's background colour (light text on dark, or dark on light)."""
     from tests.e2e.pixels import png_pixels
 
-    bg = page.evaluate("() => window.__labTerm.options.theme.background")
+    bg = page.evaluate("(name) => window[name].options.theme.background", term)
     br, bgg, bb = (int(bg[i:i + 2], 16) for i in (1, 3, 5))
     path = shot(page, name, clip=box)
     _, _, rows = png_pixels(path.read_bytes())
@@ -132,6 +133,37 @@ def test_an_underscore_is_drawn_as_a_line_at_1x_and_2x(web, builtin_labs, traine
             assert max(cell[len(cell) // 2:]) >= 0.5, (size, name, [round(v, 2) for v in cell])
         shot(page, f"underscore-page-{scale}x-{size}px-{scheme}",
              clip=cell_box(page, 0, 0, 40) | {"height": cell_box(page, 0, 0)["height"] * 2})
+
+
+@pytest.fixture
+def recorded(builtin_labs, trainee) -> str:
+    """A finished session of the trainee's whose recording prints underscores; its id."""
+    from django.contrib.auth import get_user_model
+
+    from labs.models import Recording, Session
+
+    user = get_user_model().objects.get(username=trainee[0])
+    session = Session.objects.create(user=user, lab=builtin_labs[0], host="gone", state=Session.State.STOPPED)
+    cast = '{"version": 2, "width": 80, "height": 24}\n[0.1, "o", "__________ diff_id\\r\\nchain_id\\r\\n"]\n'
+    Recording.objects.create(session=session, cast=cast)
+    return session.id
+
+
+@pytest.mark.parametrize("scale,scheme", [(1, "light"), (1, "dark"), (2, "dark")], ids=["1x-light", "1x-dark", "2x-dark"])
+def test_the_replay_page_draws_underscores_as_the_lab_page_does(web, recorded, trainee, open_browser, scale, scheme):
+    page = open_browser(DESKTOP, scale, color_scheme=scheme)
+    log_in(page, web, trainee, f"/sessions/{recorded}/replay/")
+    page.wait_for_function("""() => window.__replayTerm && (() => { const b = window.__replayTerm.buffer.active;
+      return b.getLine(1) && b.getLine(1).translateToString(true).startsWith('chain_id'); })()""", timeout=20_000)
+    page.evaluate("document.fonts.ready.then(() => true)")
+    page.evaluate("() => new Promise((done) => window.__replayTerm.write('', () => requestAnimationFrame(() => requestAnimationFrame(done))))")
+    # The same options as the lab page's terminal (one module: static/labs/termoptions.js).
+    assert page.evaluate("() => window.__replayTerm.options.lineHeight") == 1.2
+    row = lit_rows(page, cell_box(page, 0, 0, 10, term="__replayTerm"), f"replay-underscores-{scale}x-{scheme}", term="__replayTerm")
+    assert max(row) >= 0.8, [round(v, 2) for v in row]
+    for col, line, name in [(15, 0, "diff_id"), (5, 1, "chain_id")]:
+        cell = lit_rows(page, cell_box(page, col, line, term="__replayTerm"), f"replay-{name}-{scale}x-{scheme}", term="__replayTerm")
+        assert max(cell[len(cell) // 2:]) >= 0.5, (name, [round(v, 2) for v in cell])
 
 
 def prompt_line(page) -> str:

@@ -460,3 +460,31 @@ def test_only_the_author_and_admins_may_edit(people):
     assert post(people["admin"], "/api/labs/mine/edit/save", {"files": files}).status_code == 201
     assert Client().get("/api/labs/mine/edit").status_code == 401
     assert people["author"].get("/labs/mine/edit/").status_code == 200
+
+
+def test_uploaded_labs_come_after_the_built_in_course_and_after_their_own_prerequisites(people, builtin_labs):
+    from labs.models import Lab
+
+    builtin = [lab.slug for lab in builtin_labs]
+    assert len(builtin) > 2
+    # Uploaded in this order: the one that needs the other comes first.
+    needs = lab_yaml("up-second", title="Second").replace("level: beginner", "level: beginner\nprerequisites: [up-first]")
+    assert upload(people["author"], lab_yaml("up-first", title="First")).status_code == 302
+    assert upload(people["author"], lab_yaml("up-zeta", title="Zeta")).status_code == 302
+    assert upload(people["author"], needs).status_code == 302
+    for slug in ("up-first", "up-zeta", "up-second"):
+        assert people["author"].post(f"/labs/{slug}/publish").status_code == 302
+    catalogue = [lab["slug"] for lab in people["trainee"].get("/api/labs/").json()]
+    assert catalogue[:len(builtin)] == builtin  # the built-in course, whole and in its order
+    assert catalogue[len(builtin):] == ["up-first", "up-zeta", "up-second"]
+    # A new version of a lab others need keeps it before them; the built-in course is re-imported
+    # (say it grew) and the uploads stay after it.
+    assert upload(people["author"], lab_yaml("up-first", title="First again", extra_step=True)).status_code == 302
+    from labs.labfile import course_order, discover_labs, load_lab
+    from labs.services import lab_import
+    from tests.conftest import ROOT
+
+    for i, spec in enumerate(course_order([load_lab(p) for p in discover_labs(ROOT / "labs" / "builtin")])):
+        lab_import(spec=spec, position=i)
+    order = list(Lab.objects.filter(published=True, draft_of__isnull=True).values_list("slug", flat=True))
+    assert order == builtin + ["up-first", "up-zeta", "up-second"]

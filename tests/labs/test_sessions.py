@@ -134,7 +134,7 @@ def test_reloading_reconnects_to_the_same_sandbox_and_replays_its_output(worker,
         term = Terminal(ws)
         term.expect("marker-42")  # replayed from the stream
         assert term.control[0] == {"type": "hello", "session": session["id"], "state": "ready", "replay": True, "message": "",
-                                   "readonly": False}
+                                   "readonly": False, "tabs": []}
 
 
 def test_another_users_session_is_refused_on_the_api_and_the_websocket(worker, web, smoke_lab, make_user, client):

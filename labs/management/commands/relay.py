@@ -23,6 +23,7 @@ from labs.hostconfig import host_config
 from sandbox.relay.holder import HolderClient, exclusive_lock
 from sandbox.relay.server import Relay
 from sandbox.relay.spawn import become_subreaper
+from sandbox.relay.tabs import tab_split
 
 log = logging.getLogger("labs.relay")
 
@@ -54,12 +55,14 @@ class Command(BaseCommand):
         except OSError as exc:  # no holder (a relay run alone), or a stale socket
             log.warning("no PTY holder for %s (%s): sandboxes will not survive this relay", cfg.host, exc)
             holder, held = None, {}
-        adopt = host_resume(host=cfg.host, held=set(held))
+        # Held terminals are sandboxes' own (`<sid>`) and their tabs (`<sid>.<n>`).
+        resumed = host_resume(host=cfg.host, held={tab_split(t)[0] for t in held})
+        adopt = {t for t in held if tab_split(t)[0] in resumed}
         for sid in set(held) - adopt:  # its sandbox or its session is gone: let go
             if holder is not None:
                 holder.drop(sid)
             os.close(held[sid])
-        removed = host_reconcile(host=cfg.host, keep=adopt)
+        removed = host_reconcile(host=cfg.host, keep=resumed)
         if removed:
             log.warning("removed %d orphaned sandboxes on %s: %s", len(removed), cfg.host, removed)
         pool_refill_soon(cfg.host)  # the sweep took the warm pool too (a no-op with LAB_POOL=0)
