@@ -35,8 +35,13 @@ def flush_queue() -> None:
     from labs.redis import sync_redis
     from celery import current_app as app
 
-    if sync_redis().set(FLUSH_KEY, 1, nx=True, px=PENDING_MS):
-        app.send_task(DASHBOARDS_TASK, kwargs={"flush": True}, expires=120)
+    r = sync_redis()
+    if r.set(FLUSH_KEY, 1, nx=True, px=PENDING_MS):
+        try:
+            app.send_task(DASHBOARDS_TASK, kwargs={"flush": True}, expires=120)
+        except Exception:
+            r.delete(FLUSH_KEY)  # not queued after all: the next event tries again at once
+            raise
 
 
 def _mark(user_id: int, lab_id: int) -> None:

@@ -176,3 +176,22 @@ def test_a_join_sends_the_new_trainees_row_to_the_dashboard(smoke_lab, make_user
     event = receive()
     assert (event["type"], event["user"], event["username"], event["lab"]) == ("row", newcomer.id, "newcomer", "smoke")
     assert {c["state"] for c in event["row"]["steps"]} == {"not_started"}
+
+
+def test_a_flush_that_could_not_be_queued_is_tried_again_by_the_next_event(smoke_lab, monkeypatch):
+    from labs.events import DIRTY_KEY, FLUSH_KEY, progress_changed
+    from labs.redis import sync_redis
+    from labsite.celery import app
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("broker down")
+
+    _clear_marks()
+    monkeypatch.setattr(app, "send_task", broken)
+    progress_changed(user_id=1, lab_id=smoke_lab.id)  # the trainee's action stands; the mark waits
+    assert sync_redis().scard(DIRTY_KEY) == 1 and not sync_redis().exists(FLUSH_KEY)
+    sent = []
+    monkeypatch.setattr(app, "send_task", lambda name, *a, **kw: sent.append(kw["kwargs"]))
+    progress_changed(user_id=2, lab_id=smoke_lab.id)
+    assert sent == [{"flush": True}] and sync_redis().scard(DIRTY_KEY) == 2
+    _clear_marks()
