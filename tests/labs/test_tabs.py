@@ -226,3 +226,24 @@ def test_a_tab_has_its_own_flow_control_and_a_stalled_tab_does_not_hold_up_the_o
         tab_ws.send(json.dumps({"type": "tab.close"}))  # closing ends `yes` with its shell
         assert closed_with(tab_ws, timeout=30) == 4410
     wait_for(lambda: "tab-flow-line" not in processes(session["id"]), what="yes to end with its tab")
+
+
+def test_a_rewind_restarts_the_sandbox_and_ends_its_tabs_cleanly(worker, web, smoke_lab, make_user, client):
+    client.force_login(make_user())
+    session = start_session(client)
+    sid = session["id"]
+    checkpoint = client.post(f"/api/sessions/{sid}/checkpoints", {}, content_type="application/json").json()
+    with ws_connect(web, client, tab_path(session, 1)) as tab_ws:
+        tab = Terminal(tab_ws)
+        shell_facts(tab, "before-rewind")
+        resp = client.post(f"/api/sessions/{sid}/rewind", {"checkpoint": checkpoint["id"]}, content_type="application/json")
+        assert resp.status_code == 202, resp.content
+        assert closed_with(tab_ws, timeout=60, term=tab) == 4410
+        assert {"type": "tab.closed", "tab": 1} in tab.control
+    wait_for(lambda: client.get(f"/api/sessions/{sid}/").json()["state"] == "ready", timeout=60, what="ready after the rewind")
+    with ws_connect(web, client, session["ws"]) as main_ws:
+        main = Terminal(main_ws)
+        wait_for(lambda: main.poll() or main.control, what="hello")
+        assert main.control[0]["tabs"] == []  # the restarted sandbox has no tabs…
+    with ws_connect(web, client, tab_path(session, 1)) as tab_ws:
+        shell_facts(Terminal(tab_ws), "after-rewind")  # …and opens new ones
