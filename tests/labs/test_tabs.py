@@ -73,6 +73,16 @@ def test_a_tab_is_another_shell_in_the_same_sandbox_with_its_own_output_and_size
         main.expect("main-49-done")
         assert b"tab-wrote" in main.out  # same files
         assert b"only-in-42-tab" not in main.out and b"main-49-done" not in tab.out  # separate output
+        # A tab is not a sandbox: the host's count (its capacity) and idle times are per session.
+        from django.conf import settings
+
+        from labs.redis import sync_redis
+
+        def beat() -> dict:
+            return json.loads(sync_redis().get(f"lab:host:{settings.LAB_HOST_NAME}"))
+
+        wait_for(lambda: beat()["activity"].get(session["id"], 0) >= beat()["ts"] - 10, what="a fresh heartbeat")
+        assert beat()["live"] == 1 and list(beat()["activity"]) == [session["id"]]
         tab_ws.send(json.dumps({"type": "resize", "cols": 77, "rows": 21}))
         assert shell_facts(tab, "again")["size"] == "21x77"
         assert shell_facts(main, "main2")["size"] != "21x77"  # a tab's resize is its own
@@ -191,10 +201,16 @@ def test_a_relay_restart_keeps_the_tabs_shell_and_a_reset_or_stop_ends_the_tabs(
         assert client.delete(f"/api/sessions/{session['id']}/").status_code == 204
         assert closed_with(tab_ws, timeout=30) == 4410
     from labs.redis import sync_redis
+    from sandbox.config import host_config
+    from sandbox.relay.holder import HolderClient
 
     r = sync_redis()
     wait_for(lambda: client.get(f"/api/sessions/{session['id']}/").json()["state"] == "stopped", what="stopped")
     sid = session["id"]
+    held = HolderClient(host_config().holder_socket).take()
+    for fd in held.values():
+        os.close(fd)
+    assert not [t for t in held if t.startswith(sid)]  # the holder let go of the sandbox's and its tabs' PTYs
     assert not r.exists(f"term:{sid}:tabs", f"term:{sid}.1:in")
     assert 0 < r.ttl(f"term:{sid}.1:out") <= 3600
 
@@ -226,3 +242,24 @@ def test_a_tab_has_its_own_flow_control_and_a_stalled_tab_does_not_hold_up_the_o
         tab_ws.send(json.dumps({"type": "tab.close"}))  # closing ends `yes` with its shell
         assert closed_with(tab_ws, timeout=30) == 4410
     wait_for(lambda: "tab-flow-line" not in processes(session["id"]), what="yes to end with its tab")
+
+
+def test_a_rewind_restarts_the_sandbox_and_ends_its_tabs_cleanly(worker, web, smoke_lab, make_user, client):
+    client.force_login(make_user())
+    session = start_session(client)
+    sid = session["id"]
+    checkpoint = client.post(f"/api/sessions/{sid}/checkpoints", {}, content_type="application/json").json()
+    with ws_connect(web, client, tab_path(session, 1)) as tab_ws:
+        tab = Terminal(tab_ws)
+        shell_facts(tab, "before-rewind")
+        resp = client.post(f"/api/sessions/{sid}/rewind", {"checkpoint": checkpoint["id"]}, content_type="application/json")
+        assert resp.status_code == 202, resp.content
+        assert closed_with(tab_ws, timeout=60, term=tab) == 4410
+        assert {"type": "tab.closed", "tab": 1} in tab.control
+    wait_for(lambda: client.get(f"/api/sessions/{sid}/").json()["state"] == "ready", timeout=60, what="ready after the rewind")
+    with ws_connect(web, client, session["ws"]) as main_ws:
+        main = Terminal(main_ws)
+        wait_for(lambda: main.poll() or main.control, what="hello")
+        assert main.control[0]["tabs"] == []  # the restarted sandbox has no tabs…
+    with ws_connect(web, client, tab_path(session, 1)) as tab_ws:
+        shell_facts(Terminal(tab_ws), "after-rewind")  # …and opens new ones
