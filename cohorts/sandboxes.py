@@ -16,7 +16,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from labs.models import Session
-from labs.selectors import hosts_alive
+from labs.selectors import display_name, hosts_alive
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 RECENT_FAILURES = timedelta(hours=24)
@@ -70,7 +70,7 @@ def sandboxes_overview(*, now: datetime | None = None) -> dict:
             last_input = datetime.fromtimestamp(last, tz=dt_timezone.utc) if last else s.ready_at
             cgroup = sandbox_cgroup(host=name, sid=s.id)
             sandboxes.append({
-                "id": s.id, "user": s.user.get_username(), "name": s.user.get_full_name() or s.user.get_username(),
+                "id": s.id, "user": s.user.get_username(), "name": display_name(s.user),
                 "lab": s.lab.slug, "state": s.state,
                 "uptime": _seconds(s.ready_at or s.created_at, now), "idle": _seconds(last_input, now),
                 "expires_in": _seconds(now, s.expires_at) if s.expires_at else None,
@@ -89,7 +89,7 @@ def sandboxes_overview(*, now: datetime | None = None) -> dict:
     names: dict[str, str] = {}
     for session in live:
         per_user[session.user.get_username()] = per_user.get(session.user.get_username(), 0) + 1
-        names[session.user.get_username()] = session.user.get_full_name() or session.user.get_username()
+        names[session.user.get_username()] = display_name(session.user)
     limit = int(settings.LAB_USER_SESSION_LIMIT)
     return {
         "generated_at": now.isoformat(),

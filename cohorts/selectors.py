@@ -26,7 +26,7 @@ from django.utils import timezone
 from cohorts.exceptions import Forbidden, NotFound
 from cohorts.models import Cohort, CohortLab, Membership
 from labs.models import Lab, Session, Step, StepProgress
-from labs.selectors import INSTRUCTORS_GROUP, is_admin, is_instructor, pick  # noqa: F401  (the one rule, re-exported)
+from labs.selectors import INSTRUCTORS_GROUP, display_name, is_admin, is_instructor, pick  # noqa: F401  (the one rule, re-exported)
 STATES = ("not_started", "working", "stuck", "passed")
 
 
@@ -126,7 +126,7 @@ def _session_view(session: Session) -> dict:
 
 
 def _who(user) -> dict:
-    return {"user": user.id, "username": user.get_username(), "name": user.get_full_name() or user.get_username()}
+    return {"user": user.id, "username": user.get_username(), "name": display_name(user)}
 
 
 def _lab_row(user_id: int, lab, steps: list[Step], rows: dict, first: dict, live: dict, recorded: dict,
@@ -365,7 +365,7 @@ def watch_context(*, session: Session, lang: str = "zh-hans") -> dict:
             last = {"step": before.key, "title": pick(before.title, lang), "passed": True,
                     "message": done.last_message, "attempts": done.attempts}
     return {
-        "trainee": session.user.get_full_name() or session.user.get_username(), "lab": pick(session.lab.title, lang),
+        "trainee": display_name(session.user), "lab": pick(session.lab.title, lang),
         "step": {"key": current.key, "title": pick(current.title, lang), "number": index + 1, "of": len(steps)}
         if current else None,
         "done": current is None and bool(steps),

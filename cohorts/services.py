@@ -23,7 +23,7 @@ from labs.events import DIRTY_KEY, FLUSH_KEY, flush_queue
 from labs.exceptions import Conflict
 from labs.models import Lab, Session, Step
 from labs.redis import sync_redis
-from labs.selectors import lab_visible
+from labs.selectors import display_name, lab_visible
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +122,7 @@ def _dashboards_later(**kwargs: object) -> None:
 
 
 def _name(user: AbstractBaseUser | None) -> str:
-    return (user.get_full_name() or user.get_username()) if user is not None else "?"
+    return display_name(user) if user is not None else "?"
 
 
 def cohort_session_extend(*, cohort: Cohort, sid: str, by: AbstractBaseUser | None = None) -> Session:

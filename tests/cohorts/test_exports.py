@@ -40,7 +40,8 @@ def test_the_xlsx_export_has_chinese_names_and_step_titles_and_numbers_as_number
     assert sheet.freeze_panes == "A2"  # the header row stays in view
     assert [c.value for c in sheet[1]] == ["username", "name", "lab", "step", "step_title", "state", "attempts",
                                            "hints", "solution_used", "seconds"]
-    assert sheet["B2"].value == "小红 王" and sheet["E2"].value == "建一个文件" and sheet["E3"].value == "永不结束的检查"
+    assert sheet["B2"].value == "王小红"  # family name first, as Chinese writes it
+    assert sheet["E2"].value == "建一个文件" and sheet["E3"].value == "永不结束的检查"
     rows = _rows(sheet)
     assert [(r["username"], r["step"], r["state"], r["attempts"], r["hints"], r["solution_used"]) for r in rows] == [
         ("ada", "make-file", "working", 3, 2, False), ("ada", "hangs", "not_started", 0, 0, False)]
