@@ -31,6 +31,7 @@ def school(builtin_labs, make_user):
     from cohorts.models import Membership
     from cohorts.services import cohort_create
     from labs.models import Lab, Session, StepProgress
+    from labs.selectors import display_name
 
     teacher = make_user("laoshi", PASSWORD)
     teacher.first_name, teacher.last_name = "老师", "王"
@@ -60,7 +61,7 @@ def school(builtin_labs, make_user):
     live = Session.objects.create(user=trainees[3], lab=first, host="h1", state="ready",
                                   expires_at=now + timedelta(minutes=25))
     Session.objects.filter(pk=live.pk).update(ready_at=now - timedelta(minutes=20))
-    return {"cohort": cohort.id, "sid": live.id, "trainee": trainees[3].get_full_name()}
+    return {"cohort": cohort.id, "sid": live.id, "trainee": display_name(trainees[3])}
 
 
 def _pages(school: dict, admin: bool) -> dict[str, str]:
