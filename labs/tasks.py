@@ -58,7 +58,7 @@ def _provision(sid: str, *, cols: int = 80, rows: int = 24, image: str | None = 
                                                   cols=cols, rows=rows)):
             engine_start(cfg, req)
     except Exception as exc:
-        log.error("session %s failed to start on %s: %s", sid, cfg.host, exc)
+        log.error("session %s failed to start on %s: %s", sid, cfg.host, exc, exc_info=True)
         session_set_state(sid=sid, state=S.FAILED, message=str(exc))
         return
     if session.lab.setup and image is None:  # a checkpoint or own image holds what setup made

@@ -65,7 +65,10 @@ def _kill_init(cfg: HostConfig, sid: str, pid: int) -> None:
             # runc knows its own container; `runc delete --force` afterwards waits for it.
             subprocess.run([cfg.runc, "--root", str(cfg.runc_root), "kill", sid, "KILL"], capture_output=True)
             return
-        signal.pidfd_send_signal(fd, signal.SIGKILL)
+        try:
+            signal.pidfd_send_signal(fd, signal.SIGKILL)
+        except ProcessLookupError:
+            return  # ended and reaped meanwhile (closing the terminal hangs its shell up)
         # A pidfd becomes readable when its process has exited.
         select.select([fd], [], [], KILL_WAIT)
     finally:
