@@ -48,7 +48,7 @@ def closed_with(ws, timeout: float = 15, term: Terminal | None = None) -> int:
 
 
 def processes(sid: str) -> str:
-    from sandbox.config import host_config
+    from labs.hostconfig import host_config
     from sandbox.service import sandbox_exec
 
     return sandbox_exec(host_config(), sid, "ps -o pid,args", timeout=5).output
@@ -156,7 +156,7 @@ def test_tabs_are_capped_on_the_server_and_refused_to_others(worker, web, smoke_
                      what="two read-only errors")
             assert watch.control[0]["readonly"] is True
         assert "pwned" not in processes(session["id"]) and "/root/pwned" not in os.popen("true").read()
-        from sandbox.config import host_config
+        from labs.hostconfig import host_config
         from sandbox.service import sandbox_exec
 
         assert sandbox_exec(host_config(), session["id"], "test -e /root/pwned; echo $?", timeout=5).output.strip() == "1"
@@ -201,7 +201,7 @@ def test_a_relay_restart_keeps_the_tabs_shell_and_a_reset_or_stop_ends_the_tabs(
         assert client.delete(f"/api/sessions/{session['id']}/").status_code == 204
         assert closed_with(tab_ws, timeout=30) == 4410
     from labs.redis import sync_redis
-    from sandbox.config import host_config
+    from labs.hostconfig import host_config
     from sandbox.relay.holder import HolderClient
 
     r = sync_redis()
