@@ -10,7 +10,7 @@ gone with the processes and tmpfs at reboot): `allocate(owner)` at start,
 A range is free again only once nothing of its owner is left: `release` looks for any
 process running as the range (see range_processes) and, if one is left,
 keeps the range in quarantine until a later `release`/`recover` finds none. Reuse is
-least recently freed first, once it rested a minute (never-used ranges before that).
+least recently freed first, once it rested 10 s (never-used ranges before that).
 
 An owner is "<host>/<session id>"; a warm pool allocates at pool creation with its own
 owner names and hands the range to the session with the sandbox.
@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Iterator
 
 from sandbox.exceptions import SandboxError
+from sandbox.mounts import unmount
 
 STATE_DIR = Path("/run/container-lab/uidranges")
 LIVE, QUARANTINE, FREE = "live", "quarantine", "free"
@@ -34,7 +35,7 @@ LIVE, QUARANTINE, FREE = "live", "quarantine", "free"
 SETTLE_PAUSES = (0.02, 0.05, 0.1, 0.2, 0.4, 0.8, 1.5)
 # A freed range that rested this long is taken before a never-used one: its idmapping
 # user namespace is pinned already (a first use forks one, ~20 ms in a worker).
-REST = 60.0
+REST = 10.0
 # A live range whose owner's session directory is gone this long after it was allocated
 # is an orphan (its host crashed and never reconciled): a full machine takes it back.
 ORPHAN_AFTER = 60.0
@@ -191,7 +192,28 @@ class UidRanges:
                      if r["state"] != FREE and r["owner"].startswith(f"{host}/")
                      and r["owner"].split("/", 1)[1] not in keep and self._mine(int(b))}
         freed = self._settle(stale)
+        self.unpin_free()
         return sorted(stale[b] for b, ok in freed.items() if ok)
+
+    def unpin_free(self) -> int:
+        """Unmount the pinned user namespaces of free ranges (a host shutting down or
+        reconciling leaves only the live ones' pins); how many went."""
+        with self._state() as state:
+            keep = {str(b) for b, r in state.items() if r["state"] != FREE}
+        gone = 0
+        if not self.pins.is_dir():
+            return 0
+        for pin in self.pins.iterdir():
+            base = pin.name.split("-")[1] if pin.name.count("-") == 2 else ""
+            if base in keep:
+                continue
+            unmount(pin)
+            try:
+                pin.unlink()
+                gone += 1
+            except OSError:
+                pass  # still mounted (a start opening it right now): the next time
+        return gone
 
     def _settle(self, wanted: dict[int, str]) -> dict[int, bool]:
         """Free each range whose owner is still `wanted[base]` and no process uses it."""

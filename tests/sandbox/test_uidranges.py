@@ -289,6 +289,12 @@ def test_a_range_is_freed_on_stop(escape_sandbox_factory):
     assert held is not None and held.base == box.layout.session_ids()
     box.stop()
     assert ranges.owned(owner) is None
+    # Its pinned user namespace stays for the next start on that range, until the host's
+    # next reconcile (or shutdown) unpins the free ones.
+    pin = ranges.pins / f"{settings.LAB_SANDBOX_UID}-{held.base}-65536"
+    assert str(pin) in Path("/proc/self/mountinfo").read_text()
+    ranges.recover(host=box.cfg.host, keep=set())
+    assert str(pin) not in Path("/proc/self/mountinfo").read_text() and not pin.exists()
 
 
 @needs_root
