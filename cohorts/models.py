@@ -19,12 +19,13 @@ def new_invite_code() -> str:
 class Cohort(models.Model):
     """A group of trainees run by its owner (and any co-instructors)."""
 
-    name = models.CharField(max_length=200)
-    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="owned_cohorts")
-    invite_code = models.CharField(max_length=16, unique=True, default=new_invite_code)
-    joining_open = models.BooleanField(default=True, help_text="trainees may join with the code or link")
-    created_at = models.DateTimeField(auto_now_add=True)
-    labs = models.ManyToManyField("labs.Lab", through="CohortLab", related_name="cohorts")
+    name = models.CharField(_("name"), max_length=200)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, verbose_name=_("owner"), on_delete=models.PROTECT,
+                              related_name="owned_cohorts")
+    invite_code = models.CharField(_("invite code"), max_length=16, unique=True, default=new_invite_code)
+    joining_open = models.BooleanField(_("joining open"), default=True, help_text="trainees may join with the code or link")
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    labs = models.ManyToManyField("labs.Lab", verbose_name=_("labs"), through="CohortLab", related_name="cohorts")
 
     class Meta:
         ordering = ["-created_at"]
@@ -37,10 +38,10 @@ class Cohort(models.Model):
 class CohortLab(models.Model):
     """A lab assigned to a cohort, with an optional due date."""
 
-    cohort = models.ForeignKey(Cohort, on_delete=models.CASCADE, related_name="assignments")
-    lab = models.ForeignKey("labs.Lab", on_delete=models.CASCADE, related_name="assignments")
-    due_at = models.DateTimeField(null=True, blank=True)
-    position = models.PositiveIntegerField(default=0)
+    cohort = models.ForeignKey(Cohort, verbose_name=_("cohort"), on_delete=models.CASCADE, related_name="assignments")
+    lab = models.ForeignKey("labs.Lab", verbose_name=_("lab"), on_delete=models.CASCADE, related_name="assignments")
+    due_at = models.DateTimeField(_("due at"), null=True, blank=True)
+    position = models.PositiveIntegerField(_("position"), default=0)
 
     class Meta:
         ordering = ["cohort", "position", "id"]
@@ -55,13 +56,14 @@ class Membership(models.Model):
     """A user in a cohort: a trainee, or a co-instructor with the owner's rights."""
 
     class Role(models.TextChoices):
-        TRAINEE = "trainee"
-        INSTRUCTOR = "instructor"
+        TRAINEE = "trainee", _("trainee")
+        INSTRUCTOR = "instructor", _("instructor")
 
-    cohort = models.ForeignKey(Cohort, on_delete=models.CASCADE, related_name="memberships")
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="cohort_memberships")
-    role = models.CharField(max_length=16, choices=Role.choices, default=Role.TRAINEE)
-    joined_at = models.DateTimeField(auto_now_add=True)
+    cohort = models.ForeignKey(Cohort, verbose_name=_("cohort"), on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, verbose_name=_("user"), on_delete=models.CASCADE,
+                             related_name="cohort_memberships")
+    role = models.CharField(_("role"), max_length=16, choices=Role.choices, default=Role.TRAINEE)
+    joined_at = models.DateTimeField(_("joined at"), auto_now_add=True)
 
     class Meta:
         ordering = ["cohort", "user__username"]

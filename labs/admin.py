@@ -4,7 +4,7 @@ from __future__ import annotations
 from django.contrib import admin
 from django.utils.translation import gettext_lazy as _
 
-from labs.models import (CheckRecord, Checkpoint, CommittedImage, Lab, LabVersion, QuizAnswer, Recording, Session,
+from labs.models import (CheckRecord, Checkpoint, CommittedImage, Lab, LabUpload, LabVersion, QuizAnswer, Recording, Session,
                          SessionImage, Step, StepProgress)
 
 
@@ -101,3 +101,11 @@ class CommittedImageAdmin(ReadOnlyAdmin):
 @admin.register(SessionImage)
 class SessionImageAdmin(ReadOnlyAdmin):
     list_display = ("session", "ref")
+
+
+@admin.register(LabUpload)
+class LabUploadAdmin(ReadOnlyAdmin):
+    list_display = ("id", "name", "user", "state", "phase", "created_at", "finished_at")
+    list_filter = ("state",)
+    search_fields = ("id", "name", "user__username")
+    exclude = ("archive",)

@@ -19,15 +19,16 @@ class Checkpoint(models.Model):
     """A session's container layer at one moment, as an OCI layer; the store tags the
     sandbox's stack plus that layer as `lab-checkpoints/<session>:<id>`."""
 
-    id = models.CharField(primary_key=True, max_length=32, default=new_checkpoint_id, editable=False)
-    session = models.ForeignKey("labs.Session", on_delete=models.CASCADE, related_name="checkpoints")
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="checkpoints")
-    step = models.CharField(max_length=64, blank=True, help_text="the step the trainee was on (or passed)")
-    ref = models.CharField(max_length=200)
-    diff_id = models.CharField(max_length=71)
-    size = models.BigIntegerField()
-    auto = models.BooleanField(default=False, help_text="taken when a step passed")
-    created_at = models.DateTimeField(auto_now_add=True)
+    id = models.CharField(_("checkpoint ID"), primary_key=True, max_length=32, default=new_checkpoint_id, editable=False)
+    session = models.ForeignKey("labs.Session", verbose_name=_("session"), on_delete=models.CASCADE, related_name="checkpoints")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, verbose_name=_("user"), on_delete=models.CASCADE,
+                             related_name="checkpoints")
+    step = models.CharField(_("step"), max_length=64, blank=True, help_text="the step the trainee was on (or passed)")
+    ref = models.CharField(_("image reference"), max_length=200)
+    diff_id = models.CharField(_("layer diff ID"), max_length=71)
+    size = models.BigIntegerField(_("size"))
+    auto = models.BooleanField(_("automatic"), default=False, help_text="taken when a step passed")
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
 
     class Meta:
         app_label = "labs"
@@ -42,16 +43,17 @@ class Checkpoint(models.Model):
 class CommittedImage(models.Model):
     """An image a trainee made of their container (`docker commit`): theirs alone."""
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="committed_images")
-    ref = models.CharField(max_length=200, unique=True)
-    digest = models.CharField(max_length=71, help_text="manifest digest")
-    image_id = models.CharField(max_length=71, help_text="config digest")
-    size = models.BigIntegerField(help_text="bytes of the container layer it adds")
-    session_id = models.CharField(max_length=32, blank=True)
-    host = models.CharField(max_length=100, blank=True, help_text="whose image store holds it")
-    holders = models.JSONField(default=list, blank=True,
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, verbose_name=_("user"), on_delete=models.CASCADE,
+                             related_name="committed_images")
+    ref = models.CharField(_("image reference"), max_length=200, unique=True)
+    digest = models.CharField(_("manifest digest"), max_length=71, help_text="manifest digest")
+    image_id = models.CharField(_("image ID"), max_length=71, help_text="config digest")
+    size = models.BigIntegerField(_("size"), help_text="bytes of the container layer it adds")
+    session_id = models.CharField(_("session ID"), max_length=32, blank=True)
+    host = models.CharField(_("host"), max_length=100, blank=True, help_text="whose image store holds it")
+    holders = models.JSONField(_("also held by"), default=list, blank=True,
                                help_text="other hosts that fetched this commit since (their stores hold it too)")
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
 
     class Meta:
         app_label = "labs"
@@ -65,8 +67,8 @@ class CommittedImage(models.Model):
 class SessionImage(models.Model):
     """A session started on one of its owner's committed images instead of the lab's."""
 
-    session = models.OneToOneField("labs.Session", on_delete=models.CASCADE, related_name="own_image")
-    ref = models.CharField(max_length=200)
+    session = models.OneToOneField("labs.Session", verbose_name=_("session"), on_delete=models.CASCADE, related_name="own_image")
+    ref = models.CharField(_("image reference"), max_length=200)
 
     class Meta:
         app_label = "labs"

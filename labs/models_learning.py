@@ -11,11 +11,12 @@ __all__ = ["QuizAnswer"]
 class QuizAnswer(models.Model):
     """One answer to a step's quiz, kept for the dashboards' answer distribution."""
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="quiz_answers")
-    step = models.ForeignKey("labs.Step", on_delete=models.CASCADE, related_name="quiz_answers")
-    answer = models.JSONField(help_text="a choice id, a list of choice ids, or the text typed")
-    correct = models.BooleanField()
-    at = models.DateTimeField(auto_now_add=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, verbose_name=_("user"), on_delete=models.CASCADE,
+                             related_name="quiz_answers")
+    step = models.ForeignKey("labs.Step", verbose_name=_("step"), on_delete=models.CASCADE, related_name="quiz_answers")
+    answer = models.JSONField(_("answer"), help_text="a choice id, a list of choice ids, or the text typed")
+    correct = models.BooleanField(_("correct"))
+    at = models.DateTimeField(_("answered at"), auto_now_add=True)
 
     class Meta:
         app_label = "labs"

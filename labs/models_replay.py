@@ -11,11 +11,12 @@ __all__ = ["CheckRecord"]
 class CheckRecord(models.Model):
     """One check of a step (pressed, or an automatic pass), with its time and outcome."""
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="check_records")
-    step = models.ForeignKey("labs.Step", on_delete=models.CASCADE, related_name="check_records")
-    passed = models.BooleanField()
-    by = models.CharField(max_length=16, default="check", help_text="check or auto-check")
-    at = models.DateTimeField(auto_now_add=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, verbose_name=_("user"), on_delete=models.CASCADE,
+                             related_name="check_records")
+    step = models.ForeignKey("labs.Step", verbose_name=_("step"), on_delete=models.CASCADE, related_name="check_records")
+    passed = models.BooleanField(_("passed"))
+    by = models.CharField(_("checked by"), max_length=16, default="check", help_text="check or auto-check")
+    at = models.DateTimeField(_("checked at"), auto_now_add=True)
 
     class Meta:
         app_label = "labs"

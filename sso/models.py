@@ -14,11 +14,12 @@ class ExternalIdentity(models.Model):
         LDAP = "ldap"
         OIDC = "oidc"
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="external_identities")
-    provider = models.CharField(max_length=8, choices=Provider.choices)
-    subject = models.CharField(max_length=255, help_text="LDAP user name, or the OpenID Connect issuer and `sub`")
-    created_at = models.DateTimeField(auto_now_add=True)
-    last_login_at = models.DateTimeField(auto_now=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, verbose_name=_("user"), on_delete=models.CASCADE,
+                             related_name="external_identities")
+    provider = models.CharField(_("provider"), max_length=8, choices=Provider.choices)
+    subject = models.CharField(_("subject"), max_length=255, help_text="LDAP user name, or the OpenID Connect issuer and `sub`")
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    last_login_at = models.DateTimeField(_("last sign-in at"), auto_now=True)
 
     class Meta:
         verbose_name, verbose_name_plural = _("external identity"), _("external identities")
