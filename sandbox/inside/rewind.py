@@ -66,7 +66,10 @@ def _kill_init(cfg: HostConfig, sid: str, pid: int) -> None:
             subprocess.run([cfg.runc, "--root", str(cfg.runc_root), "kill", sid, "KILL"], capture_output=True)
             return
         _unthrottle(cfg, sid)  # dying processes need CPU time: not a throttled cgroup's
-        signal.pidfd_send_signal(fd, signal.SIGKILL)
+        try:
+            signal.pidfd_send_signal(fd, signal.SIGKILL)
+        except ProcessLookupError:
+            return  # it exited meanwhile (a zombie waiting for the relay to reap it counts)
         # A pidfd becomes readable when its process has exited.
         select.select([fd], [], [], KILL_WAIT)
     finally:
