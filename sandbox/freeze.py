@@ -8,7 +8,8 @@ so the layer is the upperdir as it was at one instant.
   die with the worker thaws it when the worker's end of its pipe closes (the worker
   ended, even by SIGKILL) or after FREEZE_MAX seconds, whichever comes first.
 - `runc exec` refuses a frozen container ("cannot exec in a paused container"), so execs
-  take a shared lock while runc starts them (`exec_slot`) and a freeze the exclusive one:
+  take a shared lock while runc starts them and the host verifies what started (`exec_slot`)
+  and a freeze the exclusive one:
   an exec waits for the thaw instead of failing, a freeze for the exec to be started.
 """
 from __future__ import annotations

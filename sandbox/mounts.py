@@ -109,6 +109,13 @@ def unmount(target: Path) -> None:
             _check(ret, f"umount {mp}")
 
 
+def detach(target: Path) -> None:
+    """Lazily detach the mount at target (and what is mounted under it); not mounted is fine."""
+    ret = _libc.umount2(str(target).encode(), MNT_DETACH)
+    if ret != 0 and ctypes.get_errno() not in (22, 2):  # EINVAL: not a mount; ENOENT
+        _check(ret, f"umount {target}")
+
+
 def mounts_under(path: Path) -> list[Path]:
     """Mount points at or below path, outermost first, as /proc/self/mountinfo lists them."""
     prefix = str(path.resolve() if path.exists() else path)

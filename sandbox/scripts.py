@@ -262,7 +262,8 @@ def script_run(cfg: HostConfig, sid: str, script: str, *, timeout: float, env: d
                 except OSError as exc:
                     raise RuntimeFailed(f"cannot make the check's cgroup (is the sandbox running?): {exc}") from exc
             started = time.monotonic()
-            # runc refuses to exec in a frozen sandbox: wait for a checkpoint's thaw (sandbox/freeze.py).
+            # runc refuses to exec in a frozen sandbox, and a process frozen before its execve
+            # fails the check's verification: exec starts and checkpoints take turns (sandbox/freeze.py).
             slot = ExitStack()
             slot.enter_context(exec_slot(cfg, sid))
             try:
@@ -273,14 +274,14 @@ def script_run(cfg: HostConfig, sid: str, script: str, *, timeout: float, env: d
             try:
                 try:
                     pid = _wait_pid_file(pid_file, runc, 15)
+                    try:
+                        _verify(pid, init, argv, env)
+                        if cg:
+                            cg.add(pid)
+                    except (FileNotFoundError, ProcessLookupError) as exc:
+                        raise CheckForged("the check's shell ended before the host could verify it") from exc
                 finally:
-                    slot.close()
-                try:
-                    _verify(pid, init, argv, env)
-                    if cg:
-                        cg.add(pid)
-                except (FileNotFoundError, ProcessLookupError) as exc:
-                    raise CheckForged("the check's shell ended before the host could verify it") from exc
+                    slot.close()  # started and verified (it waits for "go"): a freeze may come
                 try:
                     out, err = runc.communicate(b"go\n", timeout=timeout + 5)
                 except subprocess.TimeoutExpired as exc:

@@ -65,14 +65,28 @@ def _kill_init(cfg: HostConfig, sid: str, pid: int) -> None:
             # runc knows its own container; `runc delete --force` afterwards waits for it.
             subprocess.run([cfg.runc, "--root", str(cfg.runc_root), "kill", sid, "KILL"], capture_output=True)
             return
+        _unthrottle(cfg, sid)  # dying processes need CPU time: not a throttled cgroup's
         try:
             signal.pidfd_send_signal(fd, signal.SIGKILL)
         except ProcessLookupError:
-            return  # ended and reaped meanwhile (closing the terminal hangs its shell up)
+            return  # it exited meanwhile (a zombie waiting for the relay to reap it counts)
         # A pidfd becomes readable when its process has exited.
         select.select([fd], [], [], KILL_WAIT)
     finally:
         os.close(fd)
+
+
+def _unthrottle(cfg: HostConfig, sid: str) -> None:
+    """Lift the CPU quota of a sandbox about to be killed, so that its processes, once
+    killed, are not made to wait for the next period to exit (best effort)."""
+    rel = f"{cfg.cgroup_parent.strip('/')}/{sid}"
+    for path, value in ((f"/sys/fs/cgroup/cpu/{rel}/cpu.cfs_quota_us", "-1"), (f"/sys/fs/cgroup/{rel}/cpu.max", "max")):
+        try:
+            with open(path, "w") as f:
+                f.write(value)
+            return
+        except OSError:
+            continue
 
 
 def _relay_close(cfg: HostConfig, sid: str) -> None:

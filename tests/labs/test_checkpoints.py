@@ -115,7 +115,8 @@ def test_rewind_restores_files_removes_later_ones_and_keeps_progress(worker, web
     # The old container layer was set aside on the session's tmpfs and is gone after the
     # prompt; the new stack is mounted once, its views on the new upperdir.
     layout = _layout(sid)
-    wait_for(lambda: not list(layout.scratch.glob("aside-*")), what="the old container layer removed")
+    wait_for(lambda: not list(layout.scratch.glob("aside-*")) and not list(layout.root.glob("views-aside-*")),
+             what="the old container layer and views removed")
     points = mounts_under(layout.root)
     assert len(points) == len(set(points))
     assert sh(sid, "echo new > /etc/after; test -e /var/lib/lab/container/upper/etc/after && "
