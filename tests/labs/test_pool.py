@@ -221,3 +221,45 @@ def test_with_the_pool_off_a_start_makes_one_sandbox_and_no_pool_state(worker, s
     assert _containers(worker.host) == {session["id"]}
     assert not list(sync_redis().scan_iter(match=f"lab:pool:{worker.host}:*"))
     assert json.loads(sync_redis().get(streams.host_key(worker.host)))["pooled"] == 0
+
+
+def test_pool_sandboxes_take_places_and_a_ready_one_of_the_lab_is_a_place_this_start_takes(smoke_lab, settings):
+    """Placement by free places, from heartbeats as relays write them (no sandbox needed)."""
+    from labs.exceptions import ServiceUnavailable
+    from labs.redis import sync_redis
+    from labs.selectors import hosts_alive
+    from labs.services import _choose_host, _pool_flavour, host_drain
+    from sandbox.pool import flavour_id, free_key
+    from sandbox.relay import streams
+
+    settings.LAB_HOST_WAIT = 0
+    r = sync_redis()
+    others = [h["host"] for h in hosts_alive()]
+    a, b = f"placea{time.time_ns()}", f"placeb{time.time_ns()}"
+    fl = _pool_flavour(smoke_lab)
+
+    def beat(host: str, *, capacity: int, live: int, pooled: int) -> None:
+        r.sadd(streams.HOSTS_SET, host)
+        r.set(streams.host_key(host), json.dumps({"host": host, "capacity": capacity, "live": live, "pooled": pooled,
+                                                  "ts": time.time(), "activity": {}}), ex=30)
+
+    for host in others:
+        host_drain(host=host)
+    try:
+        beat(a, capacity=10, live=6, pooled=6)  # 4 free
+        beat(b, capacity=10, live=5, pooled=0)  # 5 free
+        assert _choose_host(pool_flavour=fl) == b
+        r.sadd(free_key(a, flavour_id(fl)), "1" * 20, "2" * 20)  # two ready of this lab on a: 6 free for it
+        assert _choose_host(pool_flavour=fl) == a
+        assert _choose_host() == b  # for another lab they are taken places
+        beat(a, capacity=4, live=4, pooled=4)
+        beat(b, capacity=4, live=4, pooled=0)
+        r.delete(free_key(a, flavour_id(fl)))
+        with pytest.raises(ServiceUnavailable):
+            _choose_host(pool_flavour=fl)  # a host full of pool sandboxes of another lab is full
+    finally:
+        for host in others:
+            host_drain(host=host, drained=False)
+        for host in (a, b):
+            r.srem(streams.HOSTS_SET, host)
+            r.delete(streams.host_key(host), free_key(host, flavour_id(fl)))
