@@ -173,8 +173,10 @@ def pool_refill() -> dict:
         return {"size": 0}  # off, and nothing left from when it was on: nothing to do
     r = sync_redis()
     lock = f"lab:pool:{cfg.host}:lock"
+    again = f"lab:pool:{cfg.host}:again"
     if not r.set(lock, 1, nx=True, ex=90):
-        return {"busy": True}  # another run is at it
+        r.set(again, 1, ex=90)  # another run is at it: it goes round once more when done
+        return {"busy": True}
     more = failed = False
     made, ready, stopped, size = "", 0, [], 0
     try:
@@ -193,6 +195,8 @@ def pool_refill() -> dict:
         more = failed = True
     finally:
         r.delete(lock)
+    if r.delete(again):  # asked for while this run held the lock (a drain, a start): look again
+        more = True
     if more:
         pool_refill_soon(cfg.host, countdown=5 if failed else 0)
     return {"size": size, "ready": ready + bool(made), "stopped": len(stopped)}

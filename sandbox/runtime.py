@@ -221,7 +221,12 @@ def runc_list(cfg: HostConfig) -> list[dict]:
     """Containers runc knows on this host (id, status, pid)."""
     if not cfg.runc_root.exists():
         return []
-    proc = subprocess.run(_runc(cfg, "list", "--format", "json"), capture_output=True, text=True)
+    for _ in range(5):
+        proc = subprocess.run(_runc(cfg, "list", "--format", "json"), capture_output=True, text=True)
+        # A container deleted while runc lists them fails the whole list ("stat …: no such
+        # file or directory"): list again (starts and stops of a busy host race like this).
+        if proc.returncode == 0 or "no such file or directory" not in proc.stderr:
+            break
     if proc.returncode != 0:
         raise RuntimeFailed(f"runc list: {proc.stderr.strip()}")
     return json.loads(proc.stdout or "null") or []

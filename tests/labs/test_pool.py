@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from django.test import Client
+from websockets.exceptions import ConnectionClosed
 
 from tests.conftest import IS_ROOT, ROOT, _subprocess_env, start_worker
 from tests.labs.test_sessions import Terminal, smoke_lab, start_session, ws_connect  # noqa: F401  (fixture)
@@ -67,6 +68,7 @@ def pool_host(worker, settings, transactional_db):
         yield host
     finally:
         host_drain(host=worker.host, drained=False)
+        host_drain(host=host.host, drained=False)
         host.stop()
         from labs.redis import sync_redis
 
@@ -157,7 +159,7 @@ def test_a_pooled_sandbox_is_what_a_fresh_start_makes_and_is_handed_out_once(poo
     assert "stty size" in "".join(json.loads(line)[2] for line in cast[1:])
 
 
-def test_pool_sandboxes_count_against_capacity_and_a_crash_leaves_none_behind(pool_host, make_user, tmp_path):
+def test_pool_sandboxes_count_against_capacity_and_a_crash_leaves_none_behind(pool_host, web, make_user, tmp_path):
     from labs.redis import sync_redis
     from labs.hostconfig import host_config
     from sandbox.relay import streams
@@ -174,6 +176,15 @@ def test_pool_sandboxes_count_against_capacity_and_a_crash_leaves_none_behind(po
     # The heartbeat counts them: the web's choice of host sees them as taken places.
     wait_for(lambda: beat()["live"] == 1 + POOL_SIZE and beat()["pooled"] == POOL_SIZE, timeout=10, what="beat")
     assert set(beat()["activity"]) == {session["id"]}  # no idle clock for unassigned ones
+    # Nobody reaches an unassigned sandbox: it has no session, so neither the API nor the
+    # terminal WebSocket knows it (the same answer as for an id that never existed).
+    waiting = sorted(pool)[0]
+    assert client.get(f"/api/sessions/{waiting}/").status_code == 404
+    with ws_connect(web, client, f"/ws/terminal/{waiting}/") as ws:
+        with pytest.raises(ConnectionClosed) as closed:
+            while True:
+                ws.recv(timeout=10)
+    assert closed.value.rcvd.code == 4404
 
     # The whole host dies at once; when it comes back, reconcile sweeps the old pool
     # (and the lost session) and the pool is made again from new sandboxes.
@@ -190,6 +201,14 @@ def test_pool_sandboxes_count_against_capacity_and_a_crash_leaves_none_behind(po
         assert f"/sessions/{sid}/" not in mounts
     assert client.get(f"/api/sessions/{session['id']}/").json()["state"] == "lost"
 
+    # A drained host keeps no pool: it empties, and fills again once undrained.
+    from labs.services import host_drain
+
+    host_drain(host=pool_host.host)
+    wait_for(lambda: not _containers(pool_host.host) and not _free(pool_host.host), timeout=60, what="pool emptied")
+    host_drain(host=pool_host.host, drained=False)
+    wait_for(lambda: len(_free(pool_host.host)) == POOL_SIZE, timeout=90, what="pool filled again")
+
 
 def test_with_the_pool_off_a_start_makes_one_sandbox_and_no_pool_state(worker, smoke_lab, make_user, settings):
     from labs.redis import sync_redis
@@ -202,3 +221,45 @@ def test_with_the_pool_off_a_start_makes_one_sandbox_and_no_pool_state(worker, s
     assert _containers(worker.host) == {session["id"]}
     assert not list(sync_redis().scan_iter(match=f"lab:pool:{worker.host}:*"))
     assert json.loads(sync_redis().get(streams.host_key(worker.host)))["pooled"] == 0
+
+
+def test_pool_sandboxes_take_places_and_a_ready_one_of_the_lab_is_a_place_this_start_takes(smoke_lab, settings):
+    """Placement by free places, from heartbeats as relays write them (no sandbox needed)."""
+    from labs.exceptions import ServiceUnavailable
+    from labs.redis import sync_redis
+    from labs.selectors import hosts_alive
+    from labs.services import _choose_host, _pool_flavour, host_drain
+    from sandbox.pool import flavour_id, free_key
+    from sandbox.relay import streams
+
+    settings.LAB_HOST_WAIT = 0
+    r = sync_redis()
+    others = [h["host"] for h in hosts_alive()]
+    a, b = f"placea{time.time_ns()}", f"placeb{time.time_ns()}"
+    fl = _pool_flavour(smoke_lab)
+
+    def beat(host: str, *, capacity: int, live: int, pooled: int) -> None:
+        r.sadd(streams.HOSTS_SET, host)
+        r.set(streams.host_key(host), json.dumps({"host": host, "capacity": capacity, "live": live, "pooled": pooled,
+                                                  "ts": time.time(), "activity": {}}), ex=30)
+
+    for host in others:
+        host_drain(host=host)
+    try:
+        beat(a, capacity=10, live=6, pooled=6)  # 4 free
+        beat(b, capacity=10, live=5, pooled=0)  # 5 free
+        assert _choose_host(pool_flavour=fl) == b
+        r.sadd(free_key(a, flavour_id(fl)), "1" * 20, "2" * 20)  # two ready of this lab on a: 6 free for it
+        assert _choose_host(pool_flavour=fl) == a
+        assert _choose_host() == b  # for another lab they are taken places
+        beat(a, capacity=4, live=4, pooled=4)
+        beat(b, capacity=4, live=4, pooled=0)
+        r.delete(free_key(a, flavour_id(fl)))
+        with pytest.raises(ServiceUnavailable):
+            _choose_host(pool_flavour=fl)  # a host full of pool sandboxes of another lab is full
+    finally:
+        for host in others:
+            host_drain(host=host, drained=False)
+        for host in (a, b):
+            r.srem(streams.HOSTS_SET, host)
+            r.delete(streams.host_key(host), free_key(host, flavour_id(fl)))
