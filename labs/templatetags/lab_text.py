@@ -1,6 +1,8 @@
 """Template filters for lab text written by authors (escaped, never raw HTML)."""
 from __future__ import annotations
 
+import re
+
 from django import template
 from django.utils.safestring import mark_safe
 
@@ -16,6 +18,14 @@ def inline_markdown(text: str) -> str:
     from labs.selectors import render_inline
 
     return mark_safe(render_inline(join_cjk_text(str(text or ""))))  # noqa: S308 (sanitised by nh3)
+
+
+@register.filter
+def inline_markdown_in_link(text: str) -> str:
+    """inline_markdown for text inside a link (a catalogue card is one): its own links
+    become plain text, since a link inside a link is not HTML and browsers end the outer
+    one there, spilling the rest of the card out of it."""
+    return mark_safe(re.sub(r"</?a\b[^>]*>", "", str(inline_markdown(text))))  # noqa: S308 (sanitised, then only tags removed)
 
 
 @register.filter
