@@ -10,6 +10,7 @@ from django.utils import timezone
 from cohorts import sandboxes, selectors, services
 from cohorts.exceptions import BadRequest, Forbidden
 from labs.api import api, body, field
+from labs.i18n import say
 
 
 def _due(value: object) -> datetime | None:
@@ -86,7 +87,7 @@ def session_stop(request: HttpRequest, cohort_id: int, sid: str) -> HttpResponse
 def sandboxes_overview(request: HttpRequest) -> HttpResponse:
     """Admins: live sandboxes per host, capacity, cgroup usage, recent failures."""
     if not selectors.is_admin(request.user):
-        raise Forbidden("只有管理员可以查看。Only admins may see this.")
+        raise Forbidden(say("只有管理员可以查看。", "Only admins may see this."))
     return JsonResponse(sandboxes.sandboxes_overview())
 
 

@@ -27,6 +27,7 @@ from cohorts.exceptions import Forbidden, NotFound
 from cohorts.models import Cohort, CohortLab, Membership
 from labs.models import Lab, Session, Step, StepProgress
 from labs.selectors import INSTRUCTORS_GROUP, display_name, is_admin, is_instructor, pick  # noqa: F401  (the one rule, re-exported)
+from labs.i18n import say
 STATES = ("not_started", "working", "stuck", "passed")
 
 
@@ -71,7 +72,7 @@ def cohort_for_instructor(*, user: AbstractBaseUser, cohort_id: int) -> Cohort:
     """A cohort the user runs; Forbidden for anyone else."""
     cohort = cohort_get(cohort_id=cohort_id)
     if not teaches(user=user, cohort=cohort):
-        raise Forbidden("只有本班级的讲师可以这样做。Only this cohort's instructors may do that.")
+        raise Forbidden(say("只有本班级的讲师可以这样做。", "Only this cohort's instructors may do that."))
     return cohort
 
 
@@ -82,7 +83,7 @@ def cohort_for_viewer(*, user: AbstractBaseUser, cohort_id: int) -> tuple[Cohort
         return cohort, True
     if Membership.objects.filter(cohort=cohort, user=user, role=Membership.Role.TRAINEE).exists():
         return cohort, False
-    raise Forbidden("你不在这个班级中。You are not in this cohort.")
+    raise Forbidden(say("你不在这个班级中。", "You are not in this cohort."))
 
 
 def instructor_can_watch(*, instructor: AbstractBaseUser, trainee_id: int, lab_id: int) -> bool:
@@ -333,7 +334,7 @@ def cohort_session(*, cohort: Cohort, sid: str) -> Session:
         id=sid, user__cohort_memberships__cohort=cohort, user__cohort_memberships__role=Membership.Role.TRAINEE,
         lab__assignments__cohort=cohort).first()
     if session is None:
-        raise NotFound("这个班级没有这个会话。No such session in this cohort.")
+        raise NotFound(say("这个班级没有这个会话。", "No such session in this cohort."))
     return session
 
 

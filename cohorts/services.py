@@ -24,6 +24,7 @@ from labs.exceptions import Conflict
 from labs.models import Lab, Session, Step
 from labs.redis import sync_redis
 from labs.selectors import display_name, lab_visible
+from labs.i18n import say
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,7 @@ def _labs(slugs: list[str], user: AbstractBaseUser | None = None) -> list[Lab]:
              if user is None or lab_visible(user=user, lab=lab)}
     missing = [s for s in slugs if s not in found]
     if missing:
-        raise NotFound(f"没有这些实验：{', '.join(missing)}。No such labs: {', '.join(missing)}")
+        raise NotFound(say(f"没有这些实验：{', '.join(missing)}。", f"No such labs: {', '.join(missing)}"))
     return [found[s] for s in slugs]
 
 
@@ -48,10 +49,10 @@ def cohort_create(*, owner: AbstractBaseUser, name: str, lab_slugs: list[str],
                   due: dict[str, datetime] | None = None) -> Cohort:
     """A new cohort run by `owner` (an instructor), with labs assigned in the order given."""
     if not selectors.is_instructor(owner):
-        raise Forbidden("只有讲师可以创建班级。Only instructors may create cohorts.")
+        raise Forbidden(say("只有讲师可以创建班级。", "Only instructors may create cohorts."))
     name = name.strip()
     if not name or len(name) > 200:
-        raise BadRequest("班级名称需要 1–200 个字符。A cohort name needs 1–200 characters.")
+        raise BadRequest(say("班级名称需要 1–200 个字符。", "A cohort name needs 1–200 characters."))
     labs = _labs(list(dict.fromkeys(lab_slugs)), owner)
     due = due or {}
     with transaction.atomic():
@@ -97,13 +98,13 @@ def cohort_join(*, user: AbstractBaseUser, code: str) -> tuple[Cohort, bool]:
     """Join the cohort with this invite code as a trainee; (cohort, newly joined)."""
     cohort = Cohort.objects.filter(invite_code=code.strip().upper()).first()
     if cohort is None:
-        raise NotFound("邀请码无效。That invite code is not valid; check it with your instructor.")
+        raise NotFound(say("邀请码无效。", "That invite code is not valid; check it with your instructor."))
     if selectors.teaches(user=user, cohort=cohort) and not selectors.is_admin(user):
-        raise BadRequest("你是这个班级的讲师。You run this cohort; trainees join it.")
+        raise BadRequest(say("你是这个班级的讲师。", "You run this cohort; trainees join it."))
     if Membership.objects.filter(cohort=cohort, user=user).exists():
         return cohort, False
     if not cohort.joining_open:
-        raise Conflict("这个班级已停止加入。This cohort is closed to new trainees.")
+        raise Conflict(say("这个班级已停止加入。", "This cohort is closed to new trainees."))
     try:
         with transaction.atomic():
             Membership.objects.create(cohort=cohort, user=user, role=Membership.Role.TRAINEE)
@@ -259,8 +260,8 @@ def ops_session_stop(*, sid: str, by: AbstractBaseUser) -> Session:
 
 def _ops_session(*, sid: str, by: AbstractBaseUser) -> Session:
     if not selectors.is_admin(by):
-        raise Forbidden("只有管理员可以这样做。Only admins may do that.")
+        raise Forbidden(say("只有管理员可以这样做。", "Only admins may do that."))
     session = Session.objects.select_related("lab", "user").filter(id=sid).first()
     if session is None:
-        raise NotFound("没有这个会话。No such session.")
+        raise NotFound(say("没有这个会话。", "No such session."))
     return session

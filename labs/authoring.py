@@ -27,6 +27,7 @@ from labs.labfile import LabSpec, load_lab
 from labs.models import Lab, LabVersion
 from labs.selectors import is_admin, may_edit
 from labs.services import lab_import
+from labs.i18n import say
 
 DRAFT_SUFFIX = "__draft"
 # Positions of uploaded labs start here: after the built-in course (0, 1, …), never inside it.
@@ -235,10 +236,10 @@ def version_publish(*, user: AbstractBaseUser, version: LabVersion, override: bo
     if not may_edit(user=user, lab=lab):
         raise NotFound(f"no lab named {lab.slug!r}")
     if version.test_state in (T.QUEUED, T.RUNNING):
-        raise Conflict("测试还在运行，请等它结束。The test of this version is still running; publish when it ends.")
+        raise Conflict(say("测试还在运行，请等它结束。", "The test of this version is still running; publish when it ends."))
     if version.test_state == T.FAILED and not override:
-        raise Conflict(f"版本 {version.number} 的最近一次测试失败了：确认后才能发布。The last test of version "
-                       f"{version.number} failed: confirm to publish it anyway.")
+        raise Conflict(say(f"版本 {version.number} 的最近一次测试失败了：确认后才能发布。",
+                           f"The last test of version {version.number} failed: confirm to publish it anyway."))
     with transaction.atomic():
         _import_main(spec=load_lab(Path(version.path)), lab=lab, owner=user, published=True)
         version.published_at = timezone.now()

@@ -26,6 +26,7 @@ from labs.hostconfig import host_config
 from labs.models import Lab, Session, Step
 from labs.progress import CheckResult, step_of
 from labs.redis import sync_redis
+from labs.i18n import say
 
 log = logging.getLogger(__name__)
 # A start task not taken by its host within this time is dropped (the host is gone).
@@ -233,7 +234,7 @@ def session_check(*, session: Session, step_key: str, lang: str | None = None, w
     if session.state != Session.State.READY:
         raise Conflict(f"the sandbox is {session.state}, not ready")
     if sync_redis().exists(check_lock_key(session.id)):
-        raise Conflict("上一次检查还在运行，请稍后再试。The previous check of this sandbox is still running; try again when it ends.")
+        raise Conflict(say("上一次检查还在运行，请稍后再试。", "The previous check of this sandbox is still running; try again when it ends."))
     # Checks have their own queue: a slow check never delays a start or a stop.
     sent = _send(session, "labs.tasks.sandbox_check", queue="checks", kwargs={"step_id": step.id, "lang": lang},
                  expires=10)

@@ -17,6 +17,7 @@ from django.utils import timezone
 from labs import selectors
 from labs.exceptions import Conflict, NotFound, ServiceUnavailable
 from labs.models import LabVersion
+from labs.i18n import say
 
 log = logging.getLogger(__name__)
 T = LabVersion.TestState
@@ -45,10 +46,10 @@ def version_test_request(*, user: AbstractBaseUser, version: LabVersion) -> LabV
         raise NotFound(f"no lab named {version.lab.slug!r}")
     busy = version.test_state in (T.QUEUED, T.RUNNING)
     if busy and version.tested_at and timezone.now() - version.tested_at < STALE_AFTER:
-        raise Conflict("这个版本正在测试。This version is being tested already.")
+        raise Conflict(say("这个版本正在测试。", "This version is being tested already."))
     hosts = [h for h in selectors.hosts_alive() if h.get("capacity", 0) > 0]  # not another test's relay
     if not hosts:
-        raise ServiceUnavailable("沙箱服务不可用：没有在线的工作节点。The sandbox service is unavailable: no worker host is online.")
+        raise ServiceUnavailable(say("沙箱服务不可用：没有在线的工作节点。", "The sandbox service is unavailable: no worker host is online."))
     host = max(hosts, key=lambda h: h.get("capacity", 0) - h.get("live", 0))["host"]
     with transaction.atomic():
         LabVersion.objects.filter(pk=version.pk).update(test_state=T.QUEUED, test_rows=[], tested_by=user,
@@ -84,7 +85,7 @@ def version_test_run(*, version_id: int) -> str:
     path = LabVersion.objects.filter(pk=version_id).values_list("path", flat=True).get()
     rows: list[dict] = []
 
-    def say(outcome) -> None:
+    def report(outcome) -> None:
         rows.append(_row(outcome))
         LabVersion.objects.filter(pk=version_id).update(test_rows=rows)
         _broadcast(version_id, {"type": "row", "index": len(rows) - 1, "row": rows[-1]})
@@ -92,7 +93,7 @@ def version_test_run(*, version_id: int) -> str:
     try:
         spec = load_lab(Path(path))
         with private_relay(host_config()) as cfg:
-            test_lab(spec, cfg, say=say)
+            test_lab(spec, cfg, say=report)
     except Exception as exc:  # a lab that cannot load, a relay that cannot start: a failed row
         log.exception("test of version %s failed to run", version_id)
         rows.append({"step": "(test)", "ok": False, "detail": str(exc)[:500], "seconds": 0})

@@ -21,6 +21,7 @@ from labs.models import Checkpoint, CommittedImage, Lab, Session, SessionImage, 
 from labs.progress import current_step
 from labs.services import START_EXPIRES, _choose_host, session_broadcast, session_set_state, session_start
 from labs.signals import step_passed
+from labs.i18n import say
 
 log = logging.getLogger(__name__)
 S = Session.State
@@ -72,12 +73,12 @@ def _send(session: Session, task: str, timeout: float, **kwargs) -> dict:
     from celery import current_app as app
 
     if session.state != S.READY:
-        raise Conflict(f"沙箱现在是 {session.state}，还没就绪。The sandbox is {session.state}, not ready.")
+        raise Conflict(say(f"沙箱现在是 {session.state}，还没就绪。", f"The sandbox is {session.state}, not ready."))
     try:
         result = app.send_task(task, args=[session.id], kwargs=kwargs, queue=f"host.{session.host}",
                                expires=timeout).get(timeout=timeout + 5)
     except CeleryTimeout:
-        raise ServiceUnavailable("沙箱主机没有及时响应。The sandbox host did not answer in time; try again.") from None
+        raise ServiceUnavailable(say("沙箱主机没有及时响应。", "The sandbox host did not answer in time; try again.")) from None
     if isinstance(result, dict) and "error" in result:
         raise Conflict(result["error"])
     return result
@@ -91,24 +92,24 @@ def session_inside(*, session: Session, views: tuple[str, ...]) -> dict:
 def session_tree(*, session: Session, path: str) -> dict:
     """A directory of the session's merged root, read on its host (like `dive`)."""
     if len(path) > 4096:
-        raise BadRequest("路径太长。The path is too long.")
+        raise BadRequest(say("路径太长。", "The path is too long."))
     return _send(session, "labs.inside.inside_tree", READ_TIMEOUT, path=path)
 
 
 def _quota(user: AbstractBaseUser, *, images: int = 0, checkpoints: int = 0) -> None:
     """Refuse what would take the user past their checkpoints, images or bytes."""
     if checkpoints and Checkpoint.objects.filter(user=user).count() + checkpoints > settings.LAB_USER_CHECKPOINTS:
-        raise Conflict(f"最多保留 {settings.LAB_USER_CHECKPOINTS} 个检查点。You may keep at most "
-                       f"{settings.LAB_USER_CHECKPOINTS} checkpoints: stop an old session to free them.")
+        raise Conflict(say(f"最多保留 {settings.LAB_USER_CHECKPOINTS} 个检查点。",
+                           f"You may keep at most {settings.LAB_USER_CHECKPOINTS} checkpoints: stop an old session to free them."))
     if images and CommittedImage.objects.filter(user=user).count() + images > settings.LAB_USER_IMAGES:
-        raise Conflict(f"最多保留 {settings.LAB_USER_IMAGES} 个镜像。You may keep at most "
-                       f"{settings.LAB_USER_IMAGES} images: remove one first.")
+        raise Conflict(say(f"最多保留 {settings.LAB_USER_IMAGES} 个镜像。",
+                           f"You may keep at most {settings.LAB_USER_IMAGES} images: remove one first."))
     used = ((Checkpoint.objects.filter(user=user).aggregate(n=Sum("size"))["n"] or 0)
             + (CommittedImage.objects.filter(user=user).aggregate(n=Sum("size"))["n"] or 0))
     if used > settings.LAB_USER_LAYER_MB << 20:
-        raise Conflict(f"你的检查点和镜像已占用 {used >> 20} MiB（上限 {settings.LAB_USER_LAYER_MB} MiB）。"
-                       f"Your checkpoints and images hold {used >> 20} MiB, over your "
-                       f"{settings.LAB_USER_LAYER_MB} MiB: remove some first.")
+        raise Conflict(say(f"你的检查点和镜像已占用 {used >> 20} MiB（上限 {settings.LAB_USER_LAYER_MB} MiB）。",
+                           f"Your checkpoints and images hold {used >> 20} MiB, over your "
+                           f"{settings.LAB_USER_LAYER_MB} MiB: remove some first."))
 
 
 def checkpoint_view(cp: Checkpoint) -> dict:
@@ -142,7 +143,7 @@ def checkpoint_create(*, session: Session, step: Step | None = None, here: bool 
     cp.ref, cp.diff_id, cp.size = ref, result["diff_id"], result["size"]
     if not Session.objects.filter(id=session.id, state__in=Session.LIVE_STATES).exists():
         _send_untag(session, [ref])  # the session ended meanwhile: nothing to keep
-        raise Conflict("建检查点时会话已经结束。The session ended while the checkpoint was taken.")
+        raise Conflict(say("建检查点时会话已经结束。", "The session ended while the checkpoint was taken."))
     cp.save()
     session_broadcast(sid=session.id, event={"type": "inside", "view": "checkpoints", "data": checkpoint_view(cp)})
     return cp
@@ -197,9 +198,9 @@ def session_rewind(*, session: Session, checkpoint_id: str) -> None:
     """Restart the session's sandbox on one of its checkpoints; progress is kept."""
     cp = Checkpoint.objects.filter(session=session, id=checkpoint_id).first()
     if cp is None:
-        raise NotFound(f"这个会话没有检查点 {checkpoint_id!r}。This session has no checkpoint {checkpoint_id!r}.")
+        raise NotFound(say(f"这个会话没有检查点 {checkpoint_id!r}。", f"This session has no checkpoint {checkpoint_id!r}."))
     if session.state != S.READY:
-        raise Conflict(f"沙箱现在是 {session.state}，还没就绪。The sandbox is {session.state}, not ready.")
+        raise Conflict(say(f"沙箱现在是 {session.state}，还没就绪。", f"The sandbox is {session.state}, not ready."))
     from celery import current_app as app
 
     session_set_state(sid=session.id, state=S.STARTING, message="回到检查点… Rewinding to a checkpoint…")
@@ -210,16 +211,16 @@ def session_rewind(*, session: Session, checkpoint_id: str) -> None:
 def image_commit(*, session: Session, name: str, tag: str) -> CommittedImage:
     """The container as an image of the user's own (`docker commit`)."""
     if not NAME.match(name):
-        raise BadRequest("镜像名只能用小写字母、数字、'.'、'_'、'-'（最多 63 个），例如 mine。"
-                         "name: lowercase letters, digits, '.', '_' or '-' (at most 63), e.g. mine.")
+        raise BadRequest(say("镜像名只能用小写字母、数字、'.'、'_'、'-'（最多 63 个），例如 mine。",
+                             "name: lowercase letters, digits, '.', '_' or '-' (at most 63), e.g. mine."))
     if not TAG.match(tag):
-        raise BadRequest("标签只能用字母、数字、'.'、'_'、'-'（最多 128 个），例如 v1。"
-                         "tag: letters, digits, '.', '_' or '-' (at most 128), e.g. v1.")
+        raise BadRequest(say("标签只能用字母、数字、'.'、'_'、'-'（最多 128 个），例如 v1。",
+                             "tag: letters, digits, '.', '_' or '-' (at most 128), e.g. v1."))
     user = session.user
     ref = f"{user_namespace(user)}/{name}:{tag}"
     mine = CommittedImage.objects.filter(ref=ref).first()
     if mine is not None and mine.user_id != user.pk:
-        raise Conflict(f"镜像名 {ref} 已被占用，请换一个。The image name {ref} is taken; choose another name.")
+        raise Conflict(say(f"镜像名 {ref} 已被占用，请换一个。", f"The image name {ref} is taken; choose another name."))
     _quota(user, images=0 if mine else 1)
     base = session.lab.image
     result = _send(session, "labs.inside.inside_commit", WRITE_TIMEOUT, ref=ref,
@@ -240,7 +241,7 @@ def session_start_on_image(*, user: AbstractBaseUser, lab: Lab, ref: str) -> tup
 
     image = CommittedImage.objects.filter(user=user, ref=ref).first()
     if image is None:
-        raise NotFound(f"你没有名为 {ref} 的镜像。You have no image called {ref}.")
+        raise NotFound(say(f"你没有名为 {ref} 的镜像。", f"You have no image called {ref}."))
     existing = selectors.live_session_for_lab(user=user, lab=lab)
     if existing is not None:
         return existing, False
@@ -250,7 +251,7 @@ def session_start_on_image(*, user: AbstractBaseUser, lab: Lab, ref: str) -> tup
     # (labs/inside/transfer.py), which needs the image's own host online.
     host = _choose_host()
     if host != image.host and host not in (image.holders or []) and not image_sources(image):
-        raise ServiceUnavailable(f"存放 {ref} 的工作节点不在线。The worker host that holds {ref} is offline.")
+        raise ServiceUnavailable(say(f"存放 {ref} 的工作节点不在线。", f"The worker host that holds {ref} is offline."))
     lifetime = int((lab.limits or {}).get("lifetime_minutes", 120))
     with transaction.atomic():
         session = Session.objects.create(user=user, lab=lab, host=host, state=S.STARTING,

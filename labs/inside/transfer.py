@@ -27,6 +27,7 @@ from labs.exceptions import BadRequest, Conflict, NotFound, ServiceUnavailable
 from labs.models import CommittedImage
 from sandbox.images.pipe import IDLE, PipeBroken, PipeReader, pipe_close, pipe_key, pipe_open, pipe_read, reader_key
 from sandbox.images.stream import FORMATS
+from labs.i18n import say
 
 # At most this many blob digests go to the sender as "already here" (else it sends all).
 SKIP_MAX = 4096
@@ -62,13 +63,13 @@ def image_fetch_here(*, ref: str) -> bool:
     store = ImageStore(cfg.images_dir, uid_base=cfg.uid_base, id_count=cfg.id_count)
     image = CommittedImage.objects.filter(ref=ref).first()
     if image is None:
-        raise NotFound(f"没有名为 {ref} 的镜像。There is no image called {ref}.")
+        raise NotFound(say(f"没有名为 {ref} 的镜像。", f"There is no image called {ref}."))
     local = store.refs().get(ref)
     if local is not None and local["digest"] == image.digest:
         return False  # here already, and not an older commit of the same name
     sources = image_sources(image, exclude=cfg.host)
     if not sources:
-        raise ServiceUnavailable(f"存放 {ref} 的工作节点都不在线。No worker host that holds {ref} is online.")
+        raise ServiceUnavailable(say(f"存放 {ref} 的工作节点都不在线。", f"No worker host that holds {ref} is online."))
     have = blobs_present(store)
     r = _redis()
     failures = []
@@ -85,7 +86,7 @@ def image_fetch_here(*, ref: str) -> bool:
         finally:
             pipe_close(r, key)
     else:
-        raise ServiceUnavailable(f"无法取得镜像 {ref}。Could not fetch {ref}: {'; '.join(failures)}.")
+        raise ServiceUnavailable(say(f"无法取得镜像 {ref}。", f"Could not fetch {ref}: {'; '.join(failures)}."))
     _holder_add(ref=ref, digest=image.digest, host=cfg.host)
     return True
 
@@ -105,12 +106,14 @@ def _holder_add(*, ref: str, digest: str, host: str) -> None:
 def download_target(*, user: AbstractBaseUser, ref: str, fmt: str) -> CommittedImage:
     """The user's own image to download as `fmt`; NotFound for any other."""
     if fmt not in FORMATS:
-        raise BadRequest("format: oci 或 docker。format: oci or docker.")
+        raise BadRequest(say("format：oci 或 docker。", "format: oci or docker."))
+    if not ref:
+        raise BadRequest(say("请用 ?image=<名字:标签> 指明要下载的镜像。", "Say which image to download: ?image=<name:tag>."))
     image = CommittedImage.objects.filter(user=user, ref=ref).first()
     if image is None:
-        raise NotFound(f"你没有名为 {ref} 的镜像。You have no image called {ref}.")
+        raise NotFound(say(f"你没有名为 {ref} 的镜像。", f"You have no image called {ref}."))
     if not image_sources(image):
-        raise ServiceUnavailable(f"存放 {ref} 的工作节点不在线。The worker host that holds {ref} is offline.")
+        raise ServiceUnavailable(say(f"存放 {ref} 的工作节点不在线。", f"The worker host that holds {ref} is offline."))
     return image
 
 
@@ -137,12 +140,12 @@ async def download_stream(*, image: CommittedImage, fmt: str) -> AsyncIterator[b
     lock = _download_lock(image.user_id)
     if not await r.set(lock, token, nx=True, ex=int(IDLE * 2)):
         await r.aclose()
-        raise Conflict("你已有一个下载正在进行，请等它结束。One of your downloads is still running: wait for it to end.")
+        raise Conflict(say("你已有一个下载正在进行，请等它结束。", "One of your downloads is still running: wait for it to end."))
     await r.set(reader_key(key), 1, ex=int(IDLE * 2))
     try:
         sources = await sync_to_async(image_sources)(image)
         if not sources:
-            raise ServiceUnavailable(f"存放 {image.ref} 的工作节点不在线。The worker host that holds {image.ref} is offline.")
+            raise ServiceUnavailable(say(f"存放 {image.ref} 的工作节点不在线。", f"The worker host that holds {image.ref} is offline."))
         await sync_to_async(_send_task)(sources[0], image.ref, token, fmt=fmt)
     except BaseException:
         await r.delete(reader_key(key), lock)
@@ -153,7 +156,7 @@ async def download_stream(*, image: CommittedImage, fmt: str) -> AsyncIterator[b
         first = await chunks.__anext__()
     except (PipeBroken, StopAsyncIteration) as exc:
         await chunks.aclose()
-        raise ServiceUnavailable(f"镜像所在的主机无法发送它：{exc}。The image's host could not send it: {exc}.") from None
+        raise ServiceUnavailable(say(f"镜像所在的主机无法发送它：{exc}。", f"The image's host could not send it: {exc}.")) from None
 
     async def body() -> AsyncIterator[bytes]:
         try:

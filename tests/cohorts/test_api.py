@@ -341,3 +341,14 @@ def test_the_replay_timeline_has_markers_at_checks_and_step_changes_and_the_stuc
     assert other.get(url).status_code == 404
     settings.COHORT_STUCK_MINUTES = 10
     assert klass.teacher_client.get(url).json()["stuck_at"] is None  # passed before 10 minutes were up
+
+
+def test_an_error_is_in_the_readers_language_only(klass, make_user):
+    """Services write both texts side by side (labs.i18n.say); the answer carries one."""
+    bob = signed_in(make_user("bob"))
+    zh = bob.post("/api/cohorts/join", {"code": "NOPE2345"}, content_type="application/json", HTTP_ACCEPT_LANGUAGE="zh-CN")
+    en = bob.post("/api/cohorts/join", {"code": "NOPE2345"}, content_type="application/json", HTTP_ACCEPT_LANGUAGE="en-US")
+    assert zh.status_code == en.status_code == 404
+    zh_text, en_text = (r.json().get("error") or r.json().get("message") or r.json().get("detail") for r in (zh, en))
+    assert zh_text == "邀请码无效。"
+    assert en_text == "That invite code is not valid; check it with your instructor."
