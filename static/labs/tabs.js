@@ -69,6 +69,21 @@
     var term = n === 0 ? main : tabs[n].term;
     if (focus !== false) term.focus();
     term._refit(); // a terminal that was hidden has no size yet: fit it now that it shows
+    fitShown(term);
+  }
+
+  /** A terminal that was hidden missed every change of its box meanwhile: fit it once the
+   *  layout has settled (two frames: what showing it changed is laid out by then) and tell
+   *  its shell the size even when xterm's grid did not change (xterm says so only on a
+   *  change, and the shell may have been left with another one). */
+  function fitShown(term) {
+    window.requestAnimationFrame(function () {
+      window.requestAnimationFrame(function () {
+        if (term.container.hidden || !term.container.offsetHeight) return;
+        term.size();  // fits now; a change is sent to the shell by xterm's onResize
+        term._sendJson({ type: "resize", cols: term.term.cols, rows: term.term.rows });
+      });
+    });
   }
 
   function makeTabButton(n) {

@@ -131,3 +131,148 @@ def test_the_tab_bar_keeps_to_four_terminals_and_the_keyboard_opens_and_closes_t
     page.keyboard.press("Control+Alt+w")
     expect(page.get_by_test_id("term-tab-3")).to_have_count(0, timeout=20_000)
     assert sorted(page.evaluate("() => Object.keys(window.labTabs.terminals()).map(Number)")) == [1]
+
+
+def watch_page(page) -> tuple[list[str], list[str]]:
+    """(errors, websocket URLs) of the page from now on: console errors and uncaught ones."""
+    errors: list[str] = []
+    sockets: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("websocket", lambda ws: sockets.append(ws.url))
+    return errors, sockets
+
+
+def test_plus_opens_a_tab_after_a_passed_check_and_its_checkpoint(worker, web, builtin_labs, trainee, open_browser):
+    """A pressed Check that passes (its result over the terminal socket, then an
+    automatic checkpoint that freezes the sandbox for a moment) leaves + working."""
+    from playwright.sync_api import expect
+
+    page = open_browser(DESKTOP, 1, "en-US")
+    errors, sockets = watch_page(page)
+    start(page, web, trainee)
+    run(page, "mkdir -p /root/answers; uname -r > /root/answers/kernel; echo written-$((1+1))")
+    from tests.e2e.test_browser import wait_for_line
+
+    wait_for_line(page, r"^written-2$")
+    page.get_by_test_id("check-rootfs-without-kernel").click()
+    expect(page.get_by_test_id("result-rootfs-without-kernel")).to_have_attribute("data-passed", "true", timeout=30_000)
+    expect(page.get_by_test_id("state-badge")).to_have_attribute("data-state", "ready")
+    add = page.get_by_test_id("term-tab-add")
+    expect(add).to_be_enabled()
+    # The focus is outside the terminal now (on the Check button): the press on + that
+    # brings it in must not move the tab bar under the pointer (the hint appearing above
+    # it did, and the click went nowhere).
+    y_outside = add.bounding_box()["y"]
+    add.click()
+    expect(page.get_by_test_id("term-tab-1")).to_be_visible(timeout=10_000)
+    page.wait_for_function("() => window.labTabs.terminals()[1] && window.labTabs.terminals()[1].live === true")
+    assert any("/tabs/1/" in url for url in sockets), sockets
+    assert add.bounding_box()["y"] == y_outside
+    wait_for_tab_line(page, 1, r"[#$]$")
+    # Later too, once the checkpoint has been taken and the sandbox thawed, the focus
+    # outside the terminal again.
+    page.get_by_test_id("check-rootfs-without-kernel").focus()
+    page.wait_for_timeout(6000)
+    assert page.evaluate("() => !document.getElementById('workbench').contains(document.activeElement)")
+    add.click()
+    expect(page.get_by_test_id("term-tab-2")).to_be_visible(timeout=10_000)
+    page.wait_for_function("() => window.labTabs.terminals()[2] && window.labTabs.terminals()[2].live === true")
+    assert errors == []
+
+
+FITS = r"""(n) => {
+  const t = n === 0 ? window.labTerminal : window.labTabs.terminals()[n];
+  if (!t || t.container.hidden || !t.container.offsetHeight) return null;
+  const want = t.fit.proposeDimensions();
+  return want && want.rows === t.term.rows && want.cols === t.term.cols ? [t.term.rows, t.term.cols] : null;
+}"""
+
+
+def fitted_size(page, n: int) -> tuple[int, int]:
+    """Tab n's xterm geometry once it fills its visible box (rows, cols): what its shell must have."""
+    try:
+        return tuple(page.wait_for_function(FITS, arg=n, timeout=10_000).json_value())
+    except Exception:
+        raise AssertionError(page.evaluate("""(n) => {
+          const t = n === 0 ? window.labTerminal : window.labTabs.terminals()[n];
+          return {xterm: [t.term.rows, t.term.cols], box: t.fit.proposeDimensions(), hidden: t.container.hidden,
+                  height: t.container.offsetHeight};
+        }""", n)) from None
+
+
+def settled_size(page, n: int) -> tuple[int, int]:
+    """fitted_size() once the layout has stopped changing (a panel filling in, say)."""
+    size = fitted_size(page, n)
+    for _ in range(40):
+        page.wait_for_timeout(300)
+        again = fitted_size(page, n)
+        if again == size:
+            return size
+        size = again
+    raise AssertionError(f"terminal {n} never settled: {size}")
+
+
+def shell_size(page, n: int, tag: str) -> tuple[int, int]:
+    """(rows, cols) as tab n's shell sees them (stty size), typed into its terminal."""
+    page.keyboard.type(f"echo {tag}:$(stty size | tr ' ' x):")
+    page.keyboard.press("Enter")
+    m = wait_for_tab_line(page, n, rf"^{tag}:(\d+)x(\d+):$")
+    return int(m.group(1)), int(m.group(2))
+
+
+@pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["1440", "390"])
+def test_a_tab_fresh_restored_or_switched_to_fills_its_box_and_its_shell_knows_it(
+        worker, web, builtin_labs, trainee, open_browser, viewport):
+    from playwright.sync_api import expect
+
+    page = open_browser(viewport, 1, "en-US")
+    errors, sockets = watch_page(page)
+    start(page, web, trainee)
+    main_size = fitted_size(page, 0)
+    # The focus leaving the terminal for the steps, and coming back, changes no terminal's
+    # box (the hint above the tab bar used to appear and go, and every shell had its
+    # rows changed with it).
+    page.locator("details.step summary").first.click()
+    assert page.evaluate("() => !document.getElementById('workbench').contains(document.activeElement)")
+    assert fitted_size(page, 0) == main_size
+    # Born while the inside panel takes room: a smaller box, which it leaves later.
+    page.get_by_test_id("inside-toggle").click()
+    small = settled_size(page, 0)
+    assert small[0] < main_size[0]
+    page.get_by_test_id("term-tab-add").click()
+    page.wait_for_function("() => window.labTabs.terminals()[1] && window.labTabs.terminals()[1].live === true")
+    assert settled_size(page, 1) == small
+    assert shell_size(page, 1, "small") == small
+    page.get_by_test_id("term-tab-0").click()
+    page.get_by_test_id("inside-toggle").click()  # the room comes back while tab 1 is hidden
+    assert settled_size(page, 0) == main_size
+    page.get_by_test_id("term-tab-close-1").click()
+    expect(page.get_by_test_id("term-tab-1")).to_have_count(0, timeout=20_000)
+    page.get_by_test_id("term-tab-add").click()
+    page.wait_for_function("() => window.labTabs.terminals()[1] && window.labTabs.terminals()[1].live === true")
+    wait_for_tab_line(page, 1, r"[#$]$")
+    page.wait_for_function(FOCUSED, arg=1)
+    size = fitted_size(page, 1)
+    assert size == main_size  # the same box as the first terminal's
+    assert shell_size(page, 1, "fresh") == size
+    opened = [url for url in sockets if "/tabs/1/" in url]
+    assert len(opened) == 2 and opened[1].endswith(f"?cols={size[1]}&rows={size[0]}"), opened  # born with it
+
+    for round in ("reload", "again"):
+        page.reload()
+        expect(page.get_by_test_id("term-tab-1")).to_be_visible(timeout=20_000)
+        page.wait_for_function("() => window.labTabs.terminals()[1] && window.labTabs.terminals()[1].live === true")
+        page.get_by_test_id("term-tab-1").click()
+        page.wait_for_function(FOCUSED, arg=1)
+        size = fitted_size(page, 1)
+        assert size == fitted_size(page, 1) and size[0] >= main_size[0] - 1, (size, main_size)
+        assert shell_size(page, 1, round) == size
+        # Away to the first terminal and back: still its box, still told.
+        page.get_by_test_id("term-tab-0").click()
+        expect(page.get_by_test_id("terminal")).to_be_visible()
+        assert fitted_size(page, 0) == size
+        page.get_by_test_id("term-tab-1").click()
+        page.wait_for_function(FOCUSED, arg=1)
+        assert shell_size(page, 1, round + "-back") == fitted_size(page, 1)
+    assert errors == []
