@@ -34,7 +34,7 @@ def _assert_inert(page, selector: str, dialogs: list, url: str) -> None:
     assert dialogs == [] and page.url == url  # no alert, no meta refresh, no navigation
 
 
-def test_hostile_markdown_is_inert_on_the_lab_page_and_in_the_editors_live_preview(web, make_user, tmp_path, page):
+def test_hostile_markdown_is_inert_on_the_lab_page_and_in_the_editors_live_preview(worker, web, make_user, tmp_path, page):
     from playwright.sync_api import expect
 
     def author():

@@ -12,7 +12,7 @@ import pytest
 from django.test import Client
 
 from labs.markdown import _TAGS
-from tests.labs.test_authoring import archive, people  # noqa: F401  (people is a fixture)
+from tests.labs.test_authoring import archive, people, upload_finish  # noqa: F401  (people is a fixture)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -98,8 +98,9 @@ def _author_with_hostile_lab(people) -> None:
     extra = {f"steps/s{i}.md": payload for i, payload in enumerate(ON_PAGE.values())}
     from django.core.files.uploadedfile import SimpleUploadedFile
 
-    resp = people["author"].post("/labs/upload/", {"archive": SimpleUploadedFile("lab.tar.gz", archive(STEP_LAB, extra=extra))})
-    assert resp.status_code == 302, resp.content[:500]
+    resp = upload_finish(people["author"], people["author"].post(
+        "/labs/upload/", {"archive": SimpleUploadedFile("lab.tar.gz", archive(STEP_LAB, extra=extra))}))
+    assert resp.status_code == 302, resp.content[:500]  # imported: on to the preview
 
 
 def _preview(client: Client, markdown: str, **headers) -> tuple[int, dict]:
