@@ -160,6 +160,25 @@ def trainee_lab_row(*, user, lab, now: datetime | None = None) -> dict:
             "row": _lab_row(user.id, lab, steps, rows, first, live, recorded, now, stuck_thresholds())}
 
 
+def _progress_inputs(*, user_ids: set[int], lab_ids: set[int], recordings: int) -> tuple:
+    """What _lab_row reads, for these trainees on these labs, in five queries: the steps
+    by lab, progress rows, first start, live session and (of the newest `recordings`
+    sessions) up to three recordings per (user, lab)."""
+    steps: dict[int, list[Step]] = defaultdict(list)
+    for step in Step.objects.filter(lab_id__in=lab_ids, retired=False).order_by("lab_id", "position"):
+        steps[step.lab_id].append(step)
+    rows = {(p.user_id, p.step_id): p for p in StepProgress.objects.filter(user_id__in=user_ids, step__lab_id__in=lab_ids)}
+    sessions = Session.objects.filter(user_id__in=user_ids, lab_id__in=lab_ids)
+    first = {(s["user_id"], s["lab_id"]): s["first"] for s in
+             sessions.values("user_id", "lab_id").annotate(first=Min("created_at"))}
+    live = {(s.user_id, s.lab_id): s for s in sessions.filter(state__in=Session.LIVE_STATES).order_by("created_at")}
+    recorded: dict[tuple[int, int], list[dict]] = defaultdict(list)
+    for s in sessions.filter(recording__isnull=False).order_by("-created_at")[:recordings]:
+        if len(recorded[(s.user_id, s.lab_id)]) < 3:
+            recorded[(s.user_id, s.lab_id)].append(_session_view(s))
+    return steps, rows, first, live, recorded
+
+
 def trainee_lab_rows(*, pairs: set[tuple[int, int]], now: datetime | None = None) -> dict[tuple[int, int], dict]:
     """The rows (as trainee_lab_row makes them) of these (user id, lab id) pairs, with the
     cohorts each goes to, read with the same eight queries whatever the number of pairs
@@ -173,18 +192,8 @@ def trainee_lab_rows(*, pairs: set[tuple[int, int]], now: datetime | None = None
                                                                   cohort__assignments__lab_id__in=lab_ids)
                                        .values_list("user_id", "cohort_id", "cohort__assignments__lab_id").distinct()):
         to[(user_id, lab_id)].append(cohort_id)
-    steps: dict[int, list[Step]] = defaultdict(list)
-    for step in Step.objects.filter(lab_id__in=lab_ids, retired=False).order_by("lab_id", "position"):
-        steps[step.lab_id].append(step)
-    rows = {(p.user_id, p.step_id): p for p in StepProgress.objects.filter(user_id__in=user_ids, step__lab_id__in=lab_ids)}
-    sessions = Session.objects.filter(user_id__in=user_ids, lab_id__in=lab_ids)
-    first = {(s["user_id"], s["lab_id"]): s["first"] for s in
-             sessions.values("user_id", "lab_id").annotate(first=Min("created_at"))}
-    live = {(s.user_id, s.lab_id): s for s in sessions.filter(state__in=Session.LIVE_STATES).order_by("created_at")}
-    recorded: dict[tuple[int, int], list[dict]] = defaultdict(list)
-    for s in sessions.filter(recording__isnull=False).order_by("-created_at")[:50 * len(pairs)]:
-        if len(recorded[(s.user_id, s.lab_id)]) < 3:
-            recorded[(s.user_id, s.lab_id)].append(_session_view(s))
+    steps, rows, first, live, recorded = _progress_inputs(user_ids=user_ids, lab_ids=lab_ids,
+                                                          recordings=50 * len(pairs))
     limits, out = stuck_thresholds(), {}
     for user_id, lab_id in pairs:
         user, lab = users.get(user_id), labs.get(lab_id)
@@ -208,18 +217,8 @@ def cohort_progress(*, cohort: Cohort, user_ids: list[int] | None = None, lang: 
     if user_ids is not None:
         members = members.filter(user_id__in=user_ids)
     trainees = [m.user for m in members]
-    steps: dict[int, list[Step]] = defaultdict(list)
-    for step in Step.objects.filter(lab__in=labs, retired=False).order_by("lab_id", "position"):
-        steps[step.lab_id].append(step)
-    rows = {(p.user_id, p.step_id): p for p in StepProgress.objects.filter(user__in=trainees, step__lab__in=labs)}
-    sessions = Session.objects.filter(user__in=trainees, lab__in=labs)
-    first = {(s["user_id"], s["lab_id"]): s["first"] for s in
-             sessions.values("user_id", "lab_id").annotate(first=Min("created_at"))}
-    live = {(s.user_id, s.lab_id): s for s in sessions.filter(state__in=Session.LIVE_STATES).order_by("created_at")}
-    recorded: dict[tuple[int, int], list[dict]] = defaultdict(list)
-    for s in sessions.filter(recording__isnull=False).order_by("-created_at")[:500]:
-        if len(recorded[(s.user_id, s.lab_id)]) < 3:
-            recorded[(s.user_id, s.lab_id)].append(_session_view(s))
+    steps, rows, first, live, recorded = _progress_inputs(user_ids={t.id for t in trainees}, lab_ids={lab.id for lab in labs},
+                                                          recordings=500)
 
     progress = []
     for user in trainees:

@@ -25,7 +25,8 @@ from django.db import transaction
 from labs import selectors
 from labs.exceptions import BadRequest, Conflict, NotFound, ServiceUnavailable
 from labs.models import CommittedImage
-from sandbox.images.pipe import IDLE, PipeBroken, PipeReader, pipe_close, pipe_key, pipe_open, pipe_read, reader_key
+from sandbox.images.pipe import (IDLE, PipeBroken, PipeReader, pipe_close, pipe_entry, pipe_key, pipe_open, pipe_read,
+                                  reader_key)
 from sandbox.images.stream import FORMATS
 from labs.i18n import say
 
@@ -182,12 +183,11 @@ async def _read(r, key: str, lock: str) -> AsyncIterator[bytes]:
             for entry_id, fields in got[0][1]:
                 last = entry_id
                 await r.xdel(key, entry_id)
-                if b"d" in fields:
-                    yield fields[b"d"]
-                elif b"error" in fields:
-                    raise PipeBroken(fields[b"error"].decode("utf-8", "replace"))
-                elif b"end" in fields:
+                chunk = pipe_entry(fields)
+                if chunk is None:
                     return
+                if chunk:
+                    yield chunk
     finally:
         await r.delete(reader_key(key), key, lock)
         await r.aclose()

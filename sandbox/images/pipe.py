@@ -107,14 +107,23 @@ def pipe_read(redis, key: str, *, idle: float = IDLE) -> Iterator[bytes]:
             for entry_id, fields in got[0][1]:
                 last = entry_id
                 redis.xdel(key, entry_id)
-                if b"d" in fields:
-                    yield fields[b"d"]
-                elif b"error" in fields:
-                    raise PipeBroken(fields[b"error"].decode("utf-8", "replace"))
-                elif b"end" in fields:
+                chunk = pipe_entry(fields)
+                if chunk is None:
                     return
+                if chunk:
+                    yield chunk
     finally:
         pipe_close(redis, key)
+
+
+def pipe_entry(fields: dict[bytes, bytes]) -> bytes | None:
+    """One entry of a pipe: its chunk (b"" for anything else), None at the end mark,
+    PipeBroken for the writer's error."""
+    if b"d" in fields:
+        return fields[b"d"]
+    if b"error" in fields:
+        raise PipeBroken(fields[b"error"].decode("utf-8", "replace"))
+    return None if b"end" in fields else b""
 
 
 class PipeReader(io.RawIOBase):

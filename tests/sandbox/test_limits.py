@@ -105,7 +105,11 @@ def test_socket_buffers_are_charged_to_the_sandbox(escape_sandbox_factory, escap
     assert (tcp_mem_pages() - before) * 4096 < 150 * 2**20
     # Another sandbox's TCP works, and so does the host's.
     other = escape_sandbox_factory()
-    res = other.sh("(nc -l -p 8080 > /tmp/got &) ; sleep 0.3; echo hello | nc 127.0.0.1 8080; sleep 0.3; cat /tmp/got")
+    # Conditions, not sleeps: the listener is up (port 8080 = 1F90 in LISTEN, 0A), then the bytes arrived.
+    res = other.sh("(nc -l -p 8080 > /tmp/got &) ; "
+                   "while ! grep -q ':1F90 00000000:0000 0A' /proc/net/tcp; do sleep 0.05; done; "
+                   "echo hello | nc 127.0.0.1 8080; while [ ! -s /tmp/got ]; do sleep 0.05; done; cat /tmp/got",
+                   timeout=30)
     assert "hello" in res.output, res.output
     import socket
 
