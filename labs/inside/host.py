@@ -10,7 +10,6 @@ from sandbox.images.exceptions import ImageError, ImageNotFound
 from sandbox.images.store import ImageStore
 from sandbox.inside.checkpoint import upper_commit
 from sandbox.service import layout_for
-from labs.i18n import say
 
 READ_TIMEOUT = 15
 WRITE_TIMEOUT = 60
@@ -34,7 +33,8 @@ def layer_commit(sid: str, ref: str, created_by: str, comment: str = "", author:
     """Tag `ref` as the sandbox's stack plus its container layer (checkpoint or commit)."""
     cfg = host_config()
     if not replace and ref in ImageStore(cfg.images_dir).refs():
-        return {"error": say(f"已有名为 {ref} 的镜像，请换一个名字或标签。", f"An image called {ref} already exists; choose another name or tag.")}
+        # Sent back through Celery: plain text, the web cannot choose a language here.
+        return {"error": f"已有名为 {ref} 的镜像，请换一个名字或标签。An image called {ref} already exists; choose another name or tag."}
     image, seconds = upper_commit(cfg, layout_for(cfg, sid), ref=ref, created_by=created_by,
                                  comment=comment, author=author, squash_at=squash_at)
     top = image.layers[-1]

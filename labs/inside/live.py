@@ -11,7 +11,6 @@ from django.conf import settings
 
 from labs.exceptions import Conflict, ServiceUnavailable
 from labs.inside.host import READ_TIMEOUT
-from labs.i18n import say
 
 SLOW_VIEWS = ("container",)  # figures that move all the time: refreshed every few ticks
 SLOW_EVERY = 3
@@ -25,7 +24,8 @@ def inside_poll(*, sid: str, host: str, views: list[str]) -> dict:
         result = app.send_task("labs.inside.inside_read", args=[sid], kwargs={"views": views},
                                queue=f"host.{host}", expires=READ_TIMEOUT).get(timeout=READ_TIMEOUT)
     except CeleryTimeout:
-        raise ServiceUnavailable(say("沙箱主机没有及时响应。", "The sandbox host did not answer in time.")) from None
+        # Read for a WebSocket, where no reader's language is active: both.
+        raise ServiceUnavailable("沙箱主机没有及时响应。The sandbox host did not answer in time.") from None
     if "error" in result:
         raise Conflict(result["error"])
     return result

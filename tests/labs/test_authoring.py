@@ -375,7 +375,8 @@ def test_publishing_a_version_whose_last_test_failed_needs_an_explicit_override(
     assert state["state"] == "failed" and "BEFORE the solution" in state["rows"][0]["detail"]
     banner = people["author"].get("/labs/mine/preview/").content.decode()
     assert 'data-test-state="failed"' in banner and 'data-testid="publish-override"' in banner
-    refused = people["author"].post("/api/labs/mine/versions/1/publish", "{}", content_type="application/json")
+    refused = people["author"].post("/api/labs/mine/versions/1/publish", "{}", content_type="application/json",
+                                    HTTP_ACCEPT_LANGUAGE="en")
     assert refused.status_code == 409 and "failed" in refused.json()["error"]
     assert people["author"].post("/labs/mine/publish").status_code == 409
     assert not Lab.objects.get(slug="mine").published

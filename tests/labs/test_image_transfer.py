@@ -98,7 +98,7 @@ def test_only_the_owner_may_download_an_image(worker, web, smoke_lab, make_user,
     # The image's host offline: told at once, not after a timeout.
     CommittedImage.objects.filter(ref=made["image"]).update(host="gone-host")
     resp = _download(web, client, made["image"], "docker", tmp_path / "y.tar")
-    assert resp.status_code == 503 and "offline" in resp.json()["error"]
+    assert resp.status_code == 503 and "不在线" in resp.json()["error"]  # in the page's language (zh-hans here)
 
 
 def test_a_tampered_blob_is_refused_and_nothing_is_tagged(worker, base_image, tmp_path):
