@@ -143,6 +143,16 @@ def test_a_flush_reads_marked_rows_together_with_the_same_queries_for_one_or_thr
     from labsite.celery import app
 
     monkeypatch.setattr(app, "send_task", lambda *a, **kw: None)  # this test runs the flush itself, not a worker
+    # Marks of its own: a worker of this run (other tests start one) flushing the shared
+    # set would take this test's marks.
+    import os
+
+    import cohorts.services
+    import labs.events
+
+    for module in (labs.events, cohorts.services):
+        monkeypatch.setattr(module, "DIRTY_KEY", f"lab:dash:dirty:test{os.getpid()}")
+        monkeypatch.setattr(module, "FLUSH_KEY", f"lab:dash:flush:test{os.getpid()}")
 
     counts = []
     for size, name, marked in ((3, "fsmall", 1), (300, "flarge", 1), (300, "fthree", 3)):
