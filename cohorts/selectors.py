@@ -160,10 +160,11 @@ def trainee_lab_row(*, user, lab, now: datetime | None = None) -> dict:
             "row": _lab_row(user.id, lab, steps, rows, first, live, recorded, now, stuck_thresholds())}
 
 
-def _progress_inputs(*, user_ids: set[int], lab_ids: set[int], recordings: int) -> tuple:
+def _progress_inputs(*, user_ids: "set[int] | list[int]", lab_ids: "set[int] | list[int]", recordings: int) -> tuple:
     """What _lab_row reads, for these trainees on these labs, in five queries: the steps
     by lab, progress rows, first start, live session and (of the newest `recordings`
     sessions) up to three recordings per (user, lab)."""
+    user_ids, lab_ids = sorted(user_ids), sorted(lab_ids)
     steps: dict[int, list[Step]] = defaultdict(list)
     for step in Step.objects.filter(lab_id__in=lab_ids, retired=False).order_by("lab_id", "position"):
         steps[step.lab_id].append(step)
@@ -184,7 +185,8 @@ def trainee_lab_rows(*, pairs: set[tuple[int, int]], now: datetime | None = None
     cohorts each goes to, read with the same eight queries whatever the number of pairs
     and the size of their cohorts: a dashboards flush's work. {(user, lab): {"row", "cohorts"}}."""
     now = now or timezone.now()
-    user_ids, lab_ids = {u for u, _ in pairs}, {lab for _, lab in pairs}
+    # Sorted: the same pairs always make the same SQL.
+    user_ids, lab_ids = sorted({u for u, _ in pairs}), sorted({lab for _, lab in pairs})
     labs = Lab.objects.in_bulk(lab_ids)
     users = get_user_model().objects.in_bulk(user_ids)
     to: dict[tuple[int, int], list[int]] = defaultdict(list)
