@@ -107,7 +107,7 @@ def test_socket_buffers_are_charged_to_the_sandbox(escape_sandbox_factory, escap
     other = escape_sandbox_factory()
     # Conditions, not sleeps: the listener is up (port 8080 = 1F90 in LISTEN, 0A), then the bytes arrived.
     res = other.sh("(nc -l -p 8080 > /tmp/got &) ; "
-                   "while ! grep -q ':1F90 00000000:0000 0A' /proc/net/tcp; do sleep 0.05; done; "
+                   "while ! grep -qE ':1F90 0+:0000 0A' /proc/net/tcp /proc/net/tcp6 2>/dev/null; do sleep 0.05; done; "
                    "echo hello | nc 127.0.0.1 8080; while [ ! -s /tmp/got ]; do sleep 0.05; done; cat /tmp/got",
                    timeout=30)
     assert "hello" in res.output, res.output
